@@ -1,0 +1,60 @@
+/**
+ * The contract between the engine and whatever runs commands on a host: the
+ * local transport (zx) here, ssh in ssh.ts. Results are values; the error
+ * carries the same fields.
+ */
+import type { Readable } from 'node:stream';
+import { BatonError } from './errors.ts';
+import type { Host } from './inventory.ts';
+
+export interface ExecOptions {
+  /** Bytes for the command's stdin (secrets go here, never into argv). */
+  input?: string | Buffer | Readable;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  onStdout?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void;
+}
+
+export interface CommandResult {
+  host: string;
+  command: string;
+  exitCode: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  durationMs: number;
+}
+
+export class CommandError extends BatonError implements CommandResult {
+  readonly host: string;
+  readonly command: string;
+  readonly exitCode: number | null;
+  readonly signal: string | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly durationMs: number;
+
+  constructor(result: CommandResult) {
+    const how = result.signal ? `was killed by ${result.signal}` : `exited ${result.exitCode}`;
+    const detail = result.stderr.trim().split('\n').slice(-3).join(' | ');
+    super(
+      'COMMAND_FAILED',
+      `on ${result.host}: \`${result.command}\` ${how}${detail ? `: ${detail}` : ''}`,
+    );
+    this.name = 'CommandError';
+    this.host = result.host;
+    this.command = result.command;
+    this.exitCode = result.exitCode;
+    this.signal = result.signal;
+    this.stdout = result.stdout;
+    this.stderr = result.stderr;
+    this.durationMs = result.durationMs;
+  }
+}
+
+/** Runs commands on hosts. Never throws for a non-zero exit; throws TransientError for connection failures. */
+export interface Transport {
+  exec(host: Host, command: string, options?: ExecOptions): Promise<CommandResult>;
+  close(): Promise<void>;
+}
