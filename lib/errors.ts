@@ -42,7 +42,9 @@ export class InvalidInputError extends BatonError {
 /** A connection-level failure (reset, refused, timed out) that may succeed on retry. */
 export class TransientError extends BatonError {
   readonly host: string;
-  constructor(host: string, message: string, options?: ErrorOptions) {
+  /** True when the command had started: its effect on the host is unknown. */
+  readonly startedCommand: boolean;
+  constructor(host: string, message: string, startedCommand: boolean, options?: ErrorOptions) {
     super(
       'TRANSIENT',
       message,
@@ -51,6 +53,7 @@ export class TransientError extends BatonError {
     );
     this.name = 'TransientError';
     this.host = host;
+    this.startedCommand = startedCommand;
   }
 }
 
