@@ -1,0 +1,462 @@
+/**
+ * The `baton` command. The only place that maps errors and outcomes to exit
+ * codes: 0 done, 1 failed and left in a safe state (or an audit failed),
+ * 2 invalid input, 3 needs a human.
+ */
+import { writeFileSync } from 'node:fs';
+import { createInterface } from 'node:readline/promises';
+import { Command, CommanderError, Option } from 'commander';
+import type { RunResult } from './engine.ts';
+import { BatonError, errorMessage, isBatonError, type ErrorCode } from './errors.ts';
+import type { RunOutcome } from './events.ts';
+import { readJournal } from './journal.ts';
+import { describeParams } from './params.ts';
+import { renderPlan, renderPreflightFailures, preflightFailures, type Plan } from './plan.ts';
+import { buildReport, renderMarkdown } from './report.ts';
+import {
+  listRunbooks,
+  listRuns,
+  loadRunbook,
+  planRunbook,
+  resumeRun,
+  runDir,
+  startRun,
+  type Invocation,
+} from './runs.ts';
+import { plainDisplay, taskListDisplay, type Display } from './display.ts';
+
+export const EXIT = { done: 0, failed: 1, invalid: 2, needsHuman: 3 } as const;
+
+export function exitCodeFor(code: ErrorCode): number {
+  switch (code) {
+    case 'INVALID_INPUT':
+      return EXIT.invalid;
+    case 'NEEDS_HUMAN':
+    case 'RUN_LOCKED':
+      return EXIT.needsHuman;
+    default:
+      return EXIT.failed;
+  }
+}
+
+export function exitCodeForOutcome(outcome: RunOutcome): number {
+  switch (outcome) {
+    case 'done':
+      return EXIT.done;
+    case 'rolled-back':
+    case 'precondition-failed':
+      return EXIT.failed;
+    case 'needs-human':
+      return EXIT.needsHuman;
+  }
+}
+
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+  stdoutIsTTY: boolean;
+  stdinIsTTY: boolean;
+  ask(question: string): Promise<string>;
+}
+
+export function processIo(): Io {
+  return {
+    out: (text) => process.stdout.write(text.endsWith('\n') ? text : text + '\n'),
+    err: (text) => process.stderr.write(text.endsWith('\n') ? text : text + '\n'),
+    stdoutIsTTY: Boolean(process.stdout.isTTY),
+    stdinIsTTY: Boolean(process.stdin.isTTY),
+    async ask(question) {
+      const rl = createInterface({ input: process.stdin, output: process.stderr });
+      try {
+        return await rl.question(question);
+      } finally {
+        rl.close();
+      }
+    },
+  };
+}
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+const EXIT_CODES_HELP = `
+Exit codes:
+  0  done
+  1  failed, and left in a safe state (rolled back, or stopped before any change); an audit failed
+  2  invalid input (nothing was run)
+  3  needs a human: the hosts are in a named state the output and the journal describe`;
+
+class Exit extends Error {
+  constructor(readonly code: number) {
+    super(`exit ${code}`);
+  }
+}
+
+export async function main(argv: string[], io: Io = processIo()): Promise<number> {
+  let json = false;
+  const program = new Command('baton')
+    .description(
+      'Failover runbooks as typed code: plan against real hosts, rehearse on a local testnet, run with a journal.',
+    )
+    .version(process.env.npm_package_version ?? 'baton')
+    .showHelpAfterError('(add --help for usage and examples)')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
+    .addHelpText(
+      'after',
+      `
+Examples:
+  npx baton plan config-release --json          dry run of the demo runbook: probes run, nothing changes
+  npx baton run config-release --yes            run it on the built-in demo stack
+  npx baton plan handover --stack production    dry run against production
+  npx baton runs                                list runs and their outcomes
+  npx baton report <run-id>                     the run's timeline, post-mortem style
+${EXIT_CODES_HELP}`,
+    );
+
+  const withCommon = (cmd: Command): Command =>
+    cmd.option('--json', 'machine-readable output on stdout').hook('preAction', (c) => {
+      json = Boolean(c.opts().json);
+    });
+
+  const runOptions = (cmd: Command): Command =>
+    cmd
+      .option(
+        '--param <name=value>',
+        'a runbook parameter; repeatable; secrets as name=@env:VAR or name=@file:PATH',
+        collect,
+        [],
+      )
+      .option(
+        '--stack <name>',
+        'where the hosts come from: a Pulumi stack, a saved outputs file, local, demo',
+      );
+
+  withCommon(
+    runOptions(
+      program
+        .command('plan <runbook>')
+        .description(
+          'Dry run: gather facts and run every check for real; print each mutation per host; change nothing.',
+        )
+        .option('--out <file>', 'also write the plan as JSON to this file'),
+    ),
+  )
+    .addHelpText(
+      'after',
+      `
+Examples:
+  npx baton plan config-release
+  npx baton plan config-release --param keep=2 --json
+  npx baton plan handover --stack production --out plan.json
+Exits 0 when every precondition holds, 1 when one fails (nothing is changed either way).`,
+    )
+    .action(async (ref: string, o: { param: string[]; stack?: string; out?: string }) => {
+      const { plan, hash } = await planRunbook(invocation(ref, o));
+      const failures = preflightFailures(plan);
+      if (o.out)
+        writeFileSync(o.out, JSON.stringify({ planHash: hash, plan }, null, 2) + '\n', {
+          mode: 0o600,
+        });
+      if (json)
+        io.out(JSON.stringify({ ok: failures.length === 0, planHash: hash, plan }, null, 2));
+      else {
+        io.out(renderPlan(plan, hash));
+        if (failures.length) {
+          io.err(
+            `\nPreconditions failed; nothing was changed:\n${renderPreflightFailures(failures)}`,
+          );
+        }
+      }
+      throw new Exit(failures.length ? EXIT.failed : EXIT.done);
+    });
+
+  const execute = async (
+    ref: string,
+    o: { param: string[]; stack?: string; yes?: boolean },
+    mode: 'run' | 'rehearse',
+  ): Promise<never> => {
+    const loaded = await loadRunbook(ref);
+    const destructive = loaded.runbook.steps.filter((s) => s.destructive).map((s) => s.id);
+    if (mode === 'run' && !o.yes && !io.stdinIsTTY) {
+      throw new BatonError(
+        'INVALID_INPUT',
+        `baton run asks for confirmation, and there is no terminal to ask on${
+          destructive.length ? ` (destructive steps: ${destructive.join(', ')})` : ''
+        }`,
+        `Read \`baton plan ${ref}\` first, then pass --yes.`,
+      );
+    }
+    const display = makeDisplay(io, json);
+    const result = await startRun({
+      ...invocation(ref, o),
+      mode,
+      deps: {
+        onEvent: (e) => display.event(e),
+        ...(mode === 'run' && !o.yes
+          ? {
+              confirm: async (plan: Plan, hash: string) => {
+                display.close();
+                io.err(renderPlan(plan, hash));
+                const answer = await io.ask(
+                  destructive.length
+                    ? `This plan has destructive steps (${destructive.join(', ')}). Type the runbook name to proceed: `
+                    : 'Proceed? [y/N] ',
+                );
+                return destructive.length
+                  ? answer.trim() === plan.runbook
+                  : /^y(es)?$/i.test(answer.trim());
+              },
+            }
+          : {}),
+      },
+    });
+    display.close();
+    return finish(result);
+  };
+
+  const finish = (result: RunResult): never => {
+    if (json)
+      io.out(JSON.stringify({ ...result, exitCode: exitCodeForOutcome(result.outcome) }, null, 2));
+    else {
+      io.out(`\nRun ${result.runId}: ${result.outcome}`);
+      io.out(`Hosts are in state: ${result.state}`);
+      if (result.error) io.out(`Why: ${result.error}`);
+      if (result.next) io.out(`Next: ${result.next}`);
+      io.out(`Timeline: baton report ${result.runId}`);
+    }
+    throw new Exit(exitCodeForOutcome(result.outcome));
+  };
+
+  withCommon(
+    runOptions(
+      program
+        .command('run <runbook>')
+        .description(
+          'Plan, confirm, then run every step for real, journaled; roll back in reverse order on failure.',
+        )
+        .option('--yes', 'do not ask for confirmation (read the plan first)'),
+    ),
+  )
+    .addHelpText(
+      'after',
+      `
+Examples:
+  npx baton run config-release --yes
+  npx baton run handover --stack production
+${EXIT_CODES_HELP}`,
+    )
+    .action((ref: string, o: { param: string[]; stack?: string; yes?: boolean }) =>
+      execute(ref, o, 'run'),
+    );
+
+  withCommon(
+    program
+      .command('rehearse <runbook>')
+      .description('Run a runbook end to end against the local testnet (stack local).')
+      .option('--param <name=value>', 'a runbook parameter; repeatable', collect, []),
+  )
+    .addHelpText(
+      'after',
+      `
+Examples:
+  sudo npx baton testnet up && npx baton rehearse handover
+${EXIT_CODES_HELP}`,
+    )
+    .action((ref: string, o: { param: string[] }) =>
+      execute(ref, { ...o, stack: 'local', yes: true }, 'rehearse'),
+    );
+
+  withCommon(
+    program
+      .command('resume <run-id>')
+      .description(
+        'Continue a run whose controller stopped: re-verify the interrupted step, then continue or roll back.',
+      )
+      .option(
+        '--param <name=value>',
+        'secret parameters again (journals never hold them)',
+        collect,
+        [],
+      ),
+  )
+    .addHelpText(
+      'after',
+      `
+Examples:
+  npx baton resume 20261121T060102Z-config-release-1a2b
+  npx baton resume <run-id> --param credential=@env:CREDENTIAL
+${EXIT_CODES_HELP}`,
+    )
+    .action(async (runId: string, o: { param: string[] }) => {
+      const display = makeDisplay(io, json);
+      const result = await resumeRun({
+        runId,
+        params: o.param,
+        deps: { onEvent: (e) => display.event(e) },
+      });
+      display.close();
+      finish(result);
+    });
+
+  withCommon(
+    program
+      .command('report <run-id>')
+      .description('The run as a post-mortem timeline, from its verified journal.')
+      .addOption(
+        new Option('--format <format>', 'output format')
+          .choices(['md', 'markdown', 'json'])
+          .default('md'),
+      ),
+  )
+    .addHelpText(
+      'after',
+      `
+Examples:
+  npx baton report 20261121T060102Z-config-release-1a2b
+  npx baton report <run-id> --format json
+Exits 1 when the journal fails verification (tampered or truncated).`,
+    )
+    .action((runId: string, o: { format: string }) => {
+      const report = buildReport(readJournal(runDir(runId)));
+      io.out(
+        json || o.format === 'json' ? JSON.stringify(report, null, 2) : renderMarkdown(report),
+      );
+      throw new Exit(EXIT.done);
+    });
+
+  withCommon(
+    program.command('runs').description('List runs, newest last, with their outcome and state.'),
+  )
+    .addHelpText('after', '\nExamples:\n  npx baton runs\n  npx baton runs --json')
+    .action(() => {
+      const runs = listRuns();
+      if (json) io.out(JSON.stringify(runs, null, 2));
+      else if (runs.length === 0) io.out('no runs yet');
+      else
+        for (const r of runs) {
+          io.out(
+            `${r.runId}  ${r.runbook}  ${r.stack}  ${r.operator}  ${r.outcome}${r.state ? ` (${r.state})` : ''}`,
+          );
+          if (r.journal !== 'verified') io.out(`  journal: ${r.journal}`);
+        }
+      throw new Exit(EXIT.done);
+    });
+
+  withCommon(
+    program
+      .command('runbooks [name]')
+      .description('List the runbooks baton knows, or describe one: summary, parameters, steps.'),
+  )
+    .addHelpText('after', '\nExamples:\n  npx baton runbooks\n  npx baton runbooks config-release')
+    .action(async (name?: string) => {
+      const names = name ? [name] : listRunbooks();
+      const described = [];
+      for (const n of names) {
+        const { runbook } = await loadRunbook(n);
+        described.push({
+          name: runbook.name,
+          summary: runbook.summary,
+          params: describeParams(runbook.params),
+          steps: runbook.steps.map((s) => ({
+            id: s.id,
+            title: s.title,
+            destructive: Boolean(s.destructive),
+            undo: Boolean(s.undo),
+          })),
+        });
+      }
+      if (json) io.out(JSON.stringify(described, null, 2));
+      else
+        for (const d of described) {
+          io.out(`${d.name}: ${d.summary}`);
+          if (!name) continue;
+          io.out('  parameters:');
+          for (const p of d.params) io.out(`    ${p}`);
+          io.out('  steps:');
+          for (const s of d.steps)
+            io.out(
+              `    ${s.id}: ${s.title}${s.destructive ? ' [destructive]' : ''}${s.undo ? '' : ' [no undo]'}`,
+            );
+        }
+      throw new Exit(EXIT.done);
+    });
+
+  await registerOptionalCommands(program, io, () => json);
+
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return EXIT.done;
+  } catch (e) {
+    if (e instanceof Exit) return e.code;
+    if (e instanceof CommanderError) {
+      if (
+        e.code === 'commander.helpDisplayed' ||
+        e.code === 'commander.version' ||
+        e.code === 'commander.help'
+      ) {
+        return EXIT.done;
+      }
+      return EXIT.invalid;
+    }
+    const code = isBatonError(e) ? exitCodeFor(e.code) : EXIT.failed;
+    if (json) {
+      io.out(
+        JSON.stringify(
+          {
+            error: {
+              code: isBatonError(e) ? e.code : 'INTERNAL',
+              message: errorMessage(e),
+              ...(isBatonError(e) && e.hint ? { hint: e.hint } : {}),
+            },
+            exitCode: code,
+          },
+          null,
+          2,
+        ),
+      );
+    } else {
+      io.err(`error: ${errorMessage(e)}`);
+      if (isBatonError(e) && e.hint) io.err(`what to do: ${e.hint}`);
+      if (!isBatonError(e) && e instanceof Error && e.stack) io.err(e.stack);
+    }
+    return code;
+  }
+}
+
+function invocation(ref: string, o: { param: string[]; stack?: string }): Invocation {
+  return { runbook: ref, params: o.param, ...(o.stack ? { stack: o.stack } : {}) };
+}
+
+function makeDisplay(io: Io, json: boolean): Display {
+  if (!json && io.stdoutIsTTY) return taskListDisplay(process.stdout);
+  // With --json, stdout carries only the result; progress goes to stderr.
+  return plainDisplay(json ? io.err : io.out);
+}
+
+/** Command groups that live in their own modules (the testnet, approvals, audit). */
+async function registerOptionalCommands(
+  program: Command,
+  io: Io,
+  json: () => boolean,
+): Promise<void> {
+  const groups = ['./testnet/cli.ts'];
+  for (const path of groups) {
+    let mod: {
+      registerTestnetCommands?: (
+        p: Command,
+        io: { out: (l: string) => void; json: () => boolean },
+      ) => void;
+    };
+    try {
+      mod = (await import(path)) as typeof mod;
+    } catch (e) {
+      if (
+        (e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' &&
+        String(e).includes('testnet/cli')
+      )
+        continue;
+      throw e;
+    }
+    mod.registerTestnetCommands?.(program, { out: io.out, json });
+  }
+}

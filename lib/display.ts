@@ -1,0 +1,146 @@
+/**
+ * The console view of a run, made from the same events as the journal: a
+ * live task list on a terminal, plain lines otherwise.
+ */
+import type { EventFormatters, RunEvent } from './events.ts';
+import { formatEvent } from './events.ts';
+
+export interface Display {
+  event(event: RunEvent): void;
+  close(): void;
+}
+
+function hhmmss(date: Date): string {
+  return date.toISOString().slice(11, 19);
+}
+
+const lineFor: EventFormatters<string | undefined> = {
+  'run-start': (e) => `run ${e.runId}: ${e.runbook} on stack ${e.stack} by ${e.operator}`,
+  planned: (e) =>
+    `plan ${e.planHash.slice(0, 12)}: ${e.plan.steps.filter((s) => !s.skipped).length} steps`,
+  preflight: (e) => {
+    const failed = e.conditions.filter((c) => !c.ok).length;
+    return `preflight: ${e.conditions.length - failed} of ${e.conditions.length} checks passed`;
+  },
+  'step-start': (e) => `${e.step}: starting on ${e.hosts.join(', ')}`,
+  intent: (e) => `${e.step} ${e.host}: applying${e.attempt > 1 ? ` (attempt ${e.attempt})` : ''}`,
+  command: () => undefined,
+  retry: (e) => `${e.step} ${e.host}: transient failure, retry in ${e.delayMs} ms: ${e.error}`,
+  outcome: (e) =>
+    `${e.step} ${e.host}: ${e.ok ? (e.recovered ? 'verified after restart' : 'ok') : `FAILED: ${e.error ?? ''}`} (${e.durationMs} ms)`,
+  'step-end': () => undefined,
+  'rollback-start': (e) => `rolling back: ${e.reason}`,
+  'undo-intent': (e) => `${e.step} ${e.host}: undoing`,
+  'undo-outcome': (e) =>
+    `${e.step} ${e.host}: ${e.ok ? 'undone' : `UNDO FAILED: ${e.error ?? ''}`}`,
+  resume: (e) =>
+    `resumed by ${e.operator}${e.interrupted.length ? `; interrupted: ${e.interrupted.map((i) => `${i.step} on ${i.host}`).join(', ')}` : ''}`,
+  log: (e) => `${e.step ?? ''} ${e.host ?? ''}: ${e.message}`.trim(),
+  'run-end': (e) => `run ended: ${e.outcome}; hosts are ${e.state}`,
+};
+
+export function describeEvent(event: RunEvent): string | undefined {
+  return formatEvent(event, lineFor);
+}
+
+export function plainDisplay(
+  write: (line: string) => void,
+  now: () => Date = () => new Date(),
+): Display {
+  return {
+    event(event) {
+      const line = describeEvent(event);
+      if (line) write(`${hhmmss(now())} ${line}`);
+    },
+    close() {},
+  };
+}
+
+type RowState =
+  'running' | 'ok' | 'FAILED' | 'retrying' | 'undoing' | 'undone' | 'UNDO FAILED' | 'verified';
+
+interface Row {
+  step: string;
+  host: string;
+  state: RowState;
+  since: number;
+  until?: number;
+}
+
+const MARK: Record<RowState, string> = {
+  running: '…',
+  retrying: '↻',
+  ok: '✓',
+  verified: '✓',
+  FAILED: '✗',
+  undoing: '↶',
+  undone: '↶',
+  'UNDO FAILED': '✗',
+};
+
+/** A task list redrawn in place: step, host, state, elapsed. */
+export function taskListDisplay(
+  stream: NodeJS.WriteStream,
+  now: () => number = () => Date.now(),
+): Display {
+  const rows = new Map<string, Row>();
+  const notes: string[] = [];
+  let drawn = 0;
+  const set = (step: string, host: string, state: RowState, done: boolean): void => {
+    const key = `${step}\u0000${host}`;
+    const row = rows.get(key);
+    const t = now();
+    if (!row || state === 'running' || state === 'undoing')
+      rows.set(key, { step, host, state, since: t });
+    else rows.set(key, { ...row, state, ...(done ? { until: t } : {}) });
+  };
+  const draw = (): void => {
+    const width = Math.max(8, ...[...rows.values()].map((r) => r.step.length));
+    const hostWidth = Math.max(6, ...[...rows.values()].map((r) => r.host.length));
+    const lines = [...notes.splice(0)];
+    const block = [...rows.values()].map((r) => {
+      const elapsed = (((r.until ?? now()) - r.since) / 1000).toFixed(1);
+      return `  ${MARK[r.state]} ${r.step.padEnd(width)}  ${r.host.padEnd(hostWidth)}  ${r.state.padEnd(11)} ${elapsed.padStart(6)}s`;
+    });
+    let out = drawn > 0 ? `\x1b[${drawn}A\x1b[J` : '';
+    out += [...lines, ...block].map((l) => l + '\n').join('');
+    stream.write(out);
+    drawn = block.length;
+  };
+  const timer = setInterval(draw, 200);
+  timer.unref();
+  return {
+    event(e) {
+      switch (e.kind) {
+        case 'intent':
+          set(e.step, e.host, 'running', false);
+          break;
+        case 'retry':
+          set(e.step, e.host, 'retrying', false);
+          break;
+        case 'outcome':
+          set(e.step, e.host, e.ok ? (e.recovered ? 'verified' : 'ok') : 'FAILED', true);
+          break;
+        case 'undo-intent':
+          set(e.step, e.host, 'undoing', false);
+          break;
+        case 'undo-outcome':
+          set(e.step, e.host, e.ok ? 'undone' : 'UNDO FAILED', true);
+          break;
+        case 'command':
+        case 'step-start':
+        case 'step-end':
+          break;
+        default: {
+          const line = describeEvent(e);
+          if (line) notes.push(line);
+        }
+      }
+      draw();
+    },
+    close() {
+      clearInterval(timer);
+      draw();
+    },
+  };
+}

@@ -1,0 +1,821 @@
+/**
+ * The engine: plan (every fact and precondition before the first mutation),
+ * execute (write-ahead journal, verify, retry transient failures), roll back
+ * in reverse order, and resume a run whose controller died.
+ */
+import { BatonError, errorMessage, isBatonError, TransientError } from './errors.ts';
+import type { CommandRecord, Phase, RunEvent, RunOutcome } from './events.ts';
+import { CommandError, type CommandResult, type Transport } from './exec.ts';
+import { findHost, hostsWithRole, type Host, type Inventory } from './inventory.ts';
+import type { Journal } from './journal.ts';
+import {
+  planHash,
+  preflightFailures,
+  renderPreflightFailures,
+  type Plan,
+  type PlannedStep,
+} from './plan.ts';
+import type { Redactor } from './redact.ts';
+import {
+  isPointOfNoReturn,
+  type AnyRunbook,
+  type AnyStep,
+  type ApplyContext,
+  type CheckResult,
+  type CommandOptions,
+  type Condition,
+  type Exec,
+  type ProbeContext,
+  type RunbookContext,
+} from './runbook.ts';
+import { isTemplateCall, sh, type Cmd, type ShellValue } from './shell.ts';
+
+export const CONTROLLER: Host = {
+  name: 'controller',
+  roles: ['controller'],
+  address: 'localhost',
+  connection: 'local',
+};
+
+/** Side effects come in here, with real defaults in cli.ts; tests swap them. */
+export interface EngineDeps {
+  transportFor(host: Host): Transport;
+  now(): Date;
+  sleep(ms: number): Promise<void>;
+  /** Every event, for the console; the journal receives them separately. */
+  onEvent?(event: RunEvent): void;
+  /** Called once with the plan before the first mutation; false stops the run with nothing changed. */
+  confirm?(plan: Plan, hash: string): Promise<boolean>;
+  /** Base delay for retries of transient failures. */
+  backoffMs?: number;
+}
+
+export interface RunInput {
+  runbook: AnyRunbook;
+  stack: string;
+  inventory: Inventory;
+  params: unknown;
+  /** Params as recorded (secrets replaced). */
+  recordedParams: Record<string, unknown>;
+  redactor: Redactor;
+  codeVersion: string;
+  inventoryHash: string;
+  runId: string;
+}
+
+export interface PlanResult {
+  plan: Plan;
+  hash: string;
+}
+
+export interface RunResult {
+  runId: string;
+  outcome: RunOutcome;
+  state: string;
+  next?: string;
+  error?: string;
+  planHash?: string;
+}
+
+const OUTPUT_TAIL = 2000;
+
+function tail(text: string): string {
+  return text.length > OUTPUT_TAIL ? '…' + text.slice(-OUTPUT_TAIL) : text;
+}
+
+function asConditions(result: CheckResult): Condition[] {
+  if (!result) return [];
+  return Array.isArray(result) ? result : [result];
+}
+
+function resolveTargets(step: AnyStep, ctx: RunbookContext<unknown, unknown>): Host[] {
+  const t = step.targets;
+  if (t === 'controller') return [CONTROLLER];
+  let hosts: Host[];
+  if (typeof t === 'function') {
+    hosts = t(ctx).map((h) => (typeof h === 'string' ? findHost(ctx.inventory, h) : h));
+  } else if ('role' in t) {
+    hosts = hostsWithRole(ctx.inventory, t.role);
+    if (hosts.length === 0) {
+      throw new BatonError(
+        'INVALID_INPUT',
+        `step ${step.id} targets role ${t.role}, but stack ${ctx.stack} has no host with that role`,
+        `Give a host the role ${t.role} in the stack, or pick another stack.`,
+      );
+    }
+  } else {
+    hosts = t.hosts.map((name) => findHost(ctx.inventory, name));
+  }
+  return hosts;
+}
+
+/** Run `fn` over items, at most `limit` at once; stop starting new ones once `stopped()` is true. */
+async function forEachLimit<T>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+  stopped: () => boolean,
+): Promise<void> {
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length && !stopped()) {
+      const item = items[next++]!;
+      await fn(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+}
+
+type Mode =
+  | { kind: 'probe' }
+  | { kind: 'record'; into: string[] }
+  | {
+      kind: 'live';
+      phase: Phase;
+      step: string;
+      mutation: boolean;
+      /** For apply: the planned mutations, compared command by command. */
+      planned?: string[];
+      counter: Counter;
+    };
+
+interface Counter {
+  /** Mutations issued, to compare with the plan. */
+  mutations: number;
+  /** Mutations that may have had an effect on the host. */
+  started: number;
+}
+
+function live(
+  phase: Phase,
+  step: string,
+  mutation: boolean,
+  counter: Counter,
+  planned?: string[],
+): Mode {
+  return { kind: 'live', phase, step, mutation, counter, ...(planned ? { planned } : {}) };
+}
+
+class StepFailure extends Error {
+  constructor(
+    readonly step: string,
+    readonly host: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** One run (or one plan) of one runbook. */
+export class Session {
+  private facts: unknown = undefined;
+  private readonly targets = new Map<string, Host[]>();
+  private journal: Journal | undefined;
+
+  constructor(
+    private readonly input: RunInput,
+    private readonly deps: EngineDeps,
+  ) {}
+
+  private emit(event: RunEvent): void {
+    const safe = this.input.redactor.redactDeep(event);
+    this.journal?.append(safe);
+    this.deps.onEvent?.(safe);
+  }
+
+  private baseContext(): RunbookContext<unknown, unknown> {
+    const { inventory, stack, runId } = this.input;
+    return {
+      params: this.input.params,
+      facts: this.facts,
+      inventory,
+      stack,
+      runId,
+      hosts: (role) => hostsWithRole(inventory, role),
+      hostNamed: (name) => findHost(inventory, name),
+    };
+  }
+
+  private exec(host: Host, mode: Mode): Exec {
+    const run = async (command: Cmd, options: CommandOptions = {}): Promise<CommandResult> => {
+      const text = command.text;
+      const isMutation = mode.kind === 'record' || (mode.kind === 'live' && mode.mutation);
+      if (mode.kind === 'record') {
+        mode.into.push(this.input.redactor.redact(text));
+        return {
+          host: host.name,
+          command: text,
+          exitCode: 0,
+          signal: null,
+          stdout: '',
+          stderr: '',
+          durationMs: 0,
+        };
+      }
+      if (mode.kind === 'live' && mode.planned && isMutation) {
+        const i = mode.counter.mutations++;
+        const expected = mode.planned[i];
+        const shown = this.input.redactor.redact(text);
+        if (expected !== shown) {
+          throw new BatonError(
+            'PLAN_DRIFT',
+            `step ${mode.step} on ${host.name} would run \`${shown}\` as mutation ${i + 1}, but the plan says ${
+              expected === undefined ? 'nothing more' : `\`${expected}\``
+            }; it was not run`,
+            'The hosts changed since the plan, or the step decides from live state. Plan again and compare.',
+          );
+        }
+      }
+      if (mode.kind === 'live' && isMutation) mode.counter.started++;
+      let result: CommandResult;
+      try {
+        result = await this.deps.transportFor(host).exec(host, text, options);
+      } catch (e) {
+        if (
+          e instanceof TransientError &&
+          !e.startedCommand &&
+          mode.kind === 'live' &&
+          isMutation
+        ) {
+          mode.counter.started--;
+        }
+        throw e;
+      }
+      if (mode.kind === 'live') {
+        this.emit({
+          kind: 'command',
+          step: mode.step,
+          host: host.name,
+          phase: mode.phase,
+          result: record(result),
+        });
+      }
+      if (!options.allowFail && (result.exitCode !== 0 || result.signal)) {
+        throw new CommandError({ ...result, command: this.input.redactor.redact(result.command) });
+      }
+      return result;
+    };
+    return ((...args: unknown[]) => {
+      if (isTemplateCall(args)) {
+        const [strings, ...values] = args;
+        return run(sh(strings, ...(values as ShellValue[])));
+      }
+      return run(args[0] as Cmd, args[1] as CommandOptions | undefined);
+    }) as Exec;
+  }
+
+  private probeContext(host: Host, step: string | undefined): ProbeContext<unknown, unknown> {
+    return {
+      ...this.baseContext(),
+      host,
+      probe: this.exec(host, { kind: 'probe' }),
+      on: (other) => {
+        const h = typeof other === 'string' ? findHost(this.input.inventory, other) : other;
+        return { probe: this.exec(h, { kind: 'probe' }) };
+      },
+      log: (message) =>
+        this.emit({ kind: 'log', ...(step ? { step } : {}), host: host.name, message }),
+    };
+  }
+
+  private applyContext(
+    host: Host,
+    step: string,
+    mutate: Mode,
+    probe?: Mode,
+  ): ApplyContext<unknown, unknown> {
+    const ctx = this.probeContext(host, step);
+    return {
+      ...ctx,
+      ...(probe ? { probe: this.exec(host, probe) } : {}),
+      $: this.exec(host, mutate),
+    };
+  }
+
+  private stepTargets(step: AnyStep): Host[] {
+    let hosts = this.targets.get(step.id);
+    if (!hosts) {
+      hosts = resolveTargets(step, this.baseContext());
+      this.targets.set(step.id, hosts);
+    }
+    return hosts;
+  }
+
+  /** Gather facts, run every check, record every mutation. Changes nothing. */
+  async plan(): Promise<PlanResult> {
+    const { runbook } = this.input;
+    if (runbook.facts) {
+      const base = this.baseContext();
+      this.facts = await runbook.facts({
+        params: base.params,
+        inventory: base.inventory,
+        stack: base.stack,
+        runId: base.runId,
+        hosts: base.hosts,
+        hostNamed: base.hostNamed,
+        probe: (h) =>
+          this.exec(typeof h === 'string' ? findHost(this.input.inventory, h) : h, {
+            kind: 'probe',
+          }),
+      });
+    }
+    const preflight: Plan['preflight'] = [];
+    const steps: PlannedStep[] = [];
+    for (const step of runbook.steps) {
+      const planned: PlannedStep = {
+        id: step.id,
+        title: step.title,
+        destructive: Boolean(step.destructive),
+        pointOfNoReturn: isPointOfNoReturn(step),
+        ...(step.state ? { state: step.state } : {}),
+        hosts: [],
+      };
+      steps.push(planned);
+      if (step.when && !step.when(this.baseContext())) {
+        planned.skipped = 'its condition does not hold';
+        continue;
+      }
+      const hosts = this.stepTargets(step);
+      await forEachLimit(
+        hosts,
+        step.concurrency ?? 4,
+        async (host) => {
+          const conditions = await this.runCheck(step, host);
+          preflight.push(...conditions.map((c) => ({ ...c, step: step.id, host: host.name })));
+          const mutations: string[] = [];
+          const undo: string[] = [];
+          if (step.apply)
+            await step.apply(this.applyContext(host, step.id, { kind: 'record', into: mutations }));
+          if (step.undo)
+            await step.undo(this.applyContext(host, step.id, { kind: 'record', into: undo }));
+          planned.hosts.push({ host: host.name, mutations, undo });
+        },
+        () => false,
+      );
+      const order = hosts.map((h) => h.name);
+      planned.hosts.sort((a, b) => order.indexOf(a.host) - order.indexOf(b.host));
+    }
+    const plan: Plan = {
+      runbook: runbook.name,
+      summary: runbook.summary,
+      stack: this.input.stack,
+      codeVersion: this.input.codeVersion,
+      params: this.input.recordedParams,
+      inventoryHash: this.input.inventoryHash,
+      facts: this.input.redactor.redactDeep(this.facts ?? null),
+      preflight: this.input.redactor.redactDeep(preflight),
+      steps,
+    };
+    return { plan, hash: planHash(plan) };
+  }
+
+  private async runCheck(step: AnyStep, host: Host): Promise<Condition[]> {
+    if (!step.check) return [];
+    try {
+      return asConditions(await step.check(this.probeContext(host, step.id)));
+    } catch (e) {
+      return [
+        {
+          name: 'check could run',
+          ok: false,
+          expected: 'the check to complete',
+          found: this.input.redactor.redact(errorMessage(e)),
+          remedy:
+            isBatonError(e) && e.hint
+              ? e.hint
+              : `Make ${host.name} reachable and the check's commands runnable.`,
+        },
+      ];
+    }
+  }
+
+  /** Plan, then run every step for real, journaled. */
+  async run(journal: Journal, start: Extract<RunEvent, { kind: 'run-start' }>): Promise<RunResult> {
+    this.journal = journal;
+    this.emit(start);
+    let planned: PlanResult;
+    try {
+      planned = await this.plan();
+    } catch (e) {
+      return this.end('precondition-failed', this.safeState(), {
+        error: errorMessage(e),
+        next:
+          isBatonError(e) && e.hint ? e.hint : 'Fix the cause and run again; nothing was changed.',
+      });
+    }
+    this.emit({ kind: 'planned', planHash: planned.hash, plan: planned.plan });
+    this.emit({ kind: 'preflight', conditions: planned.plan.preflight });
+    const failures = preflightFailures(planned.plan);
+    if (failures.length > 0) {
+      return this.end('precondition-failed', this.safeState(), {
+        error: `${failures.length} precondition(s) failed:\n${renderPreflightFailures(failures)}`,
+        next: 'Nothing was changed. Fix what the failed checks name, then run again.',
+        planHash: planned.hash,
+      });
+    }
+    if (this.deps.confirm && !(await this.deps.confirm(planned.plan, planned.hash))) {
+      return this.end('precondition-failed', this.safeState(), {
+        error: 'the run was not confirmed',
+        next: 'Nothing was changed.',
+        planHash: planned.hash,
+      });
+    }
+    return this.execute(planned.plan, planned.hash, { done: new Set(), started: [] });
+  }
+
+  /** Continue a run from its journal: re-verify interrupted steps, then go on or roll back. */
+  async resume(journal: Journal, history: RunHistory): Promise<RunResult> {
+    this.journal = journal;
+    this.facts = history.plan.facts;
+    const interrupted = history.started.filter(
+      (s) => !history.done.has(key(s.step, s.host)) && !history.failed.has(key(s.step, s.host)),
+    );
+    this.emit({ kind: 'resume', operator: history.operator, pid: process.pid, interrupted });
+    if (history.rollingBack) {
+      return this.rollback(history.plan, history.started, history.rollbackReason, history.undone);
+    }
+    const failedOnResume: string[] = [];
+    for (const s of interrupted) {
+      const step = this.findStep(s.step);
+      const host = this.hostOf(s.host);
+      let conditions: Condition[] = [];
+      let error: string | undefined;
+      if (!step.verify && step.apply) {
+        error = 'the step has no verify, so its effect cannot be checked';
+      } else {
+        try {
+          conditions = step.verify
+            ? asConditions(await step.verify(this.probeContext(host, step.id)))
+            : [];
+        } catch (e) {
+          error = errorMessage(e);
+        }
+      }
+      const ok = !error && conditions.every((c) => c.ok);
+      this.emit({
+        kind: 'outcome',
+        step: step.id,
+        host: host.name,
+        ok,
+        durationMs: 0,
+        recovered: true,
+        conditions,
+        ...(ok ? {} : { error: error ?? failedText(conditions) }),
+      });
+      if (ok) history.done.add(key(step.id, host.name));
+      else failedOnResume.push(`${step.id} on ${host.name}: ${error ?? failedText(conditions)}`);
+    }
+    if (failedOnResume.length > 0) {
+      return this.rollback(
+        history.plan,
+        history.started,
+        `interrupted work did not verify after the restart: ${failedOnResume.join('; ')}`,
+        new Set(),
+      );
+    }
+    if (history.failed.size > 0) {
+      return this.rollback(
+        history.plan,
+        history.started,
+        'a step had failed before the controller stopped',
+        new Set(),
+      );
+    }
+    return this.execute(history.plan, history.planHash, {
+      done: history.done,
+      started: history.started,
+    });
+  }
+
+  private findStep(id: string): AnyStep {
+    const step = this.input.runbook.steps.find((s) => s.id === id);
+    if (!step) {
+      throw new BatonError(
+        'JOURNAL_CORRUPT',
+        `the journal names step ${id}, which runbook ${this.input.runbook.name} does not have`,
+        'The runbook changed since the run started; resume with the version that started it.',
+      );
+    }
+    return step;
+  }
+
+  private hostOf(name: string): Host {
+    return name === CONTROLLER.name ? CONTROLLER : findHost(this.input.inventory, name);
+  }
+
+  private async execute(
+    plan: Plan,
+    hash: string,
+    progress: { done: Set<string>; started: Array<{ step: string; host: string }> },
+  ): Promise<RunResult> {
+    const { runbook } = this.input;
+    const started = progress.started;
+    for (const plannedStep of plan.steps) {
+      if (plannedStep.skipped) continue;
+      const step = this.findStep(plannedStep.id);
+      const hosts = plannedStep.hosts.map((h) => this.hostOf(h.host));
+      const pending = hosts.filter((h) => !progress.done.has(key(step.id, h.name)));
+      if (pending.length === 0) continue;
+      this.emit({ kind: 'step-start', step: step.id, hosts: pending.map((h) => h.name) });
+      let failure: StepFailure | undefined;
+      await forEachLimit(
+        pending,
+        step.concurrency ?? 4,
+        async (host) => {
+          if (!started.some((s) => s.step === step.id && s.host === host.name)) {
+            started.push({ step: step.id, host: host.name });
+          }
+          const planned = plannedStep.hosts.find((h) => h.host === host.name)!;
+          try {
+            await this.applyOnHost(step, host, planned.mutations);
+            progress.done.add(key(step.id, host.name));
+          } catch (e) {
+            failure ??=
+              e instanceof StepFailure ? e : new StepFailure(step.id, host.name, errorMessage(e));
+          }
+        },
+        () => failure !== undefined,
+      );
+      this.emit({ kind: 'step-end', step: step.id, ok: !failure });
+      if (failure) {
+        return this.rollback(
+          plan,
+          started,
+          `step ${failure.step} failed on ${failure.host}: ${failure.message}`,
+          new Set(),
+          hash,
+        );
+      }
+    }
+    return this.end('done', lastState(runbook, plan) ?? 'done: every step completed and verified', {
+      planHash: hash,
+    });
+  }
+
+  private async applyOnHost(step: AnyStep, host: Host, planned: string[]): Promise<void> {
+    const retries = step.retries ?? 3;
+    for (let attempt = 1; ; attempt++) {
+      const startedAt = this.deps.now().getTime();
+      const counter: Counter = { mutations: 0, started: 0 };
+      this.emit({ kind: 'intent', step: step.id, host: host.name, attempt, commands: planned });
+      try {
+        if (step.apply) {
+          await step.apply(
+            this.applyContext(
+              host,
+              step.id,
+              live('apply', step.id, true, counter, planned),
+              live('apply', step.id, false, counter),
+            ),
+          );
+        }
+        const conditions = step.verify
+          ? asConditions(
+              await step.verify({
+                ...this.probeContext(host, step.id),
+                probe: this.exec(host, live('verify', step.id, false, counter)),
+              }),
+            )
+          : [];
+        const ok = conditions.every((c) => c.ok);
+        this.emit({
+          kind: 'outcome',
+          step: step.id,
+          host: host.name,
+          ok,
+          durationMs: this.deps.now().getTime() - startedAt,
+          conditions,
+          ...(ok ? {} : { error: `verify failed: ${failedText(conditions)}` }),
+        });
+        if (!ok)
+          throw new StepFailure(step.id, host.name, `verify failed: ${failedText(conditions)}`);
+        return;
+      } catch (e) {
+        if (e instanceof StepFailure) throw e;
+        const safeToRetry =
+          e instanceof TransientError && (step.idempotent || counter.started === 0);
+        if (safeToRetry && attempt <= retries) {
+          const delayMs = (this.deps.backoffMs ?? 500) * 2 ** (attempt - 1);
+          this.emit({
+            kind: 'retry',
+            step: step.id,
+            host: host.name,
+            attempt,
+            error: errorMessage(e),
+            delayMs,
+          });
+          await this.deps.sleep(delayMs);
+          continue;
+        }
+        const why =
+          e instanceof TransientError && !safeToRetry
+            ? `${errorMessage(e)} (not retried: a mutation had started and step ${step.id} is not marked idempotent)`
+            : errorMessage(e);
+        this.emit({
+          kind: 'outcome',
+          step: step.id,
+          host: host.name,
+          ok: false,
+          durationMs: this.deps.now().getTime() - startedAt,
+          error: why,
+        });
+        throw new StepFailure(step.id, host.name, why);
+      }
+    }
+  }
+
+  /** Undo started work in reverse order; stop at a point of no return or a failed undo. */
+  private async rollback(
+    plan: Plan,
+    started: Array<{ step: string; host: string }>,
+    reason: string,
+    undone: Set<string>,
+    hash?: string,
+  ): Promise<RunResult> {
+    if (undone.size === 0) this.emit({ kind: 'rollback-start', reason });
+    const steps = plan.steps.filter((s) => started.some((x) => x.step === s.id));
+    for (const plannedStep of [...steps].reverse()) {
+      const step = this.findStep(plannedStep.id);
+      if (!step.apply) continue;
+      const hosts = started
+        .filter((s) => s.step === step.id)
+        .map((s) => s.host)
+        .reverse();
+      if (!step.undo) {
+        const state = step.state ?? `after step ${step.id}`;
+        return this.end('needs-human', state, {
+          error: reason,
+          next:
+            `Step ${step.id} (${step.title}) has no undo and ran on ${hosts.join(', ')}, so baton cannot roll back past it; ` +
+            `everything after it was undone. The hosts are in state "${state}". ` +
+            (step.recovery
+              ? `To reverse it by hand: ${step.recovery}. `
+              : 'Reverse it by hand if needed. ') +
+            `Then record what you did with \`baton report ${this.input.runId}\` for the post-mortem.`,
+          ...(hash ? { planHash: hash } : {}),
+        });
+      }
+      for (const hostName of hosts) {
+        if (undone.has(key(step.id, hostName))) continue;
+        const host = this.hostOf(hostName);
+        const startedAt = this.deps.now().getTime();
+        this.emit({ kind: 'undo-intent', step: step.id, host: hostName });
+        try {
+          const counter = { mutations: 0, started: 0 };
+          await step.undo(
+            this.applyContext(
+              host,
+              step.id,
+              live('undo', step.id, true, counter),
+              live('undo', step.id, false, counter),
+            ),
+          );
+          this.emit({
+            kind: 'undo-outcome',
+            step: step.id,
+            host: hostName,
+            ok: true,
+            durationMs: this.deps.now().getTime() - startedAt,
+          });
+          undone.add(key(step.id, hostName));
+        } catch (e) {
+          const error = errorMessage(e);
+          this.emit({
+            kind: 'undo-outcome',
+            step: step.id,
+            host: hostName,
+            ok: false,
+            durationMs: this.deps.now().getTime() - startedAt,
+            error,
+          });
+          const commands = plannedStep.hosts.find((h) => h.host === hostName)?.undo ?? [];
+          return this.end(
+            'needs-human',
+            `partly rolled back: undo of step ${step.id} failed on ${hostName}`,
+            {
+              error: `${reason}; then the undo of ${step.id} on ${hostName} failed: ${error}`,
+              next:
+                `Inspect ${hostName}. The undo of step ${step.id} runs: ${commands.map((c) => `\`${c}\``).join('; ') || '(no commands)'}. ` +
+                `Once the cause is fixed, run \`baton resume ${this.input.runId}\` to retry the rollback from there.`,
+              ...(hash ? { planHash: hash } : {}),
+            },
+          );
+        }
+      }
+    }
+    return this.end('rolled-back', this.safeState(), {
+      error: reason,
+      next: `Every completed step was undone. Read \`baton report ${this.input.runId}\`, fix the cause, then plan again.`,
+      ...(hash ? { planHash: hash } : {}),
+    });
+  }
+
+  private safeState(): string {
+    return this.input.runbook.safeState ?? 'unchanged: as before the run';
+  }
+
+  private end(
+    outcome: RunOutcome,
+    state: string,
+    extra: { next?: string; error?: string; planHash?: string },
+  ): RunResult {
+    const event: RunEvent = {
+      kind: 'run-end',
+      outcome,
+      state,
+      ...(extra.next ? { next: extra.next } : {}),
+      ...(extra.error ? { error: extra.error } : {}),
+    };
+    this.emit(event);
+    const safe = this.input.redactor.redactDeep(event);
+    return {
+      runId: this.input.runId,
+      outcome,
+      state,
+      ...(safe.next ? { next: safe.next } : {}),
+      ...(safe.error ? { error: safe.error } : {}),
+      ...(extra.planHash ? { planHash: extra.planHash } : {}),
+    };
+  }
+}
+
+function key(step: string, host: string): string {
+  return `${step}\u0000${host}`;
+}
+
+function failedText(conditions: Condition[]): string {
+  return conditions
+    .filter((c) => !c.ok)
+    .map((c) => `${c.name}: expected ${c.expected}, found ${c.found}`)
+    .join('; ');
+}
+
+function record(result: CommandResult): CommandRecord {
+  return {
+    command: result.command,
+    exitCode: result.exitCode,
+    signal: result.signal,
+    durationMs: result.durationMs,
+    stdout: tail(result.stdout),
+    stderr: tail(result.stderr),
+  };
+}
+
+function lastState(runbook: AnyRunbook, plan: Plan): string | undefined {
+  const ran = plan.steps.filter((s) => !s.skipped).map((s) => s.id);
+  return [...runbook.steps].reverse().find((s) => ran.includes(s.id) && s.state)?.state;
+}
+
+/** What the journal says a run did, for resume. */
+export interface RunHistory {
+  plan: Plan;
+  planHash: string;
+  operator: string;
+  started: Array<{ step: string; host: string }>;
+  done: Set<string>;
+  failed: Set<string>;
+  rollingBack: boolean;
+  rollbackReason: string;
+  undone: Set<string>;
+  ended?: Extract<RunEvent, { kind: 'run-end' }>;
+}
+
+export function historyFrom(events: RunEvent[], operator: string): RunHistory | undefined {
+  const planned = events.find(
+    (e): e is Extract<RunEvent, { kind: 'planned' }> => e.kind === 'planned',
+  );
+  if (!planned) return undefined;
+  const history: RunHistory = {
+    plan: planned.plan,
+    planHash: planned.planHash,
+    operator,
+    started: [],
+    done: new Set(),
+    failed: new Set(),
+    rollingBack: false,
+    rollbackReason: '',
+    undone: new Set(),
+  };
+  for (const e of events) {
+    if (
+      e.kind === 'intent' &&
+      !history.started.some((s) => s.step === e.step && s.host === e.host)
+    ) {
+      history.started.push({ step: e.step, host: e.host });
+    } else if (e.kind === 'outcome') {
+      const k = key(e.step, e.host);
+      if (e.ok) {
+        history.done.add(k);
+        history.failed.delete(k);
+      } else history.failed.add(k);
+    } else if (e.kind === 'rollback-start') {
+      history.rollingBack = true;
+      history.rollbackReason = e.reason;
+    } else if (e.kind === 'undo-outcome' && e.ok) {
+      history.undone.add(key(e.step, e.host));
+    } else if (e.kind === 'run-end') {
+      history.ended = e;
+    }
+  }
+  return history;
+}

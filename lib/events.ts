@@ -1,0 +1,98 @@
+/**
+ * One union of run events. The journal stores them, the console shows them,
+ * the report renders them; nothing else describes what a run did.
+ */
+import type { Condition } from './runbook.ts';
+import type { Inventory } from './inventory.ts';
+import type { Plan } from './plan.ts';
+
+export type RunOutcome = 'done' | 'rolled-back' | 'precondition-failed' | 'needs-human';
+export type Phase = 'apply' | 'verify' | 'undo' | 'recover';
+
+export interface CommandRecord {
+  command: string;
+  exitCode: number | null;
+  signal: string | null;
+  durationMs: number;
+  /** Tails of the output, redacted. */
+  stdout: string;
+  stderr: string;
+}
+
+export type RunEvent =
+  | {
+      kind: 'run-start';
+      runId: string;
+      runbook: string;
+      runbookFile: string;
+      codeVersion: string;
+      stack: string;
+      mode: 'run' | 'rehearse';
+      operator: string;
+      params: Record<string, unknown>;
+      secretParams: string[];
+      inventory: Inventory;
+      inventoryHash: string;
+      pid: number;
+    }
+  | { kind: 'planned'; planHash: string; plan: Plan }
+  | { kind: 'preflight'; conditions: Array<Condition & { step: string; host: string }> }
+  | { kind: 'step-start'; step: string; hosts: string[] }
+  | { kind: 'intent'; step: string; host: string; attempt: number; commands: string[] }
+  | { kind: 'command'; step: string; host: string; phase: Phase; result: CommandRecord }
+  | { kind: 'retry'; step: string; host: string; attempt: number; error: string; delayMs: number }
+  | {
+      kind: 'outcome';
+      step: string;
+      host: string;
+      ok: boolean;
+      durationMs: number;
+      error?: string;
+      conditions?: Condition[];
+      recovered?: boolean;
+    }
+  | { kind: 'step-end'; step: string; ok: boolean }
+  | { kind: 'rollback-start'; reason: string }
+  | { kind: 'undo-intent'; step: string; host: string }
+  | {
+      kind: 'undo-outcome';
+      step: string;
+      host: string;
+      ok: boolean;
+      durationMs: number;
+      error?: string;
+    }
+  | {
+      kind: 'resume';
+      operator: string;
+      pid: number;
+      interrupted: Array<{ step: string; host: string }>;
+    }
+  | { kind: 'log'; step?: string; host?: string; message: string }
+  | {
+      kind: 'run-end';
+      outcome: RunOutcome;
+      /** The named state the hosts are left in. */
+      state: string;
+      /** The exact next action for a person, when one is needed. */
+      next?: string;
+      error?: string;
+    };
+
+export type RunEventKind = RunEvent['kind'];
+export type EventOf<K extends RunEventKind> = Extract<RunEvent, { kind: K }>;
+
+/** A formatter per event kind; a missing kind is a compile error. */
+export type EventFormatters<R> = { [K in RunEventKind]: (event: EventOf<K>) => R };
+
+export function formatEvent<R>(event: RunEvent, formatters: EventFormatters<R>): R {
+  return (formatters[event.kind] as (e: RunEvent) => R)(event);
+}
+
+/** A journal record: an event with its time and place in the hash chain. */
+export interface JournalRecord {
+  seq: number;
+  ts: string;
+  prev: string;
+  event: RunEvent;
+}

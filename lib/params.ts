@@ -1,0 +1,179 @@
+/**
+ * Runbook parameters: parsed from `--param k=v`, validated by the runbook's zod
+ * schema before anything runs. Secret parameters are marked with `secret()`
+ * and never leave the process.
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { InvalidInputError } from './errors.ts';
+import { Redactor } from './redact.ts';
+
+const secretSchemas = new WeakSet<z.ZodType>();
+
+/** Mark a parameter as secret: redacted from output, journal and reports. */
+export function secret<T extends z.ZodType>(schema: T): T {
+  secretSchemas.add(schema);
+  return schema;
+}
+
+function unwrap(schema: z.ZodType): z.ZodType {
+  let s = schema;
+  for (;;) {
+    if (s instanceof z.ZodOptional || s instanceof z.ZodDefault || s instanceof z.ZodNullable) {
+      s = s.unwrap() as z.ZodType;
+    } else return s;
+  }
+}
+
+export function isSecretParam(schema: z.ZodType): boolean {
+  return secretSchemas.has(schema) || secretSchemas.has(unwrap(schema));
+}
+
+export function secretParamNames(schema: z.ZodObject): string[] {
+  return Object.entries(schema.shape)
+    .filter(([, s]) => isSecretParam(s as z.ZodType))
+    .map(([k]) => k);
+}
+
+/** A raw value as given: inline, or a reference resolved at use (`@env:NAME`, `@file:PATH`). */
+export interface RawParam {
+  value: string;
+  /** `@env:NAME` or `@file:PATH` when given by reference. */
+  ref?: string;
+}
+
+export function parseParamArgs(args: readonly string[]): Map<string, RawParam> {
+  const out = new Map<string, RawParam>();
+  for (const arg of args) {
+    const eq = arg.indexOf('=');
+    if (eq <= 0) {
+      throw new InvalidInputError(
+        `--param ${JSON.stringify(arg)} is not of the form name=value`,
+        'Write --param name=value, or name=@env:VAR / name=@file:PATH for secrets.',
+      );
+    }
+    const name = arg.slice(0, eq);
+    const given = arg.slice(eq + 1);
+    if (out.has(name)) throw new InvalidInputError(`--param ${name} is given twice`);
+    out.set(name, resolveRef(name, given));
+  }
+  return out;
+}
+
+export function resolveRef(name: string, given: string): RawParam {
+  if (given.startsWith('@env:')) {
+    const variable = given.slice(5);
+    const value = process.env[variable];
+    if (value === undefined) {
+      throw new InvalidInputError(
+        `parameter ${name}: environment variable ${variable} is not set`,
+        `Export ${variable} or pass the value another way.`,
+      );
+    }
+    return { value, ref: given };
+  }
+  if (given.startsWith('@file:')) {
+    const path = given.slice(6);
+    try {
+      return { value: readFileSync(path, 'utf8').replace(/\r?\n$/, ''), ref: given };
+    } catch (e) {
+      throw new InvalidInputError(
+        `parameter ${name}: cannot read ${path}: ${(e as Error).message}`,
+      );
+    }
+  }
+  return { value: given };
+}
+
+export interface ValidatedParams<P> {
+  params: P;
+  redactor: Redactor;
+  /** The params as they may be recorded: secrets replaced by their reference or a marker. */
+  recorded: Record<string, unknown>;
+  secretNames: string[];
+}
+
+/** Validate raw params against the schema; the first bad one is named with its rule. */
+export function validateParams<S extends z.ZodObject>(
+  schema: S,
+  raw: Map<string, RawParam>,
+  runbook: string,
+): ValidatedParams<z.output<S>> {
+  const shape = schema.shape as Record<string, z.ZodType>;
+  const known = Object.keys(shape);
+  const redactor = new Redactor();
+  const secretNames = secretParamNames(schema);
+  for (const name of secretNames) {
+    const given = raw.get(name);
+    if (given) redactor.add(name, given.value);
+  }
+  const input: Record<string, unknown> = {};
+  for (const [name, given] of raw) {
+    const field = shape[name];
+    if (!field) {
+      throw new InvalidInputError(
+        `runbook ${runbook} has no parameter ${name}`,
+        `Its parameters are: ${known.join(', ') || '(none)'}. See \`baton plan ${runbook} --help\`.`,
+      );
+    }
+    input[name] = coerce(field, given.value);
+  }
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const name = issue.path.map(String).join('.') || '(params)';
+    const field = shape[String(issue.path[0])];
+    const shown =
+      field && isSecretParam(field)
+        ? ''
+        : raw.has(String(issue.path[0]))
+          ? ` (got ${JSON.stringify(raw.get(String(issue.path[0]))!.value)})`
+          : ' (not given)';
+    throw new InvalidInputError(
+      `parameter ${name} of runbook ${runbook} is invalid: ${redactor.redact(issue.message)}${shown}`,
+      `Pass a valid value with --param ${String(issue.path[0])}=…`,
+    );
+  }
+  const recorded: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(parsed.data as Record<string, unknown>)) {
+    recorded[name] = secretNames.includes(name)
+      ? (raw.get(name)?.ref ?? (value === undefined ? undefined : `[redacted:${name}]`))
+      : value;
+  }
+  return { params: parsed.data, redactor, recorded, secretNames };
+}
+
+/** CLI values are strings; numbers, booleans and lists are read as JSON when the schema wants them. */
+function coerce(field: z.ZodType, value: string): unknown {
+  if (field.safeParse(value).success) return value;
+  const base = unwrap(field);
+  if (base instanceof z.ZodNumber) {
+    const n = Number(value);
+    return value.trim() !== '' && Number.isFinite(n) ? n : value;
+  }
+  if (base instanceof z.ZodBoolean) {
+    if (['true', 'yes', '1'].includes(value)) return true;
+    if (['false', 'no', '0'].includes(value)) return false;
+    return value;
+  }
+  try {
+    return JSON.parse(value);
+  } catch {
+    return value;
+  }
+}
+
+/** Describe params for `--help`: name, type, default, secret. */
+export function describeParams(schema: z.ZodObject): string[] {
+  return Object.entries(schema.shape as Record<string, z.ZodType>).map(([name, field]) => {
+    const parts = [name];
+    const optional = field.safeParse(undefined).success;
+    const dflt = field instanceof z.ZodDefault ? field.parse(undefined) : undefined;
+    if (field.description) parts.push(`— ${field.description}`);
+    if (dflt !== undefined && !isSecretParam(field))
+      parts.push(`(default ${JSON.stringify(dflt)})`);
+    else if (!optional) parts.push('(required)');
+    if (isSecretParam(field)) parts.push('[secret: pass as @env:VAR or @file:PATH]');
+    return parts.join(' ');
+  });
+}

@@ -1,0 +1,145 @@
+/**
+ * Runbooks as typed data: `defineRunbook` and the step contract. Types flow
+ * from the params schema and the facts a runbook gathers into every step.
+ */
+import type { z } from 'zod';
+import type { CommandResult, ExecOptions } from './exec.ts';
+import type { Host, Inventory } from './inventory.ts';
+import type { Cmd, ShellValue } from './shell.ts';
+
+export interface CommandOptions extends ExecOptions {
+  /** Return the result of a non-zero exit instead of throwing CommandError. */
+  allowFail?: boolean;
+}
+
+/** Run a command: `exec(sh\`…\`, opts)` or as a tag, `exec\`df -k ${dir}\``. */
+export interface Exec {
+  (command: Cmd, options?: CommandOptions): Promise<CommandResult>;
+  (strings: TemplateStringsArray, ...values: ShellValue[]): Promise<CommandResult>;
+}
+
+/** One precondition or postcondition, as the operator will read it. */
+export interface Condition {
+  name: string;
+  ok: boolean;
+  expected: string;
+  found: string;
+  /** What to do when it fails. */
+  remedy?: string;
+}
+
+export function condition(
+  name: string,
+  ok: boolean,
+  detail: { expected: string; found: string; remedy?: string },
+): Condition {
+  return { name, ok, ...detail };
+}
+
+export interface RunbookContext<P, F> {
+  readonly params: P;
+  readonly facts: F;
+  readonly inventory: Inventory;
+  readonly stack: string;
+  readonly runId: string;
+  /** Hosts with a role, in inventory order. */
+  hosts(role: string): Host[];
+  hostNamed(name: string): Host;
+}
+
+export interface FactsContext<P> extends Omit<RunbookContext<P, never>, 'facts'> {
+  /** Read-only command on any host; runs in every mode. */
+  probe(host: Host | string): Exec;
+}
+
+export interface ProbeContext<P, F> extends RunbookContext<P, F> {
+  /** The host this invocation works on. */
+  readonly host: Host;
+  /** Read-only command on this host; runs for real in every mode. */
+  readonly probe: Exec;
+  /** Read-only commands on another host (verify from every peer). */
+  on(host: Host | string): { probe: Exec };
+  log(message: string): void;
+}
+
+export interface ApplyContext<P, F> extends ProbeContext<P, F> {
+  /** A mutation on this host: recorded and printed in a dry run, executed otherwise. */
+  readonly $: Exec;
+}
+
+export type CheckResult = Condition | Condition[] | void;
+
+export type Targets<P, F> =
+  | 'controller'
+  | { role: string }
+  | { hosts: string[] }
+  | ((ctx: RunbookContext<P, F>) => Array<Host | string>);
+
+export interface StepDef<P, F> {
+  /** Stable identifier, used in journals and `--from`. */
+  id: string;
+  title: string;
+  targets: Targets<P, F>;
+  /** Hosts worked on at once; default 4. */
+  concurrency?: number;
+  /** Deletes or overwrites data: declared, printed in the plan, confirmed before a run. */
+  destructive?: boolean;
+  /** Safe to apply again when a connection dropped mid-command. */
+  idempotent?: boolean;
+  /** Retries for transient (connection) failures; default 3. */
+  retries?: number;
+  /** Name of the state the hosts are in once this step has completed. */
+  state?: string;
+  /** What an operator does by hand if this step must be reversed and has no undo. */
+  recovery?: string;
+  /** Skip the step when this returns false (decided at plan time, shown in the plan). */
+  when?: (ctx: RunbookContext<P, F>) => boolean;
+  check?: (ctx: ProbeContext<P, F>) => Promise<CheckResult>;
+  apply?: (ctx: ApplyContext<P, F>) => Promise<void>;
+  verify?: (ctx: ProbeContext<P, F>) => Promise<CheckResult>;
+  undo?: (ctx: ApplyContext<P, F>) => Promise<void>;
+}
+
+export interface RunbookDef<S extends z.ZodObject, F> {
+  name: string;
+  summary: string;
+  params: S;
+  /** Stack used when none is given (only for runbooks that are safe anywhere, like the demo). */
+  defaultStack?: string;
+  /** Name of the state when every completed step was undone. */
+  safeState?: string;
+  /** Facts gathered before any check; stored in the journal so a resume sees the same. */
+  facts?: (ctx: FactsContext<z.output<S>>) => Promise<F>;
+  steps: Array<StepDef<z.output<S>, F>>;
+}
+
+export interface Runbook<S extends z.ZodObject = z.ZodObject, F = unknown> extends RunbookDef<
+  S,
+  F
+> {
+  readonly kind: 'baton.runbook';
+}
+
+// The engine works on runbooks of any params and facts.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyRunbook = Runbook<any, any>;
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyStep = StepDef<any, any>;
+
+export function defineRunbook<S extends z.ZodObject, F = Record<string, never>>(
+  def: RunbookDef<S, F>,
+): Runbook<S, F> {
+  const ids = new Set<string>();
+  for (const step of def.steps) {
+    if (ids.has(step.id)) throw new Error(`runbook ${def.name}: step id ${step.id} is used twice`);
+    ids.add(step.id);
+    if (step.undo && !step.apply)
+      throw new Error(`runbook ${def.name}: step ${step.id} has undo but no apply`);
+  }
+  return { ...def, kind: 'baton.runbook' };
+}
+
+/** A step that mutates but cannot be undone. */
+export function isPointOfNoReturn(step: AnyStep): boolean {
+  return Boolean(step.apply) && !step.undo;
+}

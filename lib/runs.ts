@@ -1,0 +1,421 @@
+/**
+ * Runs on disk and the three entry points the CLI and tests use: plan a
+ * runbook, start a run, resume a run. A run lives in `.baton/runs/<run-id>/`.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname, userInfo } from 'node:os';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import {
+  Session,
+  historyFrom,
+  type EngineDeps,
+  type PlanResult,
+  type RunResult,
+} from './engine.ts';
+import { BatonError, InvalidInputError, JournalCorruptError } from './errors.ts';
+import type { RunEvent } from './events.ts';
+import { inventoryHash, loadInventory, type Inventory } from './inventory.ts';
+import { Journal, readJournal, type JournalRead } from './journal.ts';
+import { parseParamArgs, resolveRef, validateParams, type RawParam } from './params.ts';
+import type { AnyRunbook } from './runbook.ts';
+import { defaultTransports, type Transports } from './transports.ts';
+
+export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+export function batonVersion(): string {
+  const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+/** Where runs and local state live: $BATON_HOME, else ./.baton. */
+export function batonHome(cwd = process.cwd()): string {
+  return process.env.BATON_HOME ? resolve(process.env.BATON_HOME) : join(resolve(cwd), '.baton');
+}
+
+export function runsDir(cwd?: string): string {
+  return join(batonHome(cwd), 'runs');
+}
+
+export function operatorName(): string {
+  if (process.env.BATON_OPERATOR) return process.env.BATON_OPERATOR;
+  let user = 'unknown';
+  try {
+    user = userInfo().username;
+  } catch {
+    // no passwd entry (containers): keep "unknown"
+  }
+  return `${user}@${hostname()}`;
+}
+
+export function newRunId(runbook: string, now: Date): string {
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
+  return `${stamp}-${runbook}-${randomBytes(2).toString('hex')}`;
+}
+
+export interface LoadedRunbook {
+  runbook: AnyRunbook;
+  file: string;
+  /** Hash of the runbook's source and baton's version: approvals and resumes bind to it. */
+  codeVersion: string;
+}
+
+/** A runbook by name (./runbooks/NAME.ts, then baton's own runbooks/) or by path. */
+export async function loadRunbook(ref: string, cwd = process.cwd()): Promise<LoadedRunbook> {
+  const candidates =
+    ref.includes('/') || /\.(ts|js|mjs)$/.test(ref)
+      ? [isAbsolute(ref) ? ref : resolve(cwd, ref)]
+      : [join(resolve(cwd), 'runbooks', `${ref}.ts`), join(PACKAGE_ROOT, 'runbooks', `${ref}.ts`)];
+  const file = candidates.find((f) => existsSync(f));
+  if (!file) {
+    throw new InvalidInputError(
+      `no runbook ${ref}`,
+      `Looked for ${candidates.join(' and ')}. \`baton runbooks\` lists the runbooks baton knows.`,
+    );
+  }
+  const mod = (await import(pathToFileURL(file).href)) as { default?: AnyRunbook };
+  const runbook = mod.default;
+  if (!runbook || runbook.kind !== 'baton.runbook') {
+    throw new InvalidInputError(`${file} does not export a runbook as default (use defineRunbook)`);
+  }
+  const codeVersion = createHash('sha256')
+    .update(readFileSync(file))
+    .update(`\0baton@${batonVersion()}`)
+    .digest('hex');
+  return { runbook, file, codeVersion };
+}
+
+export function listRunbooks(cwd = process.cwd()): string[] {
+  const names = new Set<string>();
+  for (const dir of [join(resolve(cwd), 'runbooks'), join(PACKAGE_ROOT, 'runbooks')]) {
+    if (!existsSync(dir)) continue;
+    for (const f of readdirSync(dir))
+      if (f.endsWith('.ts') && !f.endsWith('.test.ts')) names.add(f.slice(0, -3));
+  }
+  return [...names].sort();
+}
+
+export interface Invocation {
+  runbook: string;
+  stack?: string;
+  /** `name=value` strings as given on the command line. */
+  params: string[];
+  cwd?: string;
+  deps?: Partial<EngineDeps>;
+  /** Replaces the stack's inventory (tests, the testnet). */
+  inventory?: Inventory;
+}
+
+interface Prepared {
+  loaded: LoadedRunbook;
+  stack: string;
+  inventory: Inventory;
+  session: Session;
+  recordedParams: Record<string, unknown>;
+  secretNames: string[];
+  runId: string;
+  transports: Transports;
+  now: () => Date;
+}
+
+async function prepare(inv: Invocation, runId?: string): Promise<Prepared> {
+  const cwd = inv.cwd ?? process.cwd();
+  const loaded = await loadRunbook(inv.runbook, cwd);
+  const { runbook } = loaded;
+  // Parameters are checked before the stack is even loaded: bad input touches nothing.
+  const validated = validateParams(runbook.params, parseParamArgs(inv.params), runbook.name);
+  const stack = inv.stack ?? runbook.defaultStack;
+  if (!stack) {
+    throw new InvalidInputError(
+      `runbook ${runbook.name} needs a stack`,
+      'Pass --stack NAME (for example --stack local for the testnet, --stack production).',
+    );
+  }
+  const inventory = inv.inventory ?? (await loadInventory(stack, cwd));
+  const now = inv.deps?.now ?? (() => new Date());
+  const id = runId ?? newRunId(runbook.name, now());
+  const transports = defaultTransports();
+  const deps: EngineDeps = {
+    transportFor: transports.transportFor,
+    now,
+    sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+    ...inv.deps,
+  };
+  const session = new Session(
+    {
+      runbook,
+      stack,
+      inventory,
+      params: validated.params,
+      recordedParams: validated.recorded,
+      redactor: validated.redactor,
+      codeVersion: loaded.codeVersion,
+      inventoryHash: inventoryHash(inventory),
+      runId: id,
+    },
+    deps,
+  );
+  return {
+    loaded,
+    stack,
+    inventory,
+    session,
+    recordedParams: validated.recorded,
+    secretNames: validated.secretNames,
+    runId: id,
+    transports,
+    now,
+  };
+}
+
+/** Dry run: probes run for real, mutations are recorded and returned, nothing is changed. */
+export async function planRunbook(inv: Invocation): Promise<PlanResult> {
+  const p = await prepare(inv);
+  try {
+    return await p.session.plan();
+  } finally {
+    await p.transports.close();
+  }
+}
+
+export interface StartOptions extends Invocation {
+  mode?: 'run' | 'rehearse';
+  /** Called with the run id as soon as the run directory exists. */
+  onStart?(runId: string, dir: string): void;
+}
+
+export async function startRun(opts: StartOptions): Promise<RunResult> {
+  const p = await prepare(opts);
+  const dir = join(runsDir(opts.cwd), p.runId);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const release = acquireLock(dir, p.runId);
+  try {
+    const journal = Journal.create(dir, undefined, p.now);
+    opts.onStart?.(p.runId, dir);
+    return await p.session.run(journal, {
+      kind: 'run-start',
+      runId: p.runId,
+      runbook: p.loaded.runbook.name,
+      runbookFile: p.loaded.file,
+      codeVersion: p.loaded.codeVersion,
+      stack: p.stack,
+      mode: opts.mode ?? 'run',
+      operator: operatorName(),
+      params: p.recordedParams,
+      secretParams: p.secretNames,
+      inventory: p.inventory,
+      inventoryHash: inventoryHash(p.inventory),
+      pid: process.pid,
+    });
+  } finally {
+    await p.transports.close();
+    release();
+  }
+}
+
+export interface ResumeOptions {
+  runId: string;
+  /** Secret params given again (`name=value`, `name=@env:VAR`); other params come from the journal. */
+  params: string[];
+  cwd?: string;
+  deps?: Partial<EngineDeps>;
+}
+
+export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
+  const dir = runDir(opts.runId, opts.cwd);
+  const read = readJournal(dir);
+  const events = read.records.map((r) => r.event);
+  const start = events[0];
+  if (!start || start.kind !== 'run-start')
+    throw new JournalCorruptError(`${dir}: the journal does not begin with run-start`);
+  const history = historyFrom(events, operatorName());
+  if (history?.ended) {
+    throw new InvalidInputError(
+      `run ${opts.runId} already ended: ${history.ended.outcome} (${history.ended.state})`,
+      `Nothing to resume. \`baton report ${opts.runId}\` shows what it did.`,
+    );
+  }
+  const release = acquireLock(dir, opts.runId);
+  try {
+    const loaded = await loadRunbook(start.runbookFile, opts.cwd);
+    if (loaded.codeVersion !== start.codeVersion) {
+      throw new BatonError(
+        'PLAN_DRIFT',
+        `runbook ${start.runbook} changed since run ${opts.runId} started (code ${loaded.codeVersion.slice(0, 12)}, was ${start.codeVersion.slice(0, 12)})`,
+        'Resume with the version of the runbook that started the run (check out that commit).',
+      );
+    }
+    const given = parseParamArgs(opts.params);
+    const raw = new Map<string, RawParam>();
+    for (const [name, value] of Object.entries(start.params)) {
+      if (value === undefined) continue;
+      if (start.secretParams.includes(name)) {
+        const again = given.get(name);
+        if (again) raw.set(name, again);
+        else if (typeof value === 'string' && value.startsWith('@'))
+          raw.set(name, resolveRef(name, value));
+        else {
+          throw new InvalidInputError(
+            `run ${opts.runId} needs the secret parameter ${name} again: journals never hold secrets`,
+            `Pass --param ${name}=@env:VAR (or @file:PATH) to baton resume.`,
+          );
+        }
+      } else {
+        raw.set(name, { value: typeof value === 'string' ? value : JSON.stringify(value) });
+      }
+    }
+    for (const [name, value] of given) if (!raw.has(name)) raw.set(name, value);
+    const validated = validateParams(loaded.runbook.params, raw, loaded.runbook.name);
+    if (!history) {
+      // The controller died before the plan was recorded: nothing was changed.
+      const journal = Journal.reopen(dir, validated.redactor);
+      journal.append({
+        kind: 'run-end',
+        outcome: 'precondition-failed',
+        state: loaded.runbook.safeState ?? 'unchanged: as before the run',
+        error: 'the controller stopped before the plan was complete; no mutation had started',
+        next: 'Plan and run again.',
+      });
+      return {
+        runId: opts.runId,
+        outcome: 'precondition-failed',
+        state: loaded.runbook.safeState ?? 'unchanged: as before the run',
+        error: 'the controller stopped before the plan was complete; no mutation had started',
+      };
+    }
+    const now = opts.deps?.now ?? (() => new Date());
+    const transports = defaultTransports();
+    try {
+      const session = new Session(
+        {
+          runbook: loaded.runbook,
+          stack: start.stack,
+          inventory: start.inventory,
+          params: validated.params,
+          recordedParams: validated.recorded,
+          redactor: validated.redactor,
+          codeVersion: loaded.codeVersion,
+          inventoryHash: start.inventoryHash,
+          runId: opts.runId,
+        },
+        {
+          transportFor: transports.transportFor,
+          now,
+          sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+          ...opts.deps,
+        },
+      );
+      return await session.resume(Journal.reopen(dir, validated.redactor, now), history);
+    } finally {
+      await transports.close();
+    }
+  } finally {
+    release();
+  }
+}
+
+export function runDir(runId: string, cwd?: string): string {
+  if (!/^[A-Za-z0-9._-]+$/.test(runId))
+    throw new InvalidInputError(`${JSON.stringify(runId)} is not a run id`);
+  const dir = join(runsDir(cwd), runId);
+  if (!existsSync(dir)) {
+    throw new InvalidInputError(
+      `no run ${runId} in ${runsDir(cwd)}`,
+      '`baton runs` lists the runs.',
+    );
+  }
+  return dir;
+}
+
+/** One controller per run: a lock file holding the pid; a dead holder's lock is taken over. */
+export function acquireLock(dir: string, runId: string): () => void {
+  const file = join(dir, 'lock');
+  if (existsSync(file)) {
+    const [pidText, host] = readFileSync(file, 'utf8').trim().split(' ');
+    const pid = Number(pidText);
+    if (host === hostname() && pid && pid !== process.pid && alive(pid)) {
+      throw new BatonError(
+        'RUN_LOCKED',
+        `run ${runId} is being driven by process ${pid} on this machine`,
+        `Wait for it to finish, or stop it (kill ${pid}) and then \`baton resume ${runId}\`.`,
+      );
+    }
+    if (host !== hostname()) {
+      throw new BatonError(
+        'RUN_LOCKED',
+        `run ${runId} is locked by a controller on ${host}`,
+        `Make sure that controller is gone, then delete ${file} and resume.`,
+      );
+    }
+  }
+  writeFileSync(file, `${process.pid} ${hostname()}\n`, { mode: 0o600 });
+  return () => rmSync(file, { force: true });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export interface RunSummary {
+  runId: string;
+  runbook: string;
+  stack: string;
+  operator: string;
+  startedAt: string;
+  endedAt?: string;
+  outcome: string;
+  state?: string;
+  journal: 'verified' | string;
+}
+
+export function listRuns(cwd?: string): RunSummary[] {
+  const root = runsDir(cwd);
+  if (!existsSync(root)) return [];
+  return readdirSync(root)
+    .sort()
+    .map((runId): RunSummary => {
+      const dir = join(root, runId);
+      let read: JournalRead;
+      try {
+        read = readJournal(dir);
+      } catch (e) {
+        return {
+          runId,
+          runbook: '?',
+          stack: '?',
+          operator: '?',
+          startedAt: '?',
+          outcome: 'unknown',
+          journal: (e as Error).message,
+        };
+      }
+      const first = read.records[0];
+      const start = first?.event.kind === 'run-start' ? first.event : undefined;
+      const end = read.records.findLast((r) => r.event.kind === 'run-end');
+      const endEvent = end?.event as Extract<RunEvent, { kind: 'run-end' }> | undefined;
+      return {
+        runId,
+        runbook: start?.runbook ?? '?',
+        stack: start?.stack ?? '?',
+        operator: start?.operator ?? '?',
+        startedAt: first?.ts ?? '?',
+        ...(end ? { endedAt: end.ts } : {}),
+        outcome:
+          endEvent?.outcome ??
+          (existsSync(join(dir, 'lock')) ? 'running or interrupted' : 'interrupted'),
+        ...(endEvent ? { state: endEvent.state } : {}),
+        journal: 'verified',
+      };
+    });
+}

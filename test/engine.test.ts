@@ -1,0 +1,311 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { TransientError } from '../lib/errors.ts';
+import type { RunEvent } from '../lib/events.ts';
+import type { Transport } from '../lib/exec.ts';
+import { readJournal } from '../lib/journal.ts';
+import { localTransport } from '../lib/local.ts';
+import { planRunbook, runsDir, startRun } from '../lib/runs.ts';
+import { ORDERED, ORDERED_PONR, treeHash, workspace } from './helpers.ts';
+
+function events(cwd: string, runId: string): RunEvent[] {
+  return readJournal(join(runsDir(cwd), runId)).records.map((r) => r.event);
+}
+
+describe('plan', () => {
+  it('with a failing precondition changes nothing and names host, check, expected, found and remedy', async () => {
+    const ws = workspace();
+    const before = treeHash(ws.data);
+    const result = await startRun({
+      runbook: ORDERED,
+      stack: 'nodes',
+      params: [`dir=${ws.data}`, 'checkFailAt=b'],
+      cwd: ws.cwd,
+    });
+    expect(result.outcome).toBe('precondition-failed');
+    expect(result.state).toBe('unchanged: as before the run');
+    expect(result.error).toContain(
+      'step s1, host b, check "host is in service": expected in service, found marked out of service',
+    );
+    expect(result.error).toContain('To do: Bring b back into service.');
+    expect(treeHash(ws.data)).toBe(before);
+    expect(ws.log()).toEqual([]);
+    const kinds = events(ws.cwd, result.runId).map((e) => e.kind);
+    expect(kinds).not.toContain('intent');
+    expect(kinds.at(-1)).toBe('run-end');
+  });
+
+  it('lists every mutation per host as the exact command and marks points of no return', async () => {
+    const ws = workspace();
+    const { plan } = await planRunbook({
+      runbook: ORDERED_PONR,
+      stack: 'nodes',
+      params: [`dir=${ws.data}`],
+      cwd: ws.cwd,
+    });
+    const s2 = plan.steps.find((s) => s.id === 's2')!;
+    expect(s2.pointOfNoReturn).toBe(true);
+    expect(plan.steps.find((s) => s.id === 's1')!.pointOfNoReturn).toBe(false);
+    expect(s2.hosts.map((h) => h.host)).toEqual(['a', 'b']);
+    expect(s2.hosts[0]!.mutations).toEqual([
+      `echo apply:s2:a >> ${ws.data}/log`,
+      `touch ${ws.data}/s2-a.done`,
+    ]);
+    expect(plan.steps[0]!.hosts[1]!.undo).toEqual([
+      `echo undo:s1:b >> ${ws.data}/log`,
+      `rm -f ${ws.data}/s1-b.done`,
+    ]);
+  });
+
+  it('is a dry run: probes run for real, no mutation reaches the host', async () => {
+    const ws = workspace(['alpha', 'beta', 'gamma']);
+    const root = join(ws.data, 'demo');
+    // A real run first, so the dry run has live state to probe.
+    const first = await startRun({
+      runbook: 'config-release',
+      params: [`root=${root}`],
+      cwd: ws.cwd,
+    });
+    expect(first.outcome).toBe('done');
+    const before = treeHash(ws.data);
+    const { plan } = await planRunbook({
+      runbook: 'config-release',
+      params: [`root=${root}`, `source=${join(import.meta.dirname, 'fixtures', 'ordered.ts')}`],
+      cwd: ws.cwd,
+    });
+    // The probes saw the release the first run made live...
+    const facts = plan.facts as { perHost: Record<string, { live: string | null }> };
+    expect(facts.perHost.alpha!.live).toMatch(/^releases\/[0-9a-f]{16}\.conf$/);
+    // ...the plan holds the mutations...
+    expect(plan.steps[0]!.hosts[0]!.mutations[0]).toBe(`mkdir -p ${root}/alpha/releases`);
+    // ...and not one of them ran.
+    expect(treeHash(ws.data)).toBe(before);
+  });
+});
+
+describe('run', () => {
+  it('applies steps in order and ends done with every step verified', async () => {
+    const ws = workspace();
+    const result = await startRun({
+      runbook: ORDERED,
+      stack: 'nodes',
+      params: [`dir=${ws.data}`],
+      cwd: ws.cwd,
+    });
+    expect(result.outcome).toBe('done');
+    expect(result.state).toBe('s3 done');
+    expect(ws.log()).toEqual([
+      'apply:s1:a',
+      'apply:s1:b',
+      'apply:s2:a',
+      'apply:s2:b',
+      'apply:s3:a',
+      'apply:s3:b',
+    ]);
+  });
+
+  it('writes the intent before each mutation and the outcome after', async () => {
+    const ws = workspace(['a']);
+    const result = await startRun({
+      runbook: ORDERED,
+      stack: 'nodes',
+      params: [`dir=${ws.data}`],
+      cwd: ws.cwd,
+    });
+    const seq = events(ws.cwd, result.runId)
+      .filter((e) => ['intent', 'command', 'outcome'].includes(e.kind))
+      .map((e) => `${e.kind}:${'step' in e ? e.step : ''}`);
+    expect(seq.slice(0, 5)).toEqual([
+      'intent:s1',
+      'command:s1',
+      'command:s1',
+      'command:s1',
+      'outcome:s1',
+    ]);
+  });
+
+  it('rolls back completed steps in reverse order when a step fails', async () => {
+    const ws = workspace();
+    const result = await startRun({
+      runbook: ORDERED,
+      stack: 'nodes',
+      params: [`dir=${ws.data}`, 'failAt=s3:b'],
+      cwd: ws.cwd,
+    });
+    expect(result.outcome).toBe('rolled-back');
+    expect(result.state).toBe('unchanged: as before the run');
+    expect(result.error).toContain('step s3 failed on b');
+    expect(ws.log()).toEqual([
+      'apply:s1:a',
+      'apply:s1:b',
+      'apply:s2:a',
+      'apply:s2:b',
+      'apply:s3:a',
+      'apply:s3:b',
+      'undo:s3:b',
+      'undo:s3:a',
+      'undo:s2:b',
+      'undo:s2:a',
+      'undo:s1:b',
+      'undo:s1:a',
+    ]);
+    expect(existsSync(join(ws.data, 's1-a.done'))).toBe(false);
+  });
+
+  it('ends in needs-human with the exact next action when an undo fails', async () => {
+    const ws = workspace();
+    const result = await startRun({
+      runbook: ORDERED,
+      stack: 'nodes',
+      params: [`dir=${ws.data}`, 'failAt=s3:a', 'undoFailAt=s2:b'],
+      cwd: ws.cwd,
+    });
+    expect(result.outcome).toBe('needs-human');
+    expect(result.state).toBe('partly rolled back: undo of step s2 failed on b');
+    expect(result.next).toContain(`rm -f ${ws.data}/s2-b.done`);
+    expect(result.next).toContain(`baton resume ${result.runId}`);
+    // Rollback stopped at the failed undo: s1 was not undone.
+    expect(ws.log().slice(-2)).toEqual(['undo:s3:a', 'undo:s2:b']);
+    const end = events(ws.cwd, result.runId).at(-1)!;
+    expect(end).toMatchObject({ kind: 'run-end', outcome: 'needs-human', state: result.state });
+  });
+
+  it('stops at a point of no return and names the state and the manual recovery', async () => {
+    const ws = workspace();
+    const result = await startRun({
+      runbook: ORDERED_PONR,
+      stack: 'nodes',
+      params: [`dir=${ws.data}`, 'failAt=s3:b'],
+      cwd: ws.cwd,
+    });
+    expect(result.outcome).toBe('needs-human');
+    expect(result.state).toBe('s2 done');
+    expect(result.next).toContain('Step s2 (Step s2) has no undo and ran on b, a');
+    expect(result.next).toContain('delete the s2 markers by hand');
+    expect(ws.log().slice(-2)).toEqual(['undo:s3:b', 'undo:s3:a']);
+  });
+
+  it('fans out over hosts no wider than the step allows', async () => {
+    const ws = workspace(['a', 'b', 'c', 'd', 'e']);
+    let running = 0;
+    let widest = 0;
+    const local = localTransport();
+    const counting: Transport = {
+      async exec(host, command, options) {
+        running++;
+        widest = Math.max(widest, running);
+        try {
+          await new Promise((r) => setTimeout(r, 20));
+          return await local.exec(host, command, options);
+        } finally {
+          running--;
+        }
+      },
+      close: async () => {},
+    };
+    const result = await startRun({
+      runbook: join(import.meta.dirname, 'fixtures', 'fanout.ts'),
+      stack: 'nodes',
+      params: [`dir=${ws.data}`],
+      cwd: ws.cwd,
+      deps: { transportFor: () => counting },
+    });
+    expect(result.outcome).toBe('done');
+    expect(widest).toBe(2);
+  });
+});
+
+describe('failure handling', () => {
+  it('retries a transient failure with backoff, and not a deterministic one', async () => {
+    const ws = workspace(['a']);
+    const local = localTransport();
+    let resets = 1;
+    const flaky: Transport = {
+      async exec(host, command, options) {
+        if (command.startsWith('echo apply:s2') && resets-- > 0) {
+          throw new TransientError(
+            host.name,
+            'connection reset by peer before the command started',
+            false,
+          );
+        }
+        return local.exec(host, command, options);
+      },
+      close: async () => {},
+    };
+    const delays: number[] = [];
+    const result = await startRun({
+      runbook: ORDERED,
+      stack: 'nodes',
+      params: [`dir=${ws.data}`],
+      cwd: ws.cwd,
+      deps: {
+        transportFor: () => flaky,
+        sleep: async (ms) => void delays.push(ms),
+        backoffMs: 100,
+      },
+    });
+    expect(result.outcome).toBe('done');
+    expect(delays).toEqual([100]);
+    const retries = events(ws.cwd, result.runId).filter((e) => e.kind === 'retry');
+    expect(retries).toHaveLength(1);
+
+    const ws2 = workspace(['a']);
+    const failed = await startRun({
+      runbook: ORDERED,
+      stack: 'nodes',
+      params: [`dir=${ws2.data}`, 'failAt=s1:a'],
+      cwd: ws2.cwd,
+      deps: { sleep: async (ms) => void delays.push(ms) },
+    });
+    expect(failed.outcome).toBe('rolled-back');
+    expect(events(ws2.cwd, failed.runId).filter((e) => e.kind === 'retry')).toHaveLength(0);
+  });
+
+  it('does not retry a connection that dropped after a mutation started, unless the step is idempotent', async () => {
+    const ws = workspace(['a']);
+    const local = localTransport();
+    const dropping: Transport = {
+      async exec(host, command, options) {
+        if (command.startsWith('touch') && command.includes('s1-a.done')) {
+          await local.exec(host, command, options);
+          throw new TransientError(host.name, 'connection dropped mid-command', true);
+        }
+        return local.exec(host, command, options);
+      },
+      close: async () => {},
+    };
+    const result = await startRun({
+      runbook: ORDERED,
+      stack: 'nodes',
+      params: [`dir=${ws.data}`],
+      cwd: ws.cwd,
+      deps: { transportFor: () => dropping, sleep: async () => {} },
+    });
+    expect(result.outcome).toBe('rolled-back');
+    expect(result.error).toContain('not retried: a mutation had started');
+    expect(ws.log()).toEqual(['apply:s1:a', 'undo:s1:a']);
+  });
+});
+
+describe('secrets', () => {
+  it('never appear in output, journal or report, though the hosts receive them', async () => {
+    const ws = workspace(['a']);
+    const token = 'hunter2-very-secret';
+    process.env.BATON_TEST_TOKEN = token;
+    const result = await startRun({
+      runbook: ORDERED,
+      stack: 'nodes',
+      params: [`dir=${ws.data}`, 'token=@env:BATON_TEST_TOKEN', 'failAt=s2:a'],
+      cwd: ws.cwd,
+    });
+    expect(result.outcome).toBe('rolled-back');
+    // The failing command echoed the token to stderr; the journal keeps the output, redacted.
+    const journal = readFileSync(join(runsDir(ws.cwd), result.runId, 'journal.jsonl'), 'utf8');
+    expect(journal).toContain('[redacted:token]');
+    expect(journal).not.toContain(token);
+    expect(JSON.stringify(result)).not.toContain(token);
+    expect(journal).toContain('@env:BATON_TEST_TOKEN');
+  });
+});

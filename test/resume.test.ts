@@ -1,0 +1,144 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { readJournal } from '../lib/journal.ts';
+import { runsDir } from '../lib/runs.ts';
+import { ORDERED, ROOT, workspace, type Workspace } from './helpers.ts';
+
+const BATON = join(ROOT, 'bin', 'baton.js');
+const orphans: number[] = [];
+
+afterEach(() => {
+  for (const pid of orphans.splice(0)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+});
+
+async function waitFor(what: string, cond: () => boolean, ms = 30_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Start a real controller, let it reach s2 on host b, and kill -9 it there. */
+async function runAndKillMidStep(ws: Workspace, effect: 'before' | 'after'): Promise<string> {
+  const child = spawn(
+    process.execPath,
+    [
+      BATON,
+      'run',
+      ORDERED,
+      '--stack',
+      'nodes',
+      '--yes',
+      '--param',
+      `dir=${ws.data}`,
+      '--param',
+      'slowAt=s2:b',
+      '--param',
+      `effect=${effect}`,
+    ],
+    { cwd: ws.cwd, stdio: 'ignore' },
+  );
+  const started = join(ws.data, 's2-b.started');
+  await waitFor(
+    'the controller to reach s2 on b',
+    () => existsSync(started) && readFileSync(started, 'utf8').trim() !== '',
+  );
+  orphans.push(Number(readFileSync(started, 'utf8').trim()));
+  const exited = new Promise((r) => child.once('exit', (_code, signal) => r(signal)));
+  child.kill('SIGKILL');
+  expect(await exited).toBe('SIGKILL');
+  const [runId] = readdirSync(runsDir(ws.cwd));
+  return runId!;
+}
+
+function resume(ws: Workspace, runId: string): { status: number | null; stdout: string } {
+  const r = spawnSync(process.execPath, [BATON, 'resume', runId, '--json'], {
+    cwd: ws.cwd,
+    encoding: 'utf8',
+  });
+  return { status: r.status, stdout: r.stdout };
+}
+
+describe('resume after the controller was killed mid-step', () => {
+  it('re-verifies the interrupted step, continues when it verifies, and repeats no completed step', async () => {
+    const ws = workspace();
+    const runId = await runAndKillMidStep(ws, 'before');
+    const events = readJournal(join(runsDir(ws.cwd), runId)).records.map((r) => r.event);
+    const last = events.filter((e) => e.kind === 'intent').at(-1);
+    expect(last).toMatchObject({ kind: 'intent', step: 's2', host: 'b' });
+    expect(events.some((e) => e.kind === 'outcome' && e.step === 's2' && e.host === 'b')).toBe(
+      false,
+    );
+
+    const r = resume(ws, runId);
+    expect(JSON.parse(r.stdout)).toMatchObject({ outcome: 'done', exitCode: 0 });
+    expect(r.status).toBe(0);
+    expect(ws.log()).toEqual([
+      'apply:s1:a',
+      'apply:s1:b',
+      'apply:s2:a',
+      'apply:s2:b',
+      'apply:s3:a',
+      'apply:s3:b',
+    ]);
+    const after = readJournal(join(runsDir(ws.cwd), runId)).records.map((r) => r.event);
+    expect(after.find((e) => e.kind === 'resume')).toMatchObject({
+      interrupted: [{ step: 's2', host: 'b' }],
+    });
+    expect(
+      after.find((e) => e.kind === 'outcome' && e.step === 's2' && e.host === 'b'),
+    ).toMatchObject({
+      ok: true,
+      recovered: true,
+    });
+  });
+
+  it('rolls back when the interrupted step does not verify', async () => {
+    const ws = workspace();
+    const runId = await runAndKillMidStep(ws, 'after');
+    const r = resume(ws, runId);
+    expect(r.status).toBe(1);
+    const result = JSON.parse(r.stdout) as { outcome: string; error: string };
+    expect(result.outcome).toBe('rolled-back');
+    expect(result.error).toContain('interrupted work did not verify after the restart: s2 on b');
+    expect(ws.log()).toEqual([
+      'apply:s1:a',
+      'apply:s1:b',
+      'apply:s2:a',
+      'apply:s2:b',
+      'undo:s2:b',
+      'undo:s2:a',
+      'undo:s1:b',
+      'undo:s1:a',
+    ]);
+  });
+
+  it('refuses to resume a run that ended', () => {
+    const ws = workspace(['a']);
+    const done = spawnSync(
+      process.execPath,
+      [BATON, 'run', ORDERED, '--stack', 'nodes', '--yes', '--param', `dir=${ws.data}`],
+      {
+        cwd: ws.cwd,
+        encoding: 'utf8',
+      },
+    );
+    expect(done.status).toBe(0);
+    const [id] = readdirSync(runsDir(ws.cwd));
+    const again = spawnSync(process.execPath, [BATON, 'resume', id!], {
+      cwd: ws.cwd,
+      encoding: 'utf8',
+    });
+    expect(again.status).toBe(2);
+    expect(again.stderr).toContain(`run ${id} already ended: done`);
+  });
+});
