@@ -1,0 +1,743 @@
+/**
+ * The ssh transport: the only module that imports ssh2. One connection per
+ * host, many channels over it; host keys pinned from the inventory; exec with
+ * streaming output, SFTP, and host-to-host streams through the controller.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, existsSync, readFileSync } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { Readable, Transform, type Duplex, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { Client, type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
+import { BatonError, TransientError, errorMessage } from './errors.ts';
+import { CommandError, type CommandResult, type ExecOptions, type Transport } from './exec.ts';
+import type { Host } from './inventory.ts';
+import { sh, type ShellValue } from './shell.ts';
+
+export interface SshPoolOptions {
+  /** Private key used when a host names none; otherwise the agent, then ~/.ssh/id_ed25519. */
+  identityFile?: string;
+  /** ssh-agent socket; defaults to SSH_AUTH_SOCK. */
+  agent?: string;
+  /** Time allowed for TCP connect, handshake and login. Default 10 s. */
+  readyTimeoutMs?: number;
+  /** Keepalive period; a connection is dead after `keepaliveCountMax` missed answers. Default 5 s. */
+  keepaliveIntervalMs?: number;
+  keepaliveCountMax?: number;
+  /** How to reach a host's ssh port; defaults to the registered `sshRoutes`, then plain TCP. */
+  routes?: SshRoute[];
+}
+
+/**
+ * A way to reach a host's ssh port other than a TCP connection from the
+ * controller, such as the local testnet's relay into its private network.
+ */
+export interface SshRoute {
+  describe: string;
+  /** A connected byte stream to the host's ssh server, or undefined if this route does not serve the host. */
+  dial(host: Host): Promise<Duplex | undefined>;
+}
+
+/** Routes consulted by every pool, in order; the local testnet registers its own here. */
+export const sshRoutes: SshRoute[] = [];
+
+/**
+ * A command that outlived its `timeoutMs`. Its channel was closed and SIGKILL
+ * requested, but OpenSSH refuses signal requests for root sessions, so the
+ * process may run on until it next writes output: its effect is unknown.
+ */
+export class CommandTimeoutError extends BatonError {
+  readonly host: string;
+  readonly command: string;
+  readonly startedCommand = true;
+  constructor(host: string, command: string, timeoutMs: number) {
+    super(
+      'TIMEOUT',
+      `on ${host}: \`${clip(command)}\` did not finish within ${timeoutMs} ms and was killed`,
+      'Its effect is unknown: check the host before retrying, or raise the timeout.',
+    );
+    this.name = 'CommandTimeoutError';
+    this.host = host;
+    this.command = command;
+  }
+}
+
+/** `SHA256:<unpadded base64>` of a public key blob, exactly as `ssh-keygen -lf` prints it. */
+export function fingerprint(keyBlob: Buffer): string {
+  return 'SHA256:' + createHash('sha256').update(keyBlob).digest('base64').replace(/=+$/, '');
+}
+
+export interface TransferOptions {
+  /** File mode for the uploaded file, e.g. 0o600. */
+  mode?: number;
+}
+
+export interface TransferResult {
+  host: string;
+  remotePath: string;
+  bytes: number;
+  sha256: string;
+  durationMs: number;
+}
+
+export interface StreamEnd {
+  host: Host;
+  command: string;
+}
+
+export interface StreamOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  onProgress?: (bytes: number) => void;
+}
+
+export interface StreamResult {
+  /** The source command's result; its stdout went to the destination and is not kept. */
+  from: CommandResult;
+  to: CommandResult;
+  /** Bytes that passed from source to destination. */
+  bytes: number;
+  /** sha256 (hex) of those bytes, computed in the controller as they passed. */
+  sha256: string;
+  durationMs: number;
+}
+
+interface Connection {
+  client: Client;
+  dead: boolean;
+  label: string;
+}
+
+const CONNECTION_ERRORS =
+  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EHOSTDOWN|EPIPE|ENOTCONN|Timed out while waiting for handshake|Keepalive timeout|Connection lost|No response from server|socket hang up|closed|Not connected/i;
+
+/** A pool of ssh connections, one per host, that implements the Transport contract. */
+export class SshPool implements Transport {
+  private readonly options: SshPoolOptions;
+  private readonly connections = new Map<string, Promise<Connection>>();
+  private readonly live = new Set<Connection>();
+  private closed = false;
+
+  constructor(options: SshPoolOptions = {}) {
+    this.options = options;
+  }
+
+  /** Run `command` through the host's shell. A non-zero exit is a result; a lost connection throws TransientError (see its `startedCommand`). */
+  async exec(host: Host, command: string, options: ExecOptions = {}): Promise<CommandResult> {
+    const conn = await this.connection(host, command);
+    const channel = await this.openExec(conn, host, command);
+    return this.runChannel(conn, host, command, channel, options);
+  }
+
+  /** Upload a local file, a Buffer or a stream to `remotePath`, replacing it atomically. */
+  async put(
+    host: Host,
+    source: string | Buffer | Readable,
+    remotePath: string,
+    options: TransferOptions = {},
+  ): Promise<TransferResult> {
+    const started = performance.now();
+    const input =
+      typeof source === 'string'
+        ? createReadStream(source)
+        : Buffer.isBuffer(source)
+          ? Readable.from([source])
+          : source;
+    const temp = `${remotePath}.baton-${process.pid}-${Date.now().toString(36)}`;
+    const hash = hashing();
+    await this.withSftp(host, `upload ${remotePath}`, async (sftp) => {
+      const out = sftp.createWriteStream(temp, {
+        flags: 'w',
+        ...(options.mode !== undefined ? { mode: options.mode } : {}),
+      });
+      const closed = closedPromise(out);
+      try {
+        await pipeline(input, hash.transform, out);
+        await closed;
+        if (options.mode !== undefined)
+          await sftpCall<void>((cb) => sftp.chmod(temp, options.mode!, cb));
+        await sftpCall<void>((cb) => sftp.ext_openssh_rename(temp, remotePath, cb));
+      } catch (e) {
+        await sftpCall<void>((cb) => sftp.unlink(temp, cb)).catch(() => undefined);
+        throw e;
+      }
+    });
+    return {
+      host: host.name,
+      remotePath,
+      bytes: hash.bytes(),
+      sha256: hash.digest(),
+      durationMs: Math.round(performance.now() - started),
+    };
+  }
+
+  /** Download `remotePath` into `localPath` (written beside it, then renamed into place). */
+  async get(host: Host, remotePath: string, localPath: string): Promise<TransferResult> {
+    const started = performance.now();
+    const temp = `${localPath}.baton-${process.pid}-${Date.now().toString(36)}`;
+    const hash = hashing();
+    await this.withSftp(host, `download ${remotePath}`, async (sftp) => {
+      try {
+        await pipeline(sftp.createReadStream(remotePath), hash.transform, createWriteStream(temp));
+        await rename(temp, localPath);
+      } catch (e) {
+        await rm(temp, { force: true });
+        throw e;
+      }
+    });
+    return {
+      host: host.name,
+      remotePath,
+      bytes: hash.bytes(),
+      sha256: hash.digest(),
+      durationMs: Math.round(performance.now() - started),
+    };
+  }
+
+  /**
+   * Pipe the stdout of a command on one host into the stdin of a command on
+   * another, through the controller, with backpressure: at most a few ssh
+   * windows of data are in flight, never the whole stream.
+   */
+  async stream(from: StreamEnd, to: StreamEnd, options: StreamOptions = {}): Promise<StreamResult> {
+    const started = performance.now();
+    const [fromConn, toConn] = await Promise.all([
+      this.connection(from.host, from.command),
+      this.connection(to.host, to.command),
+    ]);
+    const toChannel = await this.openExec(toConn, to.host, to.command);
+    let fromChannel: ClientChannel;
+    try {
+      fromChannel = await this.openExec(fromConn, from.host, from.command);
+    } catch (e) {
+      toChannel.close();
+      throw e;
+    }
+    const hash = hashing(options.onProgress);
+    let sourceAbandoned = false;
+    const piped = pipeline(fromChannel, hash.transform, toChannel).catch((e: unknown) => e);
+    const runOptions: ExecOptions = {
+      ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    };
+    const toRun = this.runChannel(toConn, to.host, to.command, toChannel, {
+      ...runOptions,
+      stdinManaged: true,
+    });
+    const fromRun = this.runChannel(fromConn, from.host, from.command, fromChannel, {
+      ...runOptions,
+      stdoutManaged: true,
+      abandoned: () => sourceAbandoned,
+    });
+    // A destination that stops reading ends the source, like a shell pipeline; a
+    // failed source must not leave the destination waiting for more input.
+    const stopSource = (): void => {
+      if (fromChannel.readableEnded) return;
+      sourceAbandoned = true;
+      signalChannel(fromChannel, 'PIPE');
+      fromChannel.close();
+      // ssh2 reports the close only once the stdout still in flight has been read.
+      fromChannel.unpipe();
+      fromChannel.resume();
+    };
+    toRun.then(stopSource, stopSource);
+    void piped.then(() => fromChannel.resume());
+    fromRun.catch(() => toChannel.end());
+    const [fromResult, toResult] = await Promise.all([fromRun, toRun]);
+    await piped;
+    return {
+      from: fromResult,
+      to: toResult,
+      bytes: hash.bytes(),
+      sha256: hash.digest(),
+      durationMs: Math.round(performance.now() - started),
+    };
+  }
+
+  /** Forget the host's connection (closing it) so the next call connects afresh. */
+  async drop(host: Host): Promise<void> {
+    const key = connectionKey(host);
+    const pending = this.connections.get(key);
+    this.connections.delete(key);
+    const conn = await pending?.catch(() => undefined);
+    if (conn) endConnection(conn);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const pending = [...this.connections.values()];
+    this.connections.clear();
+    await Promise.allSettled(pending);
+    const ends = [...this.live].map(
+      (conn) =>
+        new Promise<void>((resolve) => {
+          if (conn.dead) return resolve();
+          conn.client.once('close', () => resolve());
+          endConnection(conn);
+          setTimeout(resolve, 2_000).unref();
+        }),
+    );
+    await Promise.all(ends);
+    this.live.clear();
+  }
+
+  private async connection(host: Host, purpose: string): Promise<Connection> {
+    if (this.closed) throw new BatonError('INVALID_INPUT', 'this ssh pool is closed');
+    if (host.connection !== 'ssh' || !host.ssh) {
+      throw new BatonError(
+        'INVALID_INPUT',
+        `host ${host.name} is not reached over ssh (connection: ${host.connection})`,
+        'Use the local transport for hosts with connection "local".',
+      );
+    }
+    const key = connectionKey(host);
+    let pending = this.connections.get(key);
+    if (pending) {
+      const conn = await pending.catch(() => undefined);
+      if (conn && !conn.dead) return conn;
+      if (this.connections.get(key) === pending) this.connections.delete(key);
+    }
+    pending = this.connect(host, purpose);
+    this.connections.set(key, pending);
+    try {
+      return await pending;
+    } catch (e) {
+      if (this.connections.get(key) === pending) this.connections.delete(key);
+      throw e;
+    }
+  }
+
+  private async connect(host: Host, purpose: string): Promise<Connection> {
+    const ssh = host.ssh!;
+    const label = `${ssh.user}@${host.name} (${host.address}:${ssh.port})`;
+    const auth = this.authentication(host, label);
+    const pinned = ssh.hostKeys;
+    let sock: Duplex | undefined;
+    for (const route of this.options.routes ?? sshRoutes) {
+      try {
+        sock = await route.dial(host);
+      } catch (e) {
+        throw beforeStart(host, label, purpose, e);
+      }
+      if (sock) break;
+    }
+    let presented: string | undefined;
+    const config: ConnectConfig = {
+      host: host.address,
+      port: ssh.port,
+      username: ssh.user,
+      ...auth,
+      ...(sock ? { sock } : {}),
+      readyTimeout: this.options.readyTimeoutMs ?? 10_000,
+      keepaliveInterval: this.options.keepaliveIntervalMs ?? 5_000,
+      keepaliveCountMax: this.options.keepaliveCountMax ?? 3,
+      hostVerifier: (key: Buffer): boolean => {
+        presented = fingerprint(key);
+        return pinned.includes(presented);
+      },
+    };
+    const client = new Client();
+    const conn: Connection = { client, dead: false, label };
+    await new Promise<void>((resolve, reject) => {
+      const cleanup = (): void => {
+        client.off('ready', onReady);
+        client.off('error', onError);
+        client.off('close', onClose);
+      };
+      const onReady = (): void => {
+        cleanup();
+        resolve();
+      };
+      const onError = (err: Error): void => {
+        cleanup();
+        // ssh2 may report more errors while it tears down; they add nothing.
+        client.on('error', () => undefined);
+        client.end();
+        reject(this.connectError(host, label, purpose, err, presented));
+      };
+      const onClose = (): void => {
+        cleanup();
+        client.on('error', () => undefined);
+        reject(beforeStart(host, label, purpose, new Error('connection closed during login')));
+      };
+      client.on('ready', onReady).on('error', onError).on('close', onClose);
+      try {
+        client.connect(config);
+      } catch (e) {
+        cleanup();
+        reject(beforeStart(host, label, purpose, e));
+      }
+    });
+    // Pool-owned listeners for the connection's lifetime: a dead connection leaves the pool.
+    const onDead = (): void => {
+      conn.dead = true;
+      this.live.delete(conn);
+      client.off('error', onLateError);
+      client.off('close', onDead);
+    };
+    const onLateError = (): void => {
+      conn.dead = true;
+    };
+    client.on('error', onLateError).on('close', onDead);
+    this.live.add(conn);
+    return conn;
+  }
+
+  private authentication(host: Host, label: string): Pick<ConnectConfig, 'privateKey' | 'agent'> {
+    const file = host.ssh?.identityFile ?? this.options.identityFile;
+    if (file) return { privateKey: readIdentity(file, label) };
+    const agent = this.options.agent ?? process.env.SSH_AUTH_SOCK;
+    if (agent) return { agent };
+    const fallback = join(homedir(), '.ssh', 'id_ed25519');
+    if (existsSync(fallback)) return { privateKey: readIdentity(fallback, label) };
+    throw new BatonError(
+      'MISSING_PREREQUISITE',
+      `no ssh identity to log in to ${label}: the inventory names no identityFile, SSH_AUTH_SOCK is unset and ${fallback} does not exist`,
+      'Set ssh.identityFile in the inventory, start an ssh-agent with the key loaded, or create ~/.ssh/id_ed25519.',
+    );
+  }
+
+  private connectError(
+    host: Host,
+    label: string,
+    purpose: string,
+    err: Error,
+    presented: string | undefined,
+  ): BatonError {
+    const pinned = host.ssh?.hostKeys ?? [];
+    if (presented && !pinned.includes(presented)) {
+      if (pinned.length === 0) {
+        return new BatonError(
+          'HOSTKEY_UNKNOWN',
+          `refusing ${label}: the inventory pins no host key for it, and it presented ${presented}`,
+          `Verify ${presented} out of band (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on the host's console) and add it to ssh.hostKeys.`,
+        );
+      }
+      return new BatonError(
+        'HOSTKEY_MISMATCH',
+        `refusing ${label}: it presented host key ${presented}, but the inventory pins ${pinned.join(', ')}`,
+        'The host was rebuilt or something is intercepting the connection. Find out which before anything else; only then update ssh.hostKeys in the inventory.',
+      );
+    }
+    if ((err as { level?: string }).level === 'client-authentication') {
+      return new BatonError(
+        'PRECONDITION_FAILED',
+        `login to ${label} was refused: ${err.message}`,
+        'Check that the identity in use is in the authorized_keys of that user on the host.',
+        { cause: err },
+      );
+    }
+    return beforeStart(host, label, purpose, err);
+  }
+
+  private openExec(conn: Connection, host: Host, command: string): Promise<ClientChannel> {
+    return new Promise<ClientChannel>((resolve, reject) => {
+      try {
+        conn.client.exec(command, (err, channel) => {
+          if (!err) return resolve(channel);
+          // The exec request may have reached the server before the connection died.
+          reject(
+            conn.dead
+              ? dropped(host, conn.label, command, err)
+              : new TransientError(
+                  host.name,
+                  `${conn.label} refused a session for \`${clip(command)}\`: ${err.message}; the command did not start`,
+                  false,
+                  { cause: err },
+                ),
+          );
+        });
+      } catch (e) {
+        conn.dead = true;
+        reject(beforeStart(host, conn.label, command, e));
+      }
+    });
+  }
+
+  private runChannel(
+    conn: Connection,
+    host: Host,
+    command: string,
+    channel: ClientChannel,
+    options: InternalExecOptions,
+  ): Promise<CommandResult> {
+    const started = performance.now();
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    let exitCode: number | null | undefined;
+    let signal: string | null = null;
+    const input = options.stdinManaged ? undefined : options.input;
+    return new Promise<CommandResult>((resolve, reject) => {
+      const onInputError = (e: unknown): void => {
+        kill(
+          new BatonError(
+            'INVALID_INPUT',
+            `reading stdin for \`${clip(command)}\` on ${host.name} failed: ${errorMessage(e)}`,
+            'The command was killed; check the input source.',
+          ),
+        );
+      };
+      const onStdout = (chunk: Buffer): void => {
+        stdout.push(chunk);
+        options.onStdout?.(chunk);
+      };
+      const onStderr = (chunk: Buffer): void => {
+        stderr.push(chunk);
+        options.onStderr?.(chunk);
+      };
+      const onExit = (code: number | null, sig?: string): void => {
+        exitCode = code;
+        signal = sig ?? null;
+      };
+      // Do not wait for the server to close the channel: children of the
+      // command may hold its output open long after the shell was killed.
+      const kill = (error: Error): void => {
+        signalChannel(channel, 'KILL');
+        channel.close();
+        finish(error);
+      };
+      const timer = options.timeoutMs
+        ? setTimeout(
+            () => kill(new CommandTimeoutError(host.name, command, options.timeoutMs!)),
+            options.timeoutMs,
+          )
+        : undefined;
+      const onAbort = (): void => {
+        const reason: unknown = options.signal?.reason;
+        kill(reason instanceof Error ? reason : new Error(`aborted: ${String(reason)}`));
+      };
+      const finish = (failure?: Error): void => {
+        if (timer) clearTimeout(timer);
+        options.signal?.removeEventListener('abort', onAbort);
+        if (!options.stdoutManaged) channel.off('data', onStdout);
+        channel.stderr.off('data', onStderr);
+        channel.off('exit', onExit);
+        channel.off('close', onClose);
+        if (input && typeof input !== 'string' && !Buffer.isBuffer(input)) {
+          input.off('error', onInputError);
+          input.unpipe(channel);
+        }
+        if (failure) return reject(failure);
+        if (exitCode === undefined) {
+          if (conn.dead || !options.abandoned?.())
+            return reject(dropped(host, conn.label, command));
+          exitCode = null;
+        }
+        resolve({
+          host: host.name,
+          command,
+          exitCode,
+          signal,
+          stdout: Buffer.concat(stdout).toString('utf8'),
+          stderr: Buffer.concat(stderr).toString('utf8'),
+          durationMs: Math.round(performance.now() - started),
+        });
+      };
+      const onClose = (): void => finish();
+      if (!options.stdoutManaged) channel.on('data', onStdout);
+      channel.stderr.on('data', onStderr);
+      channel.on('exit', onExit);
+      channel.on('close', onClose);
+      if (options.signal?.aborted) onAbort();
+      else options.signal?.addEventListener('abort', onAbort, { once: true });
+      if (options.stdinManaged) return;
+      if (input === undefined) channel.end();
+      else if (typeof input === 'string' || Buffer.isBuffer(input)) channel.end(input);
+      else {
+        input.once('error', onInputError);
+        input.pipe(channel);
+      }
+    });
+  }
+
+  private async withSftp<T>(
+    host: Host,
+    purpose: string,
+    use: (sftp: SFTPWrapper) => Promise<T>,
+  ): Promise<T> {
+    const conn = await this.connection(host, purpose);
+    const sftp = await new Promise<SFTPWrapper>((resolve, reject) => {
+      conn.client.sftp((err, s) => {
+        if (!err) return resolve(s);
+        reject(
+          conn.dead
+            ? dropped(host, conn.label, purpose, err)
+            : new BatonError(
+                'PRECONDITION_FAILED',
+                `${conn.label} refused an SFTP session: ${err.message}`,
+                'Enable the sftp subsystem in the host sshd_config (Subsystem sftp internal-sftp).',
+              ),
+        );
+      });
+    });
+    try {
+      return await use(sftp);
+    } catch (e) {
+      if (conn.dead) throw dropped(host, conn.label, purpose, e);
+      if (e instanceof BatonError) throw e;
+      throw new BatonError(
+        'COMMAND_FAILED',
+        `on ${host.name}: SFTP ${purpose} failed: ${errorMessage(e)}`,
+        'Check the remote path and its permissions.',
+        { cause: e },
+      );
+    } finally {
+      sftp.end();
+    }
+  }
+}
+
+interface InternalExecOptions extends ExecOptions {
+  /** stream(): stdin is fed by the pipeline. */
+  stdinManaged?: boolean;
+  /** stream(): stdout is consumed by the pipeline. */
+  stdoutManaged?: boolean;
+  /** stream(): true once the controller closed this channel on purpose, so a missing exit status is no drop. */
+  abandoned?: () => boolean;
+}
+
+export interface RemoteOptions extends ExecOptions {
+  /** Throw CommandError when the command exits non-zero or is killed. Default false: results are values. */
+  check?: boolean;
+}
+
+/** A `$` bound to one host: every interpolated value is quoted for POSIX sh by lib/shell.ts. */
+export interface RemoteShell {
+  (strings: TemplateStringsArray, ...values: ShellValue[]): Promise<CommandResult>;
+  readonly host: Host;
+  /** The same shell with other options, e.g. `$r.with({ check: true })`. */
+  with(options: RemoteOptions): RemoteShell;
+}
+
+/** `const $r = remote(pool, host); await $r\`cat ${file}\`` */
+export function remote(transport: Transport, host: Host, options: RemoteOptions = {}): RemoteShell {
+  const run = async (
+    strings: TemplateStringsArray,
+    ...values: ShellValue[]
+  ): Promise<CommandResult> => {
+    const { check, ...execOptions } = options;
+    const result = await transport.exec(host, sh(strings, ...values).text, execOptions);
+    if (check && (result.exitCode !== 0 || result.signal)) throw new CommandError(result);
+    return result;
+  };
+  return Object.assign(run, {
+    host,
+    with: (more: RemoteOptions): RemoteShell => remote(transport, host, { ...options, ...more }),
+  });
+}
+
+function connectionKey(host: Host): string {
+  return `${host.name}\0${host.ssh?.user}\0${host.address}\0${host.ssh?.port}`;
+}
+
+function readIdentity(file: string, label: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    throw new BatonError(
+      'MISSING_PREREQUISITE',
+      `cannot read the ssh identity ${file} for ${label}: ${(e as NodeJS.ErrnoException).code ?? errorMessage(e)}`,
+      'Fix ssh.identityFile in the inventory or the file permissions.',
+    );
+  }
+}
+
+function beforeStart(host: Host, label: string, purpose: string, err: unknown): BatonError {
+  if (err instanceof BatonError) return err;
+  const message = errorMessage(err);
+  const what = `could not reach ${label} to run \`${clip(purpose)}\`: ${message}`;
+  if (
+    CONNECTION_ERRORS.test(message) ||
+    CONNECTION_ERRORS.test(String((err as { code?: string }).code))
+  ) {
+    return new TransientError(
+      host.name,
+      `${what}; the command did not start, so it is safe to retry`,
+      false,
+      { cause: err },
+    );
+  }
+  return new BatonError(
+    'PRECONDITION_FAILED',
+    `${what}; the command did not start`,
+    'Check the inventory entry (address, port, user) and the ssh server on the host.',
+    { cause: err },
+  );
+}
+
+function dropped(host: Host, label: string, command: string, cause?: unknown): TransientError {
+  return new TransientError(
+    host.name,
+    `the connection to ${label} dropped mid-command while running \`${clip(command)}\`: whether it took effect is unknown`,
+    true,
+    cause === undefined ? undefined : { cause },
+  );
+}
+
+/**
+ * ssh2 only sends a signal request while the channel is writable, but a command
+ * whose stdin we closed must still be killable.
+ */
+function signalChannel(channel: ClientChannel, name: string): void {
+  const internal = channel as unknown as {
+    outgoing?: { id: number; state: string };
+    _client?: { _protocol?: { signal(id: number, signal: string): void } };
+  };
+  const state = internal.outgoing?.state;
+  if (state !== 'open' && state !== 'eof') return;
+  try {
+    internal._client?._protocol?.signal(internal.outgoing!.id, name);
+  } catch {
+    // The connection is already going away; closing the channel is all that is left.
+  }
+}
+
+function endConnection(conn: Connection): void {
+  conn.dead = true;
+  conn.client.end();
+}
+
+function clip(text: string): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length > 160 ? `${line.slice(0, 157)}...` : line;
+}
+
+function hashing(onProgress?: (bytes: number) => void): {
+  transform: Transform;
+  bytes: () => number;
+  digest: () => string;
+} {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  let hex: string | undefined;
+  const transform = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      onProgress?.(bytes);
+      done(null, chunk);
+    },
+  });
+  return {
+    transform,
+    bytes: () => bytes,
+    digest: () => (hex ??= hash.digest('hex')),
+  };
+}
+
+function closedPromise(stream: Writable): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    stream.once('close', () => resolve());
+    stream.once('error', reject);
+  });
+}
+
+function sftpCall<T>(
+  call: (cb: (err: Error | null | undefined, value?: T) => void) => void,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    call((err, value) => (err ? reject(err) : resolve(value as T)));
+  });
+}
