@@ -22,6 +22,13 @@ const records = [
   'note 300 TXT "hello"',
 ];
 
+it.runIf(!!missing && required)(
+  'has knotd, knsupdate and dig, as BATON_REQUIRE_TESTNET=1 demands',
+  () => {
+    throw new Error(`BATON_REQUIRE_TESTNET=1 but ${missing}`);
+  },
+);
+
 describe.skipIf(!!missing && !required)(title, () => {
   let primary: KnotServer;
   let secondary: KnotServer;
