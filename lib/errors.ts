@@ -17,7 +17,10 @@ export type ErrorCode =
   | 'NEEDS_HUMAN'
   | 'NOT_ROOT'
   | 'MISSING_PREREQUISITE'
-  | 'APPROVAL_REFUSED';
+  | 'APPROVAL_REFUSED'
+  | 'ELF_INVALID'
+  | 'DB_CORRUPT'
+  | 'IRC_FAILED';
 
 export class BatonError extends Error {
   readonly code: ErrorCode;
