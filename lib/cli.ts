@@ -3,7 +3,8 @@
  * codes: 0 done, 1 failed and left in a safe state (or an audit failed),
  * 2 invalid input, 3 needs a human.
  */
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { Command, CommanderError, Option } from 'commander';
 import type { RunResult } from './engine.ts';
@@ -11,9 +12,15 @@ import { BatonError, errorMessage, isBatonError, type ErrorCode } from './errors
 import type { RunOutcome } from './events.ts';
 import { readJournal } from './journal.ts';
 import { describeParams } from './params.ts';
+import { registerPulumiStackSource } from './pulumi-stack.ts';
 import { renderPlan, renderPreflightFailures, preflightFailures, type Plan } from './plan.ts';
 import { buildReport, renderMarkdown } from './report.ts';
+import { approvalFileName, sign } from './approval.ts';
+import type { Gate } from './gate.ts';
 import {
+  invocationFromPlan,
+  readPlanFile,
+  writePlanFile,
   listRunbooks,
   listRuns,
   loadRunbook,
@@ -93,6 +100,7 @@ class Exit extends Error {
 
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
   let json = false;
+  registerPulumiStackSource();
   const program = new Command('baton')
     .description(
       'Failover runbooks as typed code: plan against real hosts, rehearse on a local testnet, run with a journal.',
@@ -153,10 +161,7 @@ Exits 0 when every precondition holds, 1 when one fails (nothing is changed eith
     .action(async (ref: string, o: { param: string[]; stack?: string; out?: string }) => {
       const { plan, hash } = await planRunbook(invocation(ref, o));
       const failures = preflightFailures(plan);
-      if (o.out)
-        writeFileSync(o.out, JSON.stringify({ planHash: hash, plan }, null, 2) + '\n', {
-          mode: 0o600,
-        });
+      if (o.out) writePlanFile(o.out, plan, hash, (await loadRunbook(ref)).file);
       if (json)
         io.out(JSON.stringify({ ok: failures.length === 0, planHash: hash, plan }, null, 2));
       else {
@@ -170,45 +175,79 @@ Exits 0 when every precondition holds, 1 when one fails (nothing is changed eith
       throw new Exit(failures.length ? EXIT.failed : EXIT.done);
     });
 
+  interface ExecuteOptions {
+    param: string[];
+    stack?: string;
+    yes?: boolean;
+    plan?: string;
+    approvals?: string;
+    emergency?: boolean;
+    policy?: string;
+    policyOf?: string;
+  }
+
   const execute = async (
-    ref: string,
-    o: { param: string[]; stack?: string; yes?: boolean },
+    ref: string | undefined,
+    o: ExecuteOptions,
     mode: 'run' | 'rehearse',
   ): Promise<never> => {
-    const loaded = await loadRunbook(ref);
+    const planFile = o.plan ? readPlanFile(o.plan) : undefined;
+    if (planFile && (ref || o.stack)) {
+      throw new BatonError(
+        'INVALID_INPUT',
+        'with --plan, the runbook, stack and parameters come from the plan file',
+        'Leave out the runbook name and --stack; --param only gives secrets again.',
+      );
+    }
+    if (!planFile && !ref)
+      throw new BatonError('INVALID_INPUT', 'name a runbook, or pass --plan FILE');
+    const inv = planFile ? await invocationFromPlan(planFile, o.param) : invocation(ref!, o);
+    const loaded = await loadRunbook(inv.runbook);
     const destructive = loaded.runbook.steps.filter((s) => s.destructive).map((s) => s.id);
-    if (mode === 'run' && !o.yes && !io.stdinIsTTY) {
+    const approved = Boolean(o.approvals);
+    if (mode === 'run' && !o.yes && !approved && !io.stdinIsTTY) {
       throw new BatonError(
         'INVALID_INPUT',
         `baton run asks for confirmation, and there is no terminal to ask on${
           destructive.length ? ` (destructive steps: ${destructive.join(', ')})` : ''
         }`,
-        `Read \`baton plan ${ref}\` first, then pass --yes.`,
+        `Read \`baton plan ${inv.runbook}\` first, then pass --yes (or run an approved plan with --plan and --approvals).`,
       );
     }
     const display = makeDisplay(io, json);
+    const confirm: Gate | undefined =
+      mode === 'run' && !o.yes && !approved
+        ? async (plan, hash) => {
+            display.close();
+            io.err(renderPlan(plan, hash));
+            const answer = await io.ask(
+              destructive.length
+                ? `This plan has destructive steps (${destructive.join(', ')}). Type the runbook name to proceed: `
+                : 'Proceed? [y/N] ',
+            );
+            const yes = destructive.length
+              ? answer.trim() === plan.runbook
+              : /^y(es)?$/i.test(answer.trim());
+            return yes
+              ? { ok: true, emergency: false, approvers: [], reconfirmedBy: [], replan: false }
+              : {
+                  ok: false,
+                  reason: 'the operator did not confirm the plan',
+                  next: 'Run again when ready.',
+                };
+          }
+        : undefined;
     const result = await startRun({
-      ...invocation(ref, o),
+      ...inv,
       mode,
-      deps: {
-        onEvent: (e) => display.event(e),
-        ...(mode === 'run' && !o.yes
-          ? {
-              confirm: async (plan: Plan, hash: string) => {
-                display.close();
-                io.err(renderPlan(plan, hash));
-                const answer = await io.ask(
-                  destructive.length
-                    ? `This plan has destructive steps (${destructive.join(', ')}). Type the runbook name to proceed: `
-                    : 'Proceed? [y/N] ',
-                );
-                return destructive.length
-                  ? answer.trim() === plan.runbook
-                  : /^y(es)?$/i.test(answer.trim());
-              },
-            }
-          : {}),
-      },
+      ...(o.approvals ? { approvals: o.approvals } : {}),
+      ...(o.approvals === '-' ? { stdinApprovals: readFileSync(0, 'utf8') } : {}),
+      ...(planFile ? { approvedHash: planFile.planHash } : {}),
+      ...(o.emergency ? { emergency: true } : {}),
+      ...(o.policy ? { policyFile: o.policy } : {}),
+      ...(o.policyOf ? { policyOf: o.policyOf } : {}),
+      ...(confirm ? { gate: confirm } : {}),
+      deps: { onEvent: (e) => display.event(e) },
     });
     display.close();
     return finish(result);
@@ -230,11 +269,21 @@ Exits 0 when every precondition holds, 1 when one fails (nothing is changed eith
   withCommon(
     runOptions(
       program
-        .command('run <runbook>')
+        .command('run [runbook]')
         .description(
-          'Plan, confirm, then run every step for real, journaled; roll back in reverse order on failure.',
+          'Plan, clear the gate (approvals or a confirmation), then run every step for real, journaled; roll back in reverse order on failure.',
         )
-        .option('--yes', 'do not ask for confirmation (read the plan first)'),
+        .option('--yes', 'do not ask for confirmation (read the plan first)')
+        .option('--plan <file>', 'run this approved plan (from `baton plan --out`)')
+        .option('--approvals <dir>', 'directory of approval files, or - for standard input')
+        .option(
+          '--emergency',
+          "use the policy's emergency path (one approver, marked as an emergency)",
+        )
+        .option(
+          '--policy <file>',
+          'the approval policy (default ./baton.policy.json, else built-in defaults)',
+        ),
     ),
   )
     .addHelpText(
@@ -242,28 +291,105 @@ Exits 0 when every precondition holds, 1 when one fails (nothing is changed eith
       `
 Examples:
   npx baton run config-release --yes
-  npx baton run handover --stack production
+  npx baton plan handover --stack production --out plan.json
+  npx baton approve plan.json --key ~/.ssh/id_ed25519 --out approvals/     (each approver)
+  npx baton run --plan plan.json --approvals approvals/
+  npx baton run --plan plan.json --approvals approvals/ --emergency
 ${EXIT_CODES_HELP}`,
     )
-    .action((ref: string, o: { param: string[]; stack?: string; yes?: boolean }) =>
-      execute(ref, o, 'run'),
-    );
+    .action((ref: string | undefined, o: ExecuteOptions) => execute(ref, o, 'run'));
 
   withCommon(
     program
-      .command('rehearse <runbook>')
+      .command('rehearse [runbook]')
       .description('Run a runbook end to end against the local testnet (stack local).')
-      .option('--param <name=value>', 'a runbook parameter; repeatable', collect, []),
+      .option('--param <name=value>', 'a runbook parameter; repeatable', collect, [])
+      .option(
+        '--policy-of <stack>',
+        "practise the approval flow under another stack's policy (e.g. production)",
+      )
+      .option('--plan <file>', 'rehearse this approved plan (made with --stack local)')
+      .option('--approvals <dir>', 'directory of approval files')
+      .option('--policy <file>', 'the approval policy file'),
   )
     .addHelpText(
       'after',
       `
 Examples:
   sudo npx baton testnet up && npx baton rehearse handover
+  npx baton plan handover --stack local --out plan.json
+  npx baton approve plan.json --key ~/.ssh/id_ed25519 --out approvals/
+  npx baton rehearse --policy-of production --plan plan.json --approvals approvals/
 ${EXIT_CODES_HELP}`,
     )
-    .action((ref: string, o: { param: string[] }) =>
-      execute(ref, { ...o, stack: 'local', yes: true }, 'rehearse'),
+    .action((ref: string | undefined, o: ExecuteOptions) =>
+      execute(ref, { ...o, ...(o.plan ? {} : { stack: 'local' }), yes: true }, 'rehearse'),
+    );
+
+  withCommon(
+    program
+      .command('approve <plan-file>')
+      .description('Sign a plan, or reconfirm it after the hold, with your own SSH key.')
+      .requiredOption(
+        '--key <path>',
+        'your ssh private key (or its .pub, with the key in ssh-agent)',
+      )
+      .option('--out <dir>', 'where to write the approval file; - for standard output', '.')
+      .option('--reconfirm <token>', 'reconfirm after the hold, with the token the run printed')
+      .option('--emergency', 'approve it as an emergency run')
+      .option(
+        '--as <principal>',
+        'your name in the approvers file (informational; the signature decides)',
+      ),
+  )
+    .addHelpText(
+      'after',
+      `
+Examples:
+  npx baton approve plan.json --key ~/.ssh/id_ed25519 --out approvals/
+  npx baton approve plan.json --key ~/.ssh/id_ed25519 --reconfirm 5f0c…e1 --out approvals/
+  npx baton approve plan.json --key ~/.ssh/id_ed25519 --emergency --out -
+Read the plan it prints before you sign: your signature covers exactly those commands.`,
+    )
+    .action(
+      async (
+        file: string,
+        o: { key: string; out: string; reconfirm?: string; emergency?: boolean; as?: string },
+      ) => {
+        const planFile = readPlanFile(file);
+        io.err(renderPlan(planFile.plan, planFile.planHash));
+        const approval = await sign({
+          purpose: o.reconfirm ? 'reconfirm' : 'approve',
+          planHash: planFile.planHash,
+          runbook: planFile.plan.runbook,
+          stack: planFile.plan.stack,
+          emergency: Boolean(o.emergency),
+          keyPath: o.key,
+          ...(o.reconfirm ? { token: o.reconfirm } : {}),
+          ...(o.as ? { signer: o.as } : {}),
+        });
+        const text = JSON.stringify(approval) + '\n';
+        if (o.out === '-') io.out(text);
+        else {
+          mkdirSync(o.out, { recursive: true });
+          const name = approvalFileName(approval, o.as ?? o.key.split('/').pop() ?? 'key');
+          const path = join(o.out, name);
+          writeFileSync(path, text, { mode: 0o644 });
+          if (json)
+            io.out(
+              JSON.stringify({
+                file: path,
+                purpose: approval.purpose,
+                planHash: approval.planHash,
+              }),
+            );
+          else {
+            const what = approval.purpose === 'approve' ? 'approval' : 'reconfirmation';
+            io.out(`${what} of plan ${planFile.planHash.slice(0, 12)} written to ${path}`);
+          }
+        }
+        throw new Exit(EXIT.done);
+      },
     );
 
   withCommon(

@@ -22,6 +22,20 @@ const lineFor: EventFormatters<string | undefined> = {
     const failed = e.conditions.filter((c) => !c.ok).length;
     return `preflight: ${e.conditions.length - failed} of ${e.conditions.length} checks passed`;
   },
+  policy: (e) =>
+    e.approvers === 0
+      ? `policy (${e.source}): no approvals needed`
+      : `policy (${e.source}): ${e.approvers} approver(s)${e.emergency ? ' (emergency)' : ''}, hold ${e.holdSeconds} s${e.reconfirm ? ', then reconfirm' : ''}`,
+  approval: (e) =>
+    `${e.purpose === 'approve' ? 'approved' : 'reconfirmed'} by ${e.principal} (${e.roles.join(', ')}; key ${e.keyFingerprint})${e.emergency ? ' as an EMERGENCY' : ''}`,
+  'approval-refused': (e) => `refused ${e.source}: ${e.reason}`,
+  hold: (e) => `holding for ${e.seconds} s, until ${e.until.slice(11, 19)} UTC`,
+  'hold-end': (e) =>
+    `hold over; reconfirm with: baton approve PLAN --reconfirm ${e.token} --key KEY (needed from ${e.reconfirmBy.join(', ')})`,
+  cleared: (e) =>
+    e.approvers.length
+      ? `cleared to run${e.emergency ? ' as an EMERGENCY' : ''}: approved by ${e.approvers.join(', ')}${e.reconfirmedBy.length ? `, reconfirmed by ${e.reconfirmedBy.join(', ')}` : ''}`
+      : 'cleared to run',
   'step-start': (e) => `${e.step}: starting on ${e.hosts.join(', ')}`,
   intent: (e) => `${e.step} ${e.host}: applying${e.attempt > 1 ? ` (attempt ${e.attempt})` : ''}`,
   command: () => undefined,

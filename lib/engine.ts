@@ -44,11 +44,25 @@ export interface EngineDeps {
   sleep(ms: number): Promise<void>;
   /** Every event, for the console; the journal receives them separately. */
   onEvent?(event: RunEvent): void;
-  /** Called once with the plan before the first mutation; false stops the run with nothing changed. */
-  confirm?(plan: Plan, hash: string): Promise<boolean>;
+  /**
+   * Called once with the plan before the first mutation (approvals, a person's
+   * confirmation). Refusal stops the run with nothing changed.
+   */
+  gate?(plan: Plan, hash: string, record: (event: RunEvent) => void): Promise<GateResult>;
   /** Base delay for retries of transient failures. */
   backoffMs?: number;
 }
+
+export type GateResult =
+  | {
+      ok: true;
+      emergency: boolean;
+      approvers: string[];
+      reconfirmedBy: string[];
+      /** Time passed (a hold): plan again and require the same plan before going on. */
+      replan: boolean;
+    }
+  | { ok: false; reason: string; next: string };
 
 export interface RunInput {
   runbook: AnyRunbook;
@@ -413,13 +427,36 @@ export class Session {
         planHash: planned.hash,
       });
     }
-    if (this.deps.confirm && !(await this.deps.confirm(planned.plan, planned.hash))) {
+    const gate = this.deps.gate
+      ? await this.deps.gate(planned.plan, planned.hash, (e) => this.emit(e))
+      : { ok: true as const, emergency: false, approvers: [], reconfirmedBy: [], replan: false };
+    if (!gate.ok) {
       return this.end('precondition-failed', this.safeState(), {
-        error: 'the run was not confirmed',
-        next: 'Nothing was changed.',
+        error: gate.reason,
+        next: `Nothing was changed. ${gate.next}`,
         planHash: planned.hash,
       });
     }
+    if (gate.replan) {
+      const again = await this.plan();
+      const failed = preflightFailures(again.plan);
+      if (again.hash !== planned.hash || failed.length > 0) {
+        return this.end('precondition-failed', this.safeState(), {
+          error:
+            failed.length > 0
+              ? `after the hold, ${failed.length} precondition(s) failed:\n${renderPreflightFailures(failed)}`
+              : `the hosts changed during the hold: the plan is now ${again.hash.slice(0, 12)}, not the approved ${planned.hash.slice(0, 12)}`,
+          next: 'Nothing was changed. Plan again and have the new plan approved.',
+          planHash: planned.hash,
+        });
+      }
+    }
+    this.emit({
+      kind: 'cleared',
+      emergency: gate.emergency,
+      approvers: gate.approvers,
+      reconfirmedBy: gate.reconfirmedBy,
+    });
     return this.execute(planned.plan, planned.hash, { done: new Set(), started: [] });
   }
 
@@ -431,6 +468,13 @@ export class Session {
       (s) => !history.done.has(key(s.step, s.host)) && !history.failed.has(key(s.step, s.host)),
     );
     this.emit({ kind: 'resume', operator: history.operator, pid: process.pid, interrupted });
+    if (!history.cleared) {
+      return this.end('precondition-failed', this.safeState(), {
+        error:
+          'the controller stopped before the run was cleared to start (approvals, hold or confirmation); no mutation had started',
+        next: 'Nothing was changed. Run again (with fresh approvals where the policy needs them).',
+      });
+    }
     if (history.rollingBack) {
       return this.rollback(history.plan, history.started, history.rollbackReason, history.undone);
     }
@@ -777,6 +821,8 @@ export interface RunHistory {
   rollingBack: boolean;
   rollbackReason: string;
   undone: Set<string>;
+  /** The gate (approvals, hold, confirmation) was passed: mutations may have started. */
+  cleared: boolean;
   ended?: Extract<RunEvent, { kind: 'run-end' }>;
 }
 
@@ -795,6 +841,7 @@ export function historyFrom(events: RunEvent[], operator: string): RunHistory | 
     rollingBack: false,
     rollbackReason: '',
     undone: new Set(),
+    cleared: false,
   };
   for (const e of events) {
     if (
@@ -813,6 +860,8 @@ export function historyFrom(events: RunEvent[], operator: string): RunHistory | 
       history.rollbackReason = e.reason;
     } else if (e.kind === 'undo-outcome' && e.ok) {
       history.undone.add(key(e.step, e.host));
+    } else if (e.kind === 'cleared') {
+      history.cleared = true;
     } else if (e.kind === 'run-end') {
       history.ended = e;
     }

@@ -37,6 +37,29 @@ export type RunEvent =
     }
   | { kind: 'planned'; planHash: string; plan: Plan }
   | { kind: 'preflight'; conditions: Array<Condition & { step: string; host: string }> }
+  | {
+      kind: 'policy';
+      source: string;
+      approvers: number;
+      holdSeconds: number;
+      reconfirm: boolean;
+      roles: string[];
+      emergency: boolean;
+    }
+  | {
+      kind: 'approval';
+      purpose: 'approve' | 'reconfirm';
+      principal: string;
+      roles: string[];
+      keyFingerprint: string;
+      emergency: boolean;
+      signatureSha256: string;
+      source: string;
+    }
+  | { kind: 'approval-refused'; source: string; reason: string }
+  | { kind: 'hold'; seconds: number; until: string }
+  | { kind: 'hold-end'; token: string; reconfirmBy: string[] }
+  | { kind: 'cleared'; emergency: boolean; approvers: string[]; reconfirmedBy: string[] }
   | { kind: 'step-start'; step: string; hosts: string[] }
   | { kind: 'intent'; step: string; host: string; attempt: number; commands: string[] }
   | { kind: 'command'; step: string; host: string; phase: Phase; result: CommandRecord }

@@ -177,3 +177,43 @@ export function describeParams(schema: z.ZodObject): string[] {
     return parts.join(' ');
   });
 }
+
+/**
+ * Raw params rebuilt from recorded ones (a journal, a plan file): plain values
+ * as recorded, secrets from their `@env:`/`@file:` reference or given again.
+ */
+export function rawFromRecorded(
+  recorded: Record<string, unknown>,
+  secretNames: readonly string[],
+  given: Map<string, RawParam>,
+  what: string,
+  command: string,
+): Map<string, RawParam> {
+  const raw = new Map<string, RawParam>();
+  for (const [name, value] of Object.entries(recorded)) {
+    if (value === undefined) continue;
+    if (secretNames.includes(name)) {
+      const again = given.get(name);
+      if (again) raw.set(name, again);
+      else if (typeof value === 'string' && value.startsWith('@'))
+        raw.set(name, resolveRef(name, value));
+      else {
+        throw new InvalidInputError(
+          `${what} needs the secret parameter ${name} again: secrets are never written down`,
+          `Pass --param ${name}=@env:VAR (or @file:PATH) to ${command}.`,
+        );
+      }
+    } else {
+      raw.set(name, { value: typeof value === 'string' ? value : JSON.stringify(value) });
+    }
+  }
+  for (const [name, value] of given) {
+    if (!raw.has(name) && !secretNames.includes(name)) {
+      throw new InvalidInputError(
+        `${what} fixes its parameters; ${name} can only be changed by planning again`,
+      );
+    }
+    if (!raw.has(name)) raw.set(name, value);
+  }
+  return raw;
+}

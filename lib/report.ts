@@ -22,6 +22,11 @@ export interface Report {
   operator: string;
   resumedBy: string[];
   approvedBy: string[];
+  reconfirmedBy: string[];
+  /** Approvals and reconfirmations that were refused, with why. */
+  refused: Array<{ source: string; reason: string }>;
+  hold?: { seconds: number; from: string; until: string };
+  policy?: string;
   emergency: boolean;
   params: Record<string, unknown>;
   planHash?: string;
@@ -56,6 +61,8 @@ export function buildReport(read: JournalRead): Report {
     operator: start.operator,
     resumedBy: [],
     approvedBy: [],
+    reconfirmedBy: [],
+    refused: [],
     emergency: false,
     params: start.params,
     inventoryHash: start.inventoryHash,
@@ -139,6 +146,43 @@ export function buildReport(read: JournalRead): Report {
         if (e.next) report.next = e.next;
         if (e.error) report.error = e.error;
         break;
+      case 'policy':
+        report.policy = `${e.approvers} approver(s)${e.roles.length ? ` with role ${e.roles.join(' or ')}` : ''}, hold ${e.holdSeconds} s${e.reconfirm ? ', reconfirmation' : ''} (${e.source})`;
+        break;
+      case 'approval': {
+        const who = `${e.principal} (${e.roles.join(', ')}; ${e.keyFingerprint})`;
+        if (e.purpose === 'approve') report.approvedBy.push(who);
+        else report.reconfirmedBy.push(who);
+        push(r, {
+          step: '-',
+          host: '-',
+          outcome:
+            e.purpose === 'approve'
+              ? `approved by ${e.principal}`
+              : `reconfirmed by ${e.principal}`,
+          ...(e.emergency ? { detail: 'as an emergency' } : {}),
+        });
+        break;
+      }
+      case 'approval-refused':
+        report.refused.push({ source: e.source, reason: e.reason });
+        push(r, { step: '-', host: '-', outcome: 'approval refused', detail: e.reason });
+        break;
+      case 'hold':
+        report.hold = { seconds: e.seconds, from: r.ts, until: e.until };
+        push(r, { step: '-', host: '-', outcome: `hold for ${e.seconds} s` });
+        break;
+      case 'hold-end':
+        push(r, { step: '-', host: '-', outcome: 'hold over, reconfirmation asked' });
+        break;
+      case 'cleared':
+        report.emergency = e.emergency;
+        push(r, {
+          step: '-',
+          host: '-',
+          outcome: e.emergency ? 'cleared to run: EMERGENCY' : 'cleared to run',
+        });
+        break;
       case 'run-start':
       case 'command':
       case 'step-start':
@@ -175,6 +219,16 @@ export function renderMarkdown(report: Report): string {
   lines.push(
     `- **Approved by:** ${report.approvedBy.length ? report.approvedBy.join(', ') : 'no approvals recorded'}`,
   );
+  if (report.reconfirmedBy.length) {
+    lines.push(`- **Reconfirmed by:** ${report.reconfirmedBy.join(', ')}`);
+  }
+  if (report.hold) {
+    lines.push(
+      `- **Hold:** ${report.hold.seconds} s, ${utc(report.hold.from)} to ${utc(report.hold.until)}`,
+    );
+  }
+  if (report.policy) lines.push(`- **Policy:** ${report.policy}`);
+  for (const r of report.refused) lines.push(`- **Refused:** ${r.source}: ${r.reason}`);
   lines.push(`- **Emergency:** ${report.emergency ? 'yes' : 'no'}`);
   lines.push(`- **Mode:** ${report.mode}`);
   const params = Object.entries(report.params).filter(([, v]) => v !== undefined);

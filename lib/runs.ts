@@ -18,7 +18,16 @@ import { BatonError, InvalidInputError, JournalCorruptError } from './errors.ts'
 import type { RunEvent } from './events.ts';
 import { inventoryHash, loadInventory, type Inventory } from './inventory.ts';
 import { Journal, readJournal, type JournalRead } from './journal.ts';
-import { parseParamArgs, resolveRef, validateParams, type RawParam } from './params.ts';
+import {
+  parseParamArgs,
+  rawFromRecorded,
+  secretParamNames,
+  validateParams,
+  type RawParam,
+} from './params.ts';
+import { resolvePolicy } from './approval.ts';
+import { approvalGate, gates, type Gate } from './gate.ts';
+import { planHash as hashOf, type Plan } from './plan.ts';
 import type { AnyRunbook } from './runbook.ts';
 import { defaultTransports, type Transports } from './transports.ts';
 
@@ -106,6 +115,8 @@ export interface Invocation {
   stack?: string;
   /** `name=value` strings as given on the command line. */
   params: string[];
+  /** Params already parsed (from a plan file); replaces `params`. */
+  rawParams?: Map<string, RawParam>;
   cwd?: string;
   deps?: Partial<EngineDeps>;
   /** Replaces the stack's inventory (tests, the testnet). */
@@ -124,19 +135,28 @@ interface Prepared {
   now: () => Date;
 }
 
-async function prepare(inv: Invocation, runId?: string): Promise<Prepared> {
-  const cwd = inv.cwd ?? process.cwd();
-  const loaded = await loadRunbook(inv.runbook, cwd);
-  const { runbook } = loaded;
-  // Parameters are checked before the stack is even loaded: bad input touches nothing.
-  const validated = validateParams(runbook.params, parseParamArgs(inv.params), runbook.name);
-  const stack = inv.stack ?? runbook.defaultStack;
+function stackFor(runbook: AnyRunbook, given: string | undefined): string {
+  const stack = given ?? runbook.defaultStack;
   if (!stack) {
     throw new InvalidInputError(
       `runbook ${runbook.name} needs a stack`,
       'Pass --stack NAME (for example --stack local for the testnet, --stack production).',
     );
   }
+  return stack;
+}
+
+async function prepare(inv: Invocation, runId?: string): Promise<Prepared> {
+  const cwd = inv.cwd ?? process.cwd();
+  const loaded = await loadRunbook(inv.runbook, cwd);
+  const { runbook } = loaded;
+  // Parameters are checked before the stack is even loaded: bad input touches nothing.
+  const validated = validateParams(
+    runbook.params,
+    inv.rawParams ?? parseParamArgs(inv.params),
+    runbook.name,
+  );
+  const stack = stackFor(runbook, inv.stack);
   const inventory = inv.inventory ?? (await loadInventory(stack, cwd));
   const now = inv.deps?.now ?? (() => new Date());
   const id = runId ?? newRunId(runbook.name, now());
@@ -188,10 +208,55 @@ export interface StartOptions extends Invocation {
   mode?: 'run' | 'rehearse';
   /** Called with the run id as soon as the run directory exists. */
   onStart?(runId: string, dir: string): void;
+  /** Approval files: a directory, or `-` with `stdinApprovals`. */
+  approvals?: string;
+  stdinApprovals?: string;
+  /** The plan hash the approvals were made for (from the plan file). */
+  approvedHash?: string;
+  emergency?: boolean;
+  /** The policy file; default ./baton.policy.json, else built-in defaults. */
+  policyFile?: string;
+  /** Apply another stack's policy (rehearse the production flow on the testnet). */
+  policyOf?: string;
+  /** Another gate after the approvals (a person's confirmation on a terminal). */
+  gate?: Gate;
+  /** How often to look for reconfirmations. */
+  pollMs?: number;
 }
 
 export async function startRun(opts: StartOptions): Promise<RunResult> {
-  const p = await prepare(opts);
+  const { runbook } = await loadRunbook(opts.runbook, opts.cwd);
+  const stack = stackFor(runbook, opts.stack);
+  const policy = resolvePolicy({
+    runbook: runbook.name,
+    stack: opts.policyOf ?? stack,
+    destructive: runbook.steps.some((s) => s.destructive),
+    ...(opts.policyFile ? { file: opts.policyFile } : {}),
+    ...(opts.cwd ? { cwd: opts.cwd } : {}),
+  });
+  const rules = opts.emergency ? policy.emergency : policy;
+  if (rules.approvers > 0 && (!opts.approvals || !opts.approvedHash)) {
+    throw new InvalidInputError(
+      `${runbook.name} on stack ${opts.policyOf ?? stack} needs ${rules.approvers} approval(s) (policy: ${policy.source})`,
+      `Write the plan with \`baton plan ${runbook.name} --stack ${stack} --out plan.json\`, have it approved with \`baton approve plan.json --key KEY\`, then run \`baton run --plan plan.json --approvals DIR\`.`,
+    );
+  }
+  const now = opts.deps?.now ?? (() => new Date());
+  const sleep = opts.deps?.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const gate = gates(
+    approvalGate({
+      policy,
+      emergency: Boolean(opts.emergency),
+      ...(opts.approvedHash ? { approvedHash: opts.approvedHash } : {}),
+      ...(opts.approvals ? { approvals: opts.approvals } : {}),
+      ...(opts.stdinApprovals !== undefined ? { stdin: opts.stdinApprovals } : {}),
+      ...(opts.pollMs ? { pollMs: opts.pollMs } : {}),
+      now,
+      sleep,
+    }),
+    opts.gate,
+  );
+  const p = await prepare({ ...opts, deps: { ...opts.deps, gate } });
   const dir = join(runsDir(opts.cwd), p.runId);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const release = acquireLock(dir, p.runId);
@@ -251,26 +316,13 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
         'Resume with the version of the runbook that started the run (check out that commit).',
       );
     }
-    const given = parseParamArgs(opts.params);
-    const raw = new Map<string, RawParam>();
-    for (const [name, value] of Object.entries(start.params)) {
-      if (value === undefined) continue;
-      if (start.secretParams.includes(name)) {
-        const again = given.get(name);
-        if (again) raw.set(name, again);
-        else if (typeof value === 'string' && value.startsWith('@'))
-          raw.set(name, resolveRef(name, value));
-        else {
-          throw new InvalidInputError(
-            `run ${opts.runId} needs the secret parameter ${name} again: journals never hold secrets`,
-            `Pass --param ${name}=@env:VAR (or @file:PATH) to baton resume.`,
-          );
-        }
-      } else {
-        raw.set(name, { value: typeof value === 'string' ? value : JSON.stringify(value) });
-      }
-    }
-    for (const [name, value] of given) if (!raw.has(name)) raw.set(name, value);
+    const raw = rawFromRecorded(
+      start.params,
+      start.secretParams,
+      parseParamArgs(opts.params),
+      `run ${opts.runId}`,
+      'baton resume',
+    );
     const validated = validateParams(loaded.runbook.params, raw, loaded.runbook.name);
     if (!history) {
       // The controller died before the plan was recorded: nothing was changed.
@@ -418,4 +470,63 @@ export function listRuns(cwd?: string): RunSummary[] {
         journal: 'verified',
       };
     });
+}
+
+/** A plan written by `baton plan --out`: what approvers sign and `baton run --plan` runs. */
+export interface PlanFile {
+  kind: 'baton.plan';
+  planHash: string;
+  runbookFile: string;
+  plan: Plan;
+}
+
+export function writePlanFile(path: string, plan: Plan, hash: string, runbookFile: string): void {
+  const file: PlanFile = { kind: 'baton.plan', planHash: hash, runbookFile, plan };
+  writeFileSync(path, JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });
+}
+
+/** Read a plan file and check that its content still hashes to the hash it carries. */
+export function readPlanFile(path: string): PlanFile {
+  let data: PlanFile;
+  try {
+    data = JSON.parse(readFileSync(path, 'utf8')) as PlanFile;
+  } catch (e) {
+    throw new InvalidInputError(`${path} is not a plan file: ${(e as Error).message}`);
+  }
+  if (data?.kind !== 'baton.plan' || !data.plan || typeof data.planHash !== 'string') {
+    throw new InvalidInputError(
+      `${path} is not a plan file (write one with \`baton plan … --out FILE\`)`,
+    );
+  }
+  const actual = hashOf(data.plan);
+  if (actual !== data.planHash) {
+    throw new BatonError(
+      'APPROVAL_REFUSED',
+      `${path} was edited after it was made: its plan hashes to ${actual.slice(0, 12)}, but it says ${data.planHash.slice(0, 12)}`,
+      'Approvals bind to the plan as made; plan again and have it approved.',
+    );
+  }
+  return data;
+}
+
+/** The invocation a plan file describes; secrets not given by reference must be given again. */
+export async function invocationFromPlan(
+  file: PlanFile,
+  secretArgs: string[],
+  cwd?: string,
+): Promise<Invocation> {
+  const loaded = await loadRunbook(file.runbookFile, cwd);
+  return {
+    runbook: file.runbookFile,
+    stack: file.plan.stack,
+    params: [],
+    rawParams: rawFromRecorded(
+      file.plan.params,
+      secretParamNames(loaded.runbook.params),
+      parseParamArgs(secretArgs),
+      'this plan',
+      'baton run --plan',
+    ),
+    ...(cwd ? { cwd } : {}),
+  };
 }

@@ -46,6 +46,8 @@ export function workspace(hosts: string[] = ['a', 'b']): Workspace {
     join(cwd, '.baton', 'stacks', 'nodes.json'),
     JSON.stringify({ inventory: localNodes(hosts) }),
   );
+  // The fixture stack is a testnet: no approvals (the approval tests write their own policy).
+  writeFileSync(join(cwd, 'baton.policy.json'), JSON.stringify({ testnets: ['nodes'] }));
   return {
     cwd,
     data,
