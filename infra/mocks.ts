@@ -5,7 +5,7 @@
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import yaml from 'js-yaml';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as pulumi from '@pulumi/pulumi';
@@ -184,11 +184,9 @@ export function valueOf<T>(output: pulumi.Output<T>): Promise<T> {
 
 /**
  * A stack's config as Pulumi hands it to the program: `Pulumi.<stack>.yaml`
- * parsed, structured values as JSON strings. js-yaml ships with @pulumi/pulumi.
+ * parsed, structured values as JSON strings.
  */
 export function stackConfigFile(stack: string): Record<string, string> {
-  const require = createRequire(import.meta.url);
-  const yaml = require('js-yaml') as { load(text: string): unknown };
   const file = join(dirname(fileURLToPath(import.meta.url)), `Pulumi.${stack}.yaml`);
   const doc = yaml.load(readFileSync(file, 'utf8')) as { config?: Record<string, unknown> };
   return Object.fromEntries(
