@@ -444,14 +444,20 @@ export function defaultSearchDirs(elf: Pick<ElfInfo, 'machine' | 'class'>): stri
   return [...multiarch, '/lib', '/usr/lib', ...wide];
 }
 
-/** Parse `ldconfig -p` output: library name to paths, in cache order. */
-export function parseLdconfigCache(output: string): Map<string, string[]> {
-  const cache = new Map<string, string[]>();
+/** One entry of the loader cache: where a library is, and ldconfig's tags (`libc6,x86-64`). */
+export interface CacheEntry {
+  path: string;
+  tags: string;
+}
+
+/** Parse `ldconfig -p` output: library name to its entries, in cache order. */
+export function parseLdconfigCache(output: string): Map<string, CacheEntry[]> {
+  const cache = new Map<string, CacheEntry[]>();
   for (const line of output.split('\n')) {
     const m = /^\s+(\S+)\s+\(([^)]*)\)\s+=>\s+(\S.*)$/.exec(line);
     if (!m) continue;
     const list = cache.get(m[1]!) ?? [];
-    list.push(m[3]!.trim());
+    list.push({ path: m[3]!.trim(), tags: m[2]! });
     cache.set(m[1]!, list);
   }
   return cache;
@@ -460,6 +466,53 @@ export function parseLdconfigCache(output: string): Map<string, string[]> {
 /** A POSIX command printing the first existing path of `paths` (exit 1 when none exists). */
 export function firstExistingCommand(paths: readonly string[]): Cmd {
   return sh`for p in ${paths}; do if test -e "$p"; then printf '%s\\n' "$p"; exit 0; fi; done; exit 1`;
+}
+
+/**
+ * Runs a read-only command on a host and returns its output: a runbook's
+ * `probe` has this shape. With `allowFail` a non-zero exit is returned, not thrown.
+ */
+export type HostCommand = (
+  command: Cmd,
+  options?: { allowFail?: boolean },
+) => Promise<{ stdout: string; exitCode: number | null }>;
+
+/** ELF facts of a file on another host, read through `run` a few KB at a time. */
+export async function readRemoteElf(run: HostCommand, path: string): Promise<ElfInfo> {
+  return readElf(async (offset, length) => {
+    const result = await run(rangeCommand(path, offset, length));
+    return decodeRange(result.stdout);
+  }, path);
+}
+
+/**
+ * A HostResolver for a host reached through `run` (ssh): `uname -m` and the
+ * loader cache (`ldconfig -p`) are read once, each lookup is one `test -e`
+ * loop, and libraries found are inspected remotely.
+ */
+export async function remoteResolver(host: string, run: HostCommand): Promise<HostResolver> {
+  const [uname, ldconfig] = await Promise.all([
+    run(sh`uname -m`, { allowFail: true }),
+    run(sh`/sbin/ldconfig -p 2>/dev/null || ldconfig -p`, { allowFail: true }),
+  ]);
+  const cache = parseLdconfigCache(ldconfig.exitCode === 0 ? ldconfig.stdout : '');
+  const machine = uname.exitCode === 0 ? uname.stdout.trim() : '';
+  return {
+    host,
+    ...(machine ? { machine } : {}),
+    async firstExisting(paths) {
+      if (paths.length === 0) return undefined;
+      const result = await run(firstExistingCommand(paths), { allowFail: true });
+      return result.exitCode === 0 ? result.stdout.split('\n')[0] : undefined;
+    },
+    async fromCache(name, elf) {
+      // ldconfig tags 64-bit entries (x86-64, AArch64 …) with "64"; the class check after this settles it.
+      const entries = cache.get(name) ?? [];
+      const wide = entries.find((e) => /64/.test(e.tags) === (elf.class === 64));
+      return (wide ?? entries[0])?.path;
+    },
+    inspect: (path) => readRemoteElf(run, path),
+  };
 }
 
 /** Resolve `path` inside `root` as a chroot would: absolute symlinks stay inside root. */

@@ -23,7 +23,10 @@ import {
   rangeCommand,
   readElf,
   readElfFile,
+  readRemoteElf,
+  remoteResolver,
   type ElfInfo,
+  type HostCommand,
   type HostResolver,
 } from '../lib/elf.ts';
 import { findExecutable } from '../lib/which.ts';
@@ -536,7 +539,44 @@ describe.skipIf(skipUnless(toolchainMissing, 'ELF reader on real binaries'))(
         );
         expect(none).toBe(1);
         const cache = parseLdconfigCache(execFileSync('ldconfig', ['-p'], { encoding: 'utf8' }));
-        expect(cache.get('libc.so.6')?.[0]).toMatch(/libc\.so\.6$/);
+        expect(cache.get('libc.so.6')?.[0]).toMatchObject({
+          path: expect.stringMatching(/libc\.so\.6$/),
+          tags: expect.stringMatching(/x86-64/),
+        });
+      });
+
+      it('resolves over a command runner as over ssh: uname, ldconfig -p, test -e and remote header reads', async () => {
+        const commands: string[] = [];
+        const sh: HostCommand = async (cmd, options) => {
+          commands.push(cmd.text);
+          try {
+            const { stdout } = await run('sh', ['-c', cmd.text], { maxBuffer: 64 << 20 });
+            return { stdout, exitCode: 0 };
+          } catch (e) {
+            const failed = e as { code?: unknown; stdout?: string };
+            if (options?.allowFail && typeof failed.code === 'number') {
+              return { stdout: failed.stdout ?? '', exitCode: failed.code };
+            }
+            throw e;
+          }
+        };
+        const file = statSync(ATHEME, { throwIfNoEntry: false }) ? ATHEME : '/usr/bin/node';
+        expect(await readRemoteElf(sh, file)).toEqual(await readElfFile(file));
+
+        const self = await remoteResolver('self', sh);
+        expect(self.machine).toBe('x86_64');
+        const report = await checkPortability(await readRemoteElf(sh, file), self);
+        expect(report.ok).toBe(true);
+        expect(report.needs.filter((n) => n.kind === 'library').every((n) => n.found)).toBe(true);
+
+        const svc = await checkPortability(await readElfFile(bin('svc')), self, {
+          installPath: '/srv/svc',
+        });
+        expect(svc.conditions.filter((c) => !c.ok).map((c) => c.name)).toEqual([
+          'library libbaton.so.1 of svc on self',
+        ]);
+        expect(svc.conditions[0]!.found).toMatch(/the ld\.so cache/);
+        expect(commands.some((c) => c.startsWith('tail -c +'))).toBe(true);
       });
     });
   },
