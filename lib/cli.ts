@@ -13,6 +13,7 @@ import type { RunOutcome } from './events.ts';
 import { readJournal } from './journal.ts';
 import { describeParams } from './params.ts';
 import { registerPulumiStackSource } from './pulumi-stack.ts';
+import { registerTestnetCommands } from './testnet/cli.ts';
 import { renderPlan, renderPreflightFailures, preflightFailures, type Plan } from './plan.ts';
 import { buildReport, renderMarkdown } from './report.ts';
 import { approvalFileName, sign } from './approval.ts';
@@ -507,7 +508,7 @@ Exits 1 when the journal fails verification (tampered or truncated).`,
       throw new Exit(EXIT.done);
     });
 
-  await registerOptionalCommands(program, io, () => json);
+  registerTestnetCommands(program, { out: io.out, json: () => json });
 
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -557,32 +558,4 @@ function makeDisplay(io: Io, json: boolean): Display {
   if (!json && io.stdoutIsTTY) return taskListDisplay(process.stdout);
   // With --json, stdout carries only the result; progress goes to stderr.
   return plainDisplay(json ? io.err : io.out);
-}
-
-/** Command groups that live in their own modules (the testnet, approvals, audit). */
-async function registerOptionalCommands(
-  program: Command,
-  io: Io,
-  json: () => boolean,
-): Promise<void> {
-  const groups = ['./testnet/cli.ts'];
-  for (const path of groups) {
-    let mod: {
-      registerTestnetCommands?: (
-        p: Command,
-        io: { out: (l: string) => void; json: () => boolean },
-      ) => void;
-    };
-    try {
-      mod = (await import(path)) as typeof mod;
-    } catch (e) {
-      if (
-        (e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' &&
-        String(e).includes('testnet/cli')
-      )
-        continue;
-      throw e;
-    }
-    mod.registerTestnetCommands?.(program, { out: io.out, json });
-  }
 }
