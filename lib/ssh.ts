@@ -28,6 +28,38 @@ export interface SshPoolOptions {
   keepaliveCountMax?: number;
   /** How to reach a host's ssh port; defaults to the registered `sshRoutes`, then plain TCP. */
   routes?: SshRoute[];
+  /**
+   * Bytes of stdout (and of stderr) kept in a result; beyond it the text is cut
+   * and says so. `onStdout`/`onStderr` still see every byte. Default 64 MiB.
+   */
+  maxBufferBytes?: number;
+}
+
+const DEFAULT_MAX_BUFFER = 64 * 2 ** 20;
+
+/** Output kept for a CommandResult, bounded so a chatty command cannot exhaust memory. */
+class Captured {
+  private readonly chunks: Buffer[] = [];
+  private kept = 0;
+  private dropped = 0;
+  constructor(private readonly limit: number) {}
+  add(chunk: Buffer): void {
+    const room = this.limit - this.kept;
+    if (room >= chunk.length) {
+      this.chunks.push(chunk);
+      this.kept += chunk.length;
+    } else {
+      if (room > 0) this.chunks.push(chunk.subarray(0, room));
+      this.kept += Math.max(0, room);
+      this.dropped += chunk.length - Math.max(0, room);
+    }
+  }
+  text(): string {
+    const body = Buffer.concat(this.chunks).toString('utf8');
+    return this.dropped
+      ? `${body}\n[baton: ${this.dropped} more bytes of output not kept]\n`
+      : body;
+  }
 }
 
 /**
@@ -464,8 +496,9 @@ export class SshPool implements Transport {
     options: InternalExecOptions,
   ): Promise<CommandResult> {
     const started = performance.now();
-    const stdout: Buffer[] = [];
-    const stderr: Buffer[] = [];
+    const limit = this.options.maxBufferBytes ?? DEFAULT_MAX_BUFFER;
+    const stdout = new Captured(limit);
+    const stderr = new Captured(limit);
     let exitCode: number | null | undefined;
     let signal: string | null = null;
     const input = options.stdinManaged ? undefined : options.input;
@@ -480,11 +513,11 @@ export class SshPool implements Transport {
         );
       };
       const onStdout = (chunk: Buffer): void => {
-        stdout.push(chunk);
+        stdout.add(chunk);
         options.onStdout?.(chunk);
       };
       const onStderr = (chunk: Buffer): void => {
-        stderr.push(chunk);
+        stderr.add(chunk);
         options.onStderr?.(chunk);
       };
       const onExit = (code: number | null, sig?: string): void => {
@@ -530,8 +563,8 @@ export class SshPool implements Transport {
           command,
           exitCode,
           signal,
-          stdout: Buffer.concat(stdout).toString('utf8'),
-          stderr: Buffer.concat(stderr).toString('utf8'),
+          stdout: stdout.text(),
+          stderr: stderr.text(),
           durationMs: Math.round(performance.now() - started),
         });
       };

@@ -104,6 +104,22 @@ describe.skipIf(skipUnless(missing, 'ssh against a real sshd'))(
       expect(streamed.stdout).toContain(digest);
     });
 
+    it('keeps at most maxBufferBytes of output in the result, and says what it cut', async () => {
+      const small = new SshPool({ maxBufferBytes: 1000 });
+      try {
+        let seen = 0;
+        const result = await small.exec(sshd.host(), "head -c 5000 /dev/zero | tr '\\0' a", {
+          onStdout: (c) => (seen += c.length),
+        });
+        expect(seen).toBe(5000);
+        expect(result.stdout).toBe(
+          'a'.repeat(1000) + '\n[baton: 4000 more bytes of output not kept]\n',
+        );
+      } finally {
+        await small.close();
+      }
+    });
+
     it('streams output as it arrives', async () => {
       const seen: string[] = [];
       const result = await pool.exec(sshd.host(), 'echo one; sleep 0.2; echo two >&2', {

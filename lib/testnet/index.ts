@@ -4,6 +4,7 @@
  * 192.0.2.0/24. The controller reaches them only over ssh, through a relay in
  * the switch namespace. See lib/testnet/README.md.
  */
+import type { Socket } from 'node:net';
 import {
   existsSync,
   mkdirSync,
@@ -23,6 +24,7 @@ import { ensureHostNamespaces, ensureSshd, prepareHostFiles, provisionHost } fro
 import { ensureHostLink, ensureNetns, ensureRelay, ensureSwitch, listNetns } from './network.ts';
 import { ensurePackages } from './packages.ts';
 import { cmdline, isMountPoint, killNamespaces, mountsUnder, pidInNetns } from './procs.ts';
+import { dialRelay } from './relay.ts';
 import { generateKey } from './sshd.ts';
 import { testnetRoute } from './stack.ts';
 import {
@@ -38,7 +40,6 @@ import {
 import { sys } from './system.ts';
 import { findTopology, validateTopology, type Topology } from './topology.ts';
 
-export { dialRelay } from './relay.ts';
 export { testnetRoute, testnetStackSource, LOCAL_STACK } from './stack.ts';
 export { FAULT_KINDS, type FaultOptions } from './faults.ts';
 export type { FaultKind, FaultRecord } from './state.ts';
@@ -341,6 +342,15 @@ export async function status(options: { pool?: SshPool } = {}): Promise<TestnetS
 /** The inventory of the running testnet. */
 export function inventory(): Inventory {
   return readInventory(testnetPaths());
+}
+
+/**
+ * A TCP connection to `address:port` inside the testnet, through the relay:
+ * the controller has no route of its own into 192.0.2.0/24 (for IRC or DNS
+ * probes from the controller; runbooks reach hosts over ssh).
+ */
+export function dial(address: string, port: number): Promise<Socket> {
+  return dialRelay(testnetPaths().relaySocket, address, port);
 }
 
 /** An ssh pool that reaches testnet hosts through the relay. Close it when done. */

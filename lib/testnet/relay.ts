@@ -7,7 +7,6 @@
  */
 import { rmSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
 import { inTestnetRange } from './topology.ts';
 
 const CONNECT_TIMEOUT_MS = 5_000;
@@ -23,8 +22,8 @@ export class RelayError extends Error {
 }
 
 /** Open a TCP connection to `address:port` inside the testnet through the relay at `socketPath`. */
-export function dialRelay(socketPath: string, address: string, port: number): Promise<Duplex> {
-  return new Promise<Duplex>((resolve, reject) => {
+export function dialRelay(socketPath: string, address: string, port: number): Promise<Socket> {
+  return new Promise<Socket>((resolve, reject) => {
     const sock = connect({ path: socketPath });
     let buffered = Buffer.alloc(0);
     const timer = setTimeout(
