@@ -403,10 +403,10 @@ export class SshPool implements Transport {
       }
     });
     // Pool-owned listeners for the connection's lifetime: a dead connection leaves the pool.
+    // The error listener stays: ssh2 may still emit while it tears down.
     const onDead = (): void => {
       conn.dead = true;
       this.live.delete(conn);
-      client.off('error', onLateError);
       client.off('close', onDead);
     };
     const onLateError = (): void => {
