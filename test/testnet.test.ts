@@ -65,7 +65,7 @@ describe.skipIf(skipUnless(missing, 'the local testnet'))('the local testnet', (
     const result = await testnet.up({ topology: 'irc' });
     console.log(`testnet up (irc, 5 hosts): ${Math.round(performance.now() - started)} ms`);
     inv = result.inventory;
-    pool = testnet.testnetPool({ readyTimeoutMs: 3_000, keepaliveIntervalMs: 1_000 });
+    pool = testnet.testnetPool({ readyTimeoutMs: 10_000, keepaliveIntervalMs: 2_000 });
   }, 600_000);
 
   afterAll(async () => {

@@ -275,7 +275,7 @@ export async function status(options: { pool?: SshPool } = {}): Promise<TestnetS
   if (!state) return { up: false, dir: paths.dir, hosts: [], faults: [] };
   const topology = findTopology(state.topology);
   const inventory = readInventory(paths);
-  const pool = options.pool ?? testnetPool({ readyTimeoutMs: 3_000 });
+  const pool = options.pool ?? testnetPool({ readyTimeoutMs: 10_000 });
   try {
     const hosts = await Promise.all(
       topology.hosts.map(async (h): Promise<HostStatus> => {
@@ -298,7 +298,7 @@ export async function status(options: { pool?: SshPool } = {}): Promise<TestnetS
           .join('; ');
         try {
           const out = await pool.exec(findHost(inventory, h.name), script || 'true', {
-            timeoutMs: 5_000,
+            timeoutMs: 10_000,
           });
           const states = new Map(
             out.stdout
@@ -460,17 +460,17 @@ function readInventory(paths: TestnetPaths): Inventory {
 
 /** Wait until every host (but `except`) accepts an ssh login; sshd is listening, so this is quick. */
 async function waitReachable(inv: Inventory, except: string[], only?: string[]): Promise<void> {
-  const pool = testnetPool({ readyTimeoutMs: 3_000 });
+  const pool = testnetPool({ readyTimeoutMs: 10_000 });
   try {
     const targets = inv.hosts.filter(
       (h) => !except.includes(h.name) && (!only || only.includes(h.name)),
     );
     await Promise.all(
       targets.map(async (h) => {
-        const deadline = Date.now() + 15_000;
+        const deadline = Date.now() + 30_000;
         for (;;) {
           try {
-            await pool.exec(h, 'true', { timeoutMs: 5_000 });
+            await pool.exec(h, 'true', { timeoutMs: 10_000 });
             return;
           } catch (e) {
             if (Date.now() > deadline) {
