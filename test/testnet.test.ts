@@ -438,6 +438,17 @@ systemctl enable --now keeper && systemctl start transient && touch /run/before-
       await sh('nebula', 'systemctl disable --now keeper');
     });
 
+    it('host-down --graceful: processes get SIGTERM and time to finish first', async () => {
+      await sh(
+        'vault',
+        `nohup sh -c 'trap "echo clean > /srv/backup/shutdown; exit 0" TERM; while :; do sleep 0.1; done' >/dev/null 2>&1 &`,
+      );
+      await testnet.fault('host-down', ['vault'], { graceful: true });
+      await pool.drop(host('vault'));
+      await testnet.heal('host-down', ['vault']);
+      expect((await sh('vault', 'cat /srv/backup/shutdown')).stdout).toBe('clean\n');
+    });
+
     it('refuses unknown kinds and hosts, and healing what is not broken', async () => {
       await expect(testnet.fault('meteor', ['nebula'])).rejects.toThrow(
         /unknown fault kind meteor/,

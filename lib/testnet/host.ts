@@ -20,6 +20,7 @@ import {
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BatonError } from '../errors.ts';
+import { sh } from '../shell.ts';
 import { isMountPoint, pidInNetns } from './procs.ts';
 import { generateKey, publicKeyFingerprint, sshdConfig } from './sshd.ts';
 import type { TestnetPaths } from './state.ts';
@@ -182,13 +183,16 @@ export async function provisionHost(paths: TestnetPaths, host: TopologyHost): Pr
   const lines = ['set -eu'];
   for (const s of host.services) {
     lines.push(
-      `getent passwd ${s.user} >/dev/null || useradd --system --user-group --no-create-home --home-dir ${s.dataDir} --shell /usr/sbin/nologin ${s.user}`,
+      sh`getent passwd ${s.user} >/dev/null || useradd --system --user-group --no-create-home --home-dir ${s.dataDir} --shell /usr/sbin/nologin ${s.user}`
+        .text,
     );
     for (const d of [...s.dirs, s.dataDir]) {
-      lines.push(`[ -d ${d} ] || install -d -m 0750 -o ${s.user} -g "$(id -gn ${s.user})" ${d}`);
+      lines.push(
+        sh`[ -d ${d} ] || install -d -m 0750 -o ${s.user} -g "$(id -gn ${s.user})" ${d}`.text,
+      );
     }
   }
-  for (const d of host.dirs ?? []) lines.push(`install -d -m 0755 ${d}`);
+  for (const d of host.dirs ?? []) lines.push(sh`install -d -m 0755 ${d}`.text);
   await sys(inHostArgv(paths.hostNsFiles(host.name), lines.join('\n')));
 }
 

@@ -17,7 +17,7 @@ import {
 import { BatonError, InvalidInputError } from '../errors.ts';
 import type { CommandResult, ExecOptions } from '../exec.ts';
 import { findHost, parseInventory, type Inventory } from '../inventory.ts';
-import { quote } from '../shell.ts';
+import { sh } from '../shell.ts';
 import { SshPool } from '../ssh.ts';
 import { applyFault, healFaults, parseFaultKind, type FaultOptions } from './faults.ts';
 import { ensureHostNamespaces, ensureSshd, prepareHostFiles, provisionHost } from './host.ts';
@@ -293,7 +293,8 @@ export async function status(options: { pool?: SshPool } = {}): Promise<TestnetS
         const script = h.services
           .map(
             (s) =>
-              `if [ "$(systemctl show -p LoadState --value ${s.name})" = not-found ]; then echo "${s.name} not-installed"; else echo "${s.name} $(systemctl is-active ${s.name})"; fi`,
+              sh`if [ "$(systemctl show -p LoadState --value ${s.name})" = not-found ]; then echo ${s.name} not-installed; else echo ${s.name} "$(systemctl is-active ${s.name})"; fi`
+                .text,
           )
           .join('; ');
         try {
@@ -369,7 +370,7 @@ export async function exec(
 ): Promise<CommandResult> {
   const { pool: given, ...execOptions } = options;
   const target = findHost(inventory(), host);
-  const line = typeof command === 'string' ? command : command.map(quote).join(' ');
+  const line = typeof command === 'string' ? command : sh`${command}`.text;
   const pool = given ?? testnetPool();
   try {
     return await pool.exec(target, line, execOptions);
