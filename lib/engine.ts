@@ -5,7 +5,8 @@
  */
 import { BatonError, errorMessage, isBatonError, TransientError } from './errors.ts';
 import type { CommandRecord, Phase, RunEvent, RunOutcome } from './events.ts';
-import { CommandError, type CommandResult, type Transport } from './exec.ts';
+import type { Duplex } from 'node:stream';
+import { CommandError, type CommandResult, type PipeResult, type Transport } from './exec.ts';
 import { findHost, hostsWithRole, type Host, type Inventory } from './inventory.ts';
 import type { Journal } from './journal.ts';
 import {
@@ -210,65 +211,94 @@ export class Session {
     };
   }
 
-  private exec(host: Host, mode: Mode): Exec {
-    const run = async (command: Cmd, options: CommandOptions = {}): Promise<CommandResult> => {
-      const text = command.text;
-      const isMutation = mode.kind === 'record' || (mode.kind === 'live' && mode.mutation);
-      if (mode.kind === 'record') {
-        mode.into.push(this.input.redactor.redact(text));
-        return {
-          host: host.name,
-          command: text,
-          exitCode: 0,
-          signal: null,
-          stdout: '',
-          stderr: '',
-          durationMs: 0,
-        };
+  /**
+   * Every action on a host goes through here: recorded in a dry run, compared
+   * with the plan and journaled in a live one.
+   */
+  private async perform(
+    host: Host,
+    mode: Mode,
+    text: string,
+    run: () => Promise<CommandResult>,
+    allowFail = false,
+  ): Promise<CommandResult> {
+    const isMutation = mode.kind === 'record' || (mode.kind === 'live' && mode.mutation);
+    if (mode.kind === 'record') {
+      mode.into.push(this.input.redactor.redact(text));
+      return {
+        host: host.name,
+        command: text,
+        exitCode: 0,
+        signal: null,
+        stdout: '',
+        stderr: '',
+        durationMs: 0,
+      };
+    }
+    if (mode.kind === 'live' && mode.planned && isMutation) {
+      const i = mode.counter.mutations++;
+      const expected = mode.planned[i];
+      const shown = this.input.redactor.redact(text);
+      if (expected !== shown) {
+        throw new BatonError(
+          'PLAN_DRIFT',
+          `step ${mode.step} on ${host.name} would run \`${shown}\` as mutation ${i + 1}, but the plan says ${
+            expected === undefined ? 'nothing more' : `\`${expected}\``
+          }; it was not run`,
+          'The hosts changed since the plan, or the step decides from live state. Plan again and compare.',
+        );
       }
-      if (mode.kind === 'live' && mode.planned && isMutation) {
-        const i = mode.counter.mutations++;
-        const expected = mode.planned[i];
-        const shown = this.input.redactor.redact(text);
-        if (expected !== shown) {
-          throw new BatonError(
-            'PLAN_DRIFT',
-            `step ${mode.step} on ${host.name} would run \`${shown}\` as mutation ${i + 1}, but the plan says ${
-              expected === undefined ? 'nothing more' : `\`${expected}\``
-            }; it was not run`,
-            'The hosts changed since the plan, or the step decides from live state. Plan again and compare.',
-          );
-        }
+    }
+    if (mode.kind === 'live' && isMutation) mode.counter.started++;
+    let result: CommandResult;
+    try {
+      result = await run();
+    } catch (e) {
+      if (e instanceof TransientError && !e.startedCommand && mode.kind === 'live' && isMutation) {
+        mode.counter.started--;
       }
-      if (mode.kind === 'live' && isMutation) mode.counter.started++;
-      let result: CommandResult;
-      try {
-        result = await this.deps.transportFor(host).exec(host, text, options);
-      } catch (e) {
-        if (
-          e instanceof TransientError &&
-          !e.startedCommand &&
-          mode.kind === 'live' &&
-          isMutation
-        ) {
-          mode.counter.started--;
-        }
-        throw e;
-      }
-      if (mode.kind === 'live') {
+      if (mode.kind === 'live' && !(e instanceof TransientError)) {
         this.emit({
           kind: 'command',
           step: mode.step,
           host: host.name,
           phase: mode.phase,
-          result: record(result),
+          result: {
+            command: text,
+            exitCode: null,
+            signal: null,
+            durationMs: 0,
+            stdout: '',
+            stderr: errorMessage(e),
+          },
         });
       }
-      if (!options.allowFail && (result.exitCode !== 0 || result.signal)) {
-        throw new CommandError({ ...result, command: this.input.redactor.redact(result.command) });
-      }
-      return result;
-    };
+      throw e;
+    }
+    if (mode.kind === 'live') {
+      this.emit({
+        kind: 'command',
+        step: mode.step,
+        host: host.name,
+        phase: mode.phase,
+        result: record(result),
+      });
+    }
+    if (!allowFail && (result.exitCode !== 0 || result.signal)) {
+      throw new CommandError({ ...result, command: this.input.redactor.redact(result.command) });
+    }
+    return result;
+  }
+
+  private exec(host: Host, mode: Mode): Exec {
+    const run = (command: Cmd, options: CommandOptions = {}): Promise<CommandResult> =>
+      this.perform(
+        host,
+        mode,
+        command.text,
+        () => this.deps.transportFor(host).exec(host, command.text, options),
+        options.allowFail,
+      );
     return ((...args: unknown[]) => {
       if (isTemplateCall(args)) {
         const [strings, ...values] = args;
@@ -278,15 +308,29 @@ export class Session {
     }) as Exec;
   }
 
+  private hostArg(h: Host | string): Host {
+    return typeof h === 'string' ? this.hostOf(h) : h;
+  }
+
+  private connect(host: Host | string, port: number): Promise<Duplex> {
+    const h = this.hostArg(host);
+    const transport = this.deps.transportFor(h);
+    if (!transport.forward) {
+      throw new BatonError(
+        'MISSING_PREREQUISITE',
+        `the transport of ${h.name} cannot open connections on the host`,
+      );
+    }
+    return transport.forward(h, port);
+  }
+
   private probeContext(host: Host, step: string | undefined): ProbeContext<unknown, unknown> {
     return {
       ...this.baseContext(),
       host,
       probe: this.exec(host, { kind: 'probe' }),
-      on: (other) => {
-        const h = typeof other === 'string' ? findHost(this.input.inventory, other) : other;
-        return { probe: this.exec(h, { kind: 'probe' }) };
-      },
+      on: (other) => ({ probe: this.exec(this.hostArg(other), { kind: 'probe' }) }),
+      connect: (other, port) => this.connect(other, port),
       log: (message) =>
         this.emit({ kind: 'log', ...(step ? { step } : {}), host: host.name, message }),
     };
@@ -303,7 +347,61 @@ export class Session {
       ...ctx,
       ...(probe ? { probe: this.exec(host, probe) } : {}),
       $: this.exec(host, mutate),
+      act: async (description, fn) => {
+        await this.perform(host, mutate, description, async () => {
+          const started = this.deps.now().getTime();
+          const detail = await fn();
+          return {
+            host: host.name,
+            command: description,
+            exitCode: 0,
+            signal: null,
+            stdout: typeof detail === 'string' ? detail : '',
+            stderr: '',
+            durationMs: this.deps.now().getTime() - started,
+          };
+        });
+      },
+      pipe: async (from, command) => {
+        const source = this.hostArg(from.host);
+        const text = `${source.name}: ${from.command.text} | ${host.name}: ${command.text}`;
+        let piped: PipeResult | undefined;
+        const result = await this.perform(host, mutate, text, async () => {
+          piped = await this.stream(source, from.command.text, host, command.text);
+          const failed = [piped.from, piped.to].find((r) => r.exitCode !== 0 || r.signal);
+          return {
+            ...(failed ?? piped.to),
+            command: text,
+            stdout: `${piped.bytes} bytes, sha256 ${piped.sha256}`,
+          };
+        });
+        return (
+          piped ?? {
+            from: result,
+            to: result,
+            bytes: 0,
+            sha256: '',
+            durationMs: 0,
+          }
+        );
+      },
     };
+  }
+
+  private async stream(
+    from: Host,
+    fromCommand: string,
+    to: Host,
+    toCommand: string,
+  ): Promise<PipeResult> {
+    const a = this.deps.transportFor(from);
+    const b = this.deps.transportFor(to);
+    if (a === b && a.stream)
+      return a.stream({ host: from, command: fromCommand }, { host: to, command: toCommand });
+    throw new BatonError(
+      'MISSING_PREREQUISITE',
+      `cannot stream from ${from.name} to ${to.name}: they are reached by different transports`,
+    );
   }
 
   private stepTargets(step: AnyStep): Host[] {

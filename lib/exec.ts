@@ -3,7 +3,7 @@
  * local transport (zx) here, ssh in ssh.ts. Results are values; the error
  * carries the same fields.
  */
-import type { Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import { BatonError } from './errors.ts';
 import type { Host } from './inventory.ts';
 
@@ -53,8 +53,26 @@ export class CommandError extends BatonError implements CommandResult {
   }
 }
 
+export interface PipeEnd {
+  host: Host;
+  command: string;
+}
+
+export interface PipeResult {
+  from: CommandResult;
+  to: CommandResult;
+  /** Bytes that passed from source to destination, and their sha256 (hex). */
+  bytes: number;
+  sha256: string;
+  durationMs: number;
+}
+
 /** Runs commands on hosts. Never throws for a non-zero exit; throws TransientError for connection failures. */
 export interface Transport {
   exec(host: Host, command: string, options?: ExecOptions): Promise<CommandResult>;
+  /** Stdout of a command on one host into stdin of a command on another, never held whole. */
+  stream?(from: PipeEnd, to: PipeEnd, options?: { timeoutMs?: number }): Promise<PipeResult>;
+  /** A TCP connection to `port` on the host's own loopback, as a process on the host would open it. */
+  forward?(host: Host, port: number): Promise<Duplex>;
   close(): Promise<void>;
 }

@@ -3,7 +3,8 @@
  * from the params schema and the facts a runbook gathers into every step.
  */
 import type { z } from 'zod';
-import type { CommandResult, ExecOptions } from './exec.ts';
+import type { Duplex } from 'node:stream';
+import type { CommandResult, ExecOptions, PipeResult } from './exec.ts';
 import type { Host, Inventory } from './inventory.ts';
 import type { Cmd, ShellValue } from './shell.ts';
 
@@ -59,12 +60,22 @@ export interface ProbeContext<P, F> extends RunbookContext<P, F> {
   readonly probe: Exec;
   /** Read-only commands on another host (verify from every peer). */
   on(host: Host | string): { probe: Exec };
+  /** A TCP connection to a port on a host's own loopback (an ircd's client port), through its transport. */
+  connect(host: Host | string, port: number): Promise<Duplex>;
   log(message: string): void;
 }
 
 export interface ApplyContext<P, F> extends ProbeContext<P, F> {
   /** A mutation on this host: recorded and printed in a dry run, executed otherwise. */
   readonly $: Exec;
+  /**
+   * A mutation that is not a shell command (an IRC command to services, a DNS
+   * API call): `description` is what the plan shows and the journal records;
+   * `fn` runs only in a live run. Its string result is journaled as output.
+   */
+  act(description: string, fn: () => Promise<string | void>): Promise<void>;
+  /** A mutation on this host fed by a read-only command on another: data flows host to host. */
+  pipe(from: { host: Host | string; command: Cmd }, command: Cmd): Promise<PipeResult>;
 }
 
 export type CheckResult = Condition | Condition[] | void;

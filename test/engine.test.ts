@@ -309,3 +309,40 @@ describe('secrets', () => {
     expect(journal).toContain('@env:BATON_TEST_TOKEN');
   });
 });
+
+describe('step primitives', () => {
+  it('plans actions and pipes as text, and performs them in a run', async () => {
+    const { createServer } = await import('node:net');
+    const { writeFileSync, readFileSync } = await import('node:fs');
+    const server = createServer((s) => s.end('hello\n'));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const ws = workspace();
+      writeFileSync(join(ws.data, 'data-a'), 'x'.repeat(100_000));
+      const runbook = join(import.meta.dirname, 'fixtures', 'primitives.ts');
+      const params = [`dir=${ws.data}`, `port=${port}`];
+      const { plan } = await planRunbook({ runbook, stack: 'nodes', params, cwd: ws.cwd });
+      expect(plan.preflight).toMatchObject([{ name: 'greeting', ok: true }]);
+      expect(plan.steps[1]!.hosts[0]).toEqual({
+        host: 'a',
+        mutations: [`pager: release ${ws.data}`],
+        undo: ['pager: withdrawn'],
+      });
+      expect(plan.steps[2]!.hosts[0]!.mutations).toEqual([
+        `a: cat ${ws.data}/data-a | b: cat > ${ws.data}/data-b`,
+      ]);
+      expect(existsSync(join(ws.data, 'pager'))).toBe(false);
+
+      const result = await startRun({ runbook, stack: 'nodes', params, cwd: ws.cwd });
+      expect(result.outcome).toBe('done');
+      expect(readFileSync(join(ws.data, 'pager'), 'utf8')).toBe('released\n');
+      const copied = events(ws.cwd, result.runId).find(
+        (e) => e.kind === 'command' && e.step === 'copy',
+      ) as Extract<RunEvent, { kind: 'command' }>;
+      expect(copied.result.stdout).toMatch(/^100000 bytes, sha256 [0-9a-f]{64}$/);
+    } finally {
+      server.close();
+    }
+  });
+});
