@@ -142,6 +142,9 @@ interface Connection {
   label: string;
 }
 
+/** 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24: testnet addresses, never real hosts. */
+const DOCUMENTATION_RANGE = /^(192\.0\.2|198\.51\.100|203\.0\.113)\.\d{1,3}$/;
+
 const CONNECTION_ERRORS =
   /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EHOSTDOWN|EPIPE|ENOTCONN|Timed out while waiting for handshake|Keepalive timeout|Connection lost|No response from server|socket hang up|closed|Not connected/i;
 
@@ -354,6 +357,13 @@ export class SshPool implements Transport {
         throw beforeStart(host, label, purpose, e);
       }
       if (sock) break;
+    }
+    if (!sock && DOCUMENTATION_RANGE.test(host.address)) {
+      throw new BatonError(
+        'PRECONDITION_FAILED',
+        `${label} has a documentation address (RFC 5737) and no ssh route serves it; baton never dials such an address directly`,
+        'For the local testnet, import lib/testnet/stack.ts (the baton CLI does) and run `baton testnet up`.',
+      );
     }
     let presented: string | undefined;
     const config: ConnectConfig = {

@@ -186,6 +186,23 @@ describe.skipIf(skipUnless(missing, 'ssh against a real sshd'))(
       expect((await pool.exec(host, 'echo back')).stdout).toBe('back\n');
     });
 
+    it('never dials a documentation address (RFC 5737) without a route that serves it', async () => {
+      const direct = new SshPool({ routes: [] });
+      try {
+        const error = await direct
+          .exec(sshd.host('testnet-like', {}), 'true')
+          .then(() => undefined)
+          .catch((e: unknown) => e);
+        expect(error).toBeUndefined();
+        const doc = { ...sshd.host('doc'), address: '192.0.2.44' };
+        const refused = await direct.exec(doc, 'true').catch((e: unknown) => e);
+        expect((refused as BatonError).code).toBe('PRECONDITION_FAILED');
+        expect((refused as Error).message).toMatch(/documentation address/);
+      } finally {
+        await direct.close();
+      }
+    });
+
     it('reports a refused connection as failed before the command started', async () => {
       const closedPort = await freePort();
       const error = await pool
