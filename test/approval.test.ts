@@ -431,7 +431,9 @@ describe('two-person rule', () => {
       join(ws.cwd, 'baton.policy.json'),
       JSON.stringify({
         testnets: ['nodes'],
-        stacks: { production: { approvers: 1, holdSeconds: 0, reconfirm: false, roles: ['senior'] } },
+        stacks: {
+          production: { approvers: 1, holdSeconds: 0, reconfirm: false, roles: ['senior'] },
+        },
       }),
     );
     const plan = await makePlan(ws);
