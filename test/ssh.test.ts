@@ -170,13 +170,13 @@ describe.skipIf(skipUnless(missing, 'ssh against a real sshd'))(
     it('reports a connection killed mid-command as dropped mid-command, then reconnects', async () => {
       const host = sshd.host('victim');
       await pool.exec(host, 'true');
-      let markStarted!: () => void;
-      const started = new Promise<void>((resolve) => (markStarted = resolve));
+      let printed!: (pid: number) => void;
+      const shell = new Promise<number>((resolve) => (printed = resolve));
       const running = pool
-        .exec(host, 'echo started; sleep 31.5', { onStdout: () => markStarted() })
+        .exec(host, 'echo $$; exec sleep 31.5', { onStdout: (c) => printed(Number(c.toString())) })
         .catch((e: unknown) => e);
-      await started;
-      const victim = sshd.sessionRunning('sleep 31.5');
+      const pid = await shell;
+      const victim = sshd.sessionOf(pid);
       expect(victim).toBeTypeOf('number');
       process.kill(victim!, 'SIGKILL');
       const error = await running;
@@ -184,6 +184,7 @@ describe.skipIf(skipUnless(missing, 'ssh against a real sshd'))(
       expect((error as TransientError).startedCommand).toBe(true);
       expect((error as Error).message).toMatch(/dropped mid-command.*unknown/);
       expect((await pool.exec(host, 'echo back')).stdout).toBe('back\n');
+      process.kill(pid, 'SIGKILL');
     });
 
     it('never dials a documentation address (RFC 5737) without a route that serves it', async () => {

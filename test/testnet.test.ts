@@ -228,19 +228,27 @@ describe.skipIf(skipUnless(missing, 'the local testnet'))('the local testnet', (
   it('reports a connection dropped mid-command as such, and reconnects', async () => {
     const killer = testnet.testnetPool();
     try {
-      let started!: () => void;
-      const running = new Promise<void>((r) => (started = r));
+      let shellPid!: (pid: string) => void;
+      const printed = new Promise<string>((r) => (shellPid = r));
       const call = pool
-        .exec(host('paralysis'), 'echo go; exec sleep 31.7', { onStdout: () => started() })
+        .exec(host('paralysis'), 'echo $$; exec sleep 31.7', {
+          onStdout: (c) => shellPid(c.toString().trim()),
+        })
         .catch((e: unknown) => e);
-      await running;
-      // The session's sshd is the parent of the command's shell.
-      await killer.exec(host('paralysis'), 'kill -9 $(ps -o ppid= -p $(pgrep -x -f "sleep 31.7"))');
+      const pid = await printed;
+      // The session's sshd is the parent of the command's shell; the pid
+      // namespace is the machine's, so go by that exact pid, never by name.
+      const kill = await killer.exec(
+        host('paralysis'),
+        `pp=$(ps -o ppid= -p ${pid} | tr -d ' '); [ "$(ps -o comm= -p "$pp")" = sshd ] && kill -9 "$pp"`,
+      );
+      expect(kill.exitCode, kill.stderr).toBe(0);
       const error = await call;
-      expect(error).toBeInstanceOf(TransientError);
+      expect(error, String(error)).toBeInstanceOf(TransientError);
       expect((error as TransientError).startedCommand).toBe(true);
       expect((error as Error).message).toMatch(/dropped mid-command/);
       expect((await sh('paralysis', 'echo again')).stdout).toBe('again\n');
+      await sh('paralysis', `kill ${pid} 2>/dev/null || true`);
     } finally {
       await killer.close();
     }

@@ -22,8 +22,8 @@ export interface TestSshd {
   host(name?: string, overrides?: Partial<NonNullable<Host['ssh']>>): Host;
   /** Pids of the per-connection sshd processes (children of the listener). */
   sessionPids(): number[];
-  /** The per-connection sshd process whose session runs a command matching `pattern` (pgrep -f). */
-  sessionRunning(pattern: string): number | undefined;
+  /** The per-connection sshd process (a child of the listener) above process `pid`. */
+  sessionOf(pid: number): number | undefined;
   /** Replace the host key and restart, keeping the port: the host "was rebuilt". */
   rekey(): Promise<string>;
   stop(): Promise<void>;
@@ -103,20 +103,9 @@ export async function startSshd(): Promise<TestSshd> {
         return [];
       }
     },
-    sessionRunning(pattern) {
+    sessionOf(pid) {
       const sessions = new Set(self.sessionPids());
-      let pids: number[];
-      try {
-        pids = execFileSync('pgrep', ['-f', pattern]).toString().trim().split('\n').map(Number);
-      } catch {
-        return undefined;
-      }
-      for (let pid of pids) {
-        while (pid > 1) {
-          if (sessions.has(pid)) return pid;
-          pid = parentOf(pid);
-        }
-      }
+      for (let p = pid; p > 1; p = parentOf(p)) if (sessions.has(p)) return p;
       return undefined;
     },
     async rekey() {
