@@ -208,6 +208,8 @@ export class Session {
       runId,
       hosts: (role) => hostsWithRole(inventory, role),
       hostNamed: (name) => findHost(inventory, name),
+      now: () => this.deps.now(),
+      sleep: (ms) => this.deps.sleep(ms),
     };
   }
 
@@ -425,6 +427,8 @@ export class Session {
         runId: base.runId,
         hosts: base.hosts,
         hostNamed: base.hostNamed,
+        now: base.now,
+        sleep: base.sleep,
         probe: (h) =>
           this.exec(typeof h === 'string' ? findHost(this.input.inventory, h) : h, {
             kind: 'probe',
@@ -443,8 +447,9 @@ export class Session {
         hosts: [],
       };
       steps.push(planned);
-      if (step.when && !step.when(this.baseContext())) {
-        planned.skipped = 'its condition does not hold';
+      const when = step.when ? step.when(this.baseContext()) : true;
+      if (when !== true) {
+        planned.skipped = typeof when === 'string' ? when : 'its condition does not hold';
         continue;
       }
       const hosts = this.stepTargets(step);

@@ -77,6 +77,9 @@ export function renderPlan(plan: Plan, hash: string): string {
     `  preflight: ${plan.preflight.length - failed.length} of ${plan.preflight.length} checks passed`,
   );
   for (const c of failed) lines.push(`    FAILED ${c.step} on ${c.host}: ${c.name}`);
+  for (const c of plan.preflight.filter((p) => p.ok && p.notice)) {
+    lines.push(`    NOTE ${c.step} on ${c.host}: ${c.name}: ${c.found}`);
+  }
   plan.steps.forEach((step, i) => {
     const marks = [
       step.destructive ? 'DESTRUCTIVE' : '',

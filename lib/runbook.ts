@@ -27,6 +27,8 @@ export interface Condition {
   found: string;
   /** What to do when it fails. */
   remedy?: string;
+  /** Shown in the plan even when it holds: something a person must know before saying yes. */
+  notice?: boolean;
 }
 
 export function condition(
@@ -46,6 +48,10 @@ export interface RunbookContext<P, F> {
   /** Hosts with a role, in inventory order. */
   hosts(role: string): Host[];
   hostNamed(name: string): Host;
+  /** The engine's clock (injected in tests). */
+  now(): Date;
+  /** Wait, through the engine (a dry run never waits inside `act`, which it does not run). */
+  sleep(ms: number): Promise<void>;
 }
 
 export interface FactsContext<P> extends Omit<RunbookContext<P, never>, 'facts'> {
@@ -103,8 +109,8 @@ export interface StepDef<P, F> {
   state?: string;
   /** What an operator does by hand if this step must be reversed and has no undo. */
   recovery?: string;
-  /** Skip the step when this returns false (decided at plan time, shown in the plan). */
-  when?: (ctx: RunbookContext<P, F>) => boolean;
+  /** Skip the step unless this returns true; a string is the reason it is skipped (decided at plan time, shown in the plan). */
+  when?: (ctx: RunbookContext<P, F>) => boolean | string;
   check?: (ctx: ProbeContext<P, F>) => Promise<CheckResult>;
   apply?: (ctx: ApplyContext<P, F>) => Promise<void>;
   verify?: (ctx: ProbeContext<P, F>) => Promise<CheckResult>;

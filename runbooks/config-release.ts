@@ -169,7 +169,8 @@ export default defineRunbook({
       state: 'new release live; old releases pruned',
       recovery: 'restore the pruned release files from a backup if one is needed again',
       when: ({ facts, params }) =>
-        Object.values(facts.perHost).some((h) => h.releases.length + 1 > params.keep),
+        Object.values(facts.perHost).some((h) => h.releases.length + 1 > params.keep) ||
+        `no host has more than ${params.keep} releases`,
       async apply({ $, host, facts, params }) {
         const { dir, releases, live } = facts.perHost[host.name]!;
         const old = releases
