@@ -757,7 +757,7 @@ export class Session {
         const why =
           e instanceof TransientError && !safeToRetry
             ? `${errorMessage(e)} (not retried: a mutation had started and step ${step.id} is not marked idempotent)`
-            : errorMessage(e);
+            : `${errorMessage(e)}${isBatonError(e) && e.hint ? ` (to do: ${e.hint})` : ''}`;
         this.emit({
           kind: 'outcome',
           step: step.id,
@@ -893,7 +893,10 @@ function key(step: string, host: string): string {
 function failedText(conditions: Condition[]): string {
   return conditions
     .filter((c) => !c.ok)
-    .map((c) => `${c.name}: expected ${c.expected}, found ${c.found}`)
+    .map(
+      (c) =>
+        `${c.name}: expected ${c.expected}, found ${c.found}${c.remedy ? ` (to do: ${c.remedy})` : ''}`,
+    )
     .join('; ');
 }
 
