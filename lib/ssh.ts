@@ -188,6 +188,8 @@ export class SshPool implements Transport {
         ...(options.mode !== undefined ? { mode: options.mode } : {}),
       });
       const closed = closedPromise(out);
+      // When the pipeline fails, the stream's own error must not go unhandled.
+      closed.catch(() => undefined);
       try {
         await pipeline(input, hash.transform, out);
         await closed;
@@ -289,6 +291,44 @@ export class SshPool implements Transport {
       sha256: hash.digest(),
       durationMs: Math.round(performance.now() - started),
     };
+  }
+
+  /**
+   * A TCP connection to 127.0.0.1:`port` on the host, opened by the host's own
+   * sshd (a direct-tcpip channel over the pooled connection), so a client in
+   * the controller reaches a service that listens only on the host's loopback.
+   * Like a net.Socket, it ends its own side when the service closes the
+   * connection. End or destroy the stream when done.
+   */
+  async forward(host: Host, port: number): Promise<Duplex> {
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      throw new BatonError('INVALID_INPUT', `cannot forward to port ${port}: not a TCP port`);
+    }
+    const purpose = `forward to 127.0.0.1:${port}`;
+    const conn = await this.connection(host, purpose);
+    return new Promise<Duplex>((resolve, reject) => {
+      try {
+        conn.client.forwardOut('127.0.0.1', 0, '127.0.0.1', port, (err, channel) => {
+          if (!err) {
+            channel.once('end', () => channel.end());
+            return resolve(channel);
+          }
+          reject(
+            conn.dead
+              ? beforeStart(host, conn.label, purpose, err)
+              : new BatonError(
+                  'PRECONDITION_FAILED',
+                  `${conn.label} could not open a connection to 127.0.0.1:${port} on the host: ${err.message}`,
+                  `Check that a service listens on 127.0.0.1:${port} there, and that its sshd allows TCP forwarding (AllowTcpForwarding).`,
+                  { cause: err },
+                ),
+          );
+        });
+      } catch (e) {
+        conn.dead = true;
+        reject(beforeStart(host, conn.label, purpose, e));
+      }
+    });
   }
 
   /** Forget the host's connection (closing it) so the next call connects afresh. */
@@ -478,7 +518,10 @@ export class SshPool implements Transport {
     return new Promise<ClientChannel>((resolve, reject) => {
       try {
         conn.client.exec(command, (err, channel) => {
-          if (!err) return resolve(channel);
+          if (!err) {
+            watchExit(channel);
+            return resolve(channel);
+          }
           // The exec request may have reached the server before the connection died.
           reject(
             conn.dead
@@ -563,6 +606,9 @@ export class SshPool implements Transport {
           input.unpipe(channel);
         }
         if (failure) return reject(failure);
+        if (exitCode === undefined && earlyExits.has(channel)) {
+          ({ code: exitCode, signal } = earlyExits.get(channel)!);
+        }
         if (exitCode === undefined) {
           if (conn.dead || !options.abandoned?.())
             return reject(dropped(host, conn.label, command));
@@ -707,6 +753,18 @@ function beforeStart(host: Host, label: string, purpose: string, err: unknown): 
     `${what}; the command did not start`,
     'Check the inventory entry (address, port, user) and the ssh server on the host.',
     { cause: err },
+  );
+}
+
+/**
+ * A command that exits at once can have its exit status arrive in the same
+ * read as the exec reply, before runChannel listens: keep it from the start.
+ */
+const earlyExits = new WeakMap<ClientChannel, { code: number | null; signal: string | null }>();
+
+function watchExit(channel: ClientChannel): void {
+  channel.once('exit', (code: number | null, signal?: string) =>
+    earlyExits.set(channel, { code, signal: signal ?? null }),
   );
 }
 
