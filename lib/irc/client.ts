@@ -1,10 +1,11 @@
 /**
  * A small IRC client for verification: registers, answers PING, sends
  * commands and waits for the replies that prove something (a numeric, a
- * service's notice, a TOPIC). Plain TCP through node:net and nothing else, so
- * a runbook can use it from the controller or copy it to a host.
+ * service's notice, a TOPIC). Plain TCP through node:net, or any byte stream
+ * given as `connect` (such as an ssh forward to the ircd's loopback).
  */
 import { connect as netConnect, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { BatonError } from '../errors.ts';
 import { Redactor } from '../redact.ts';
@@ -86,6 +87,11 @@ export interface IrcClientOptions {
   registerTimeoutMs?: number;
   /** Every line sent (`> `) and received (`< `), secrets redacted. */
   log?: (line: string) => void;
+  /**
+   * Opens the byte stream to the ircd instead of a TCP connection to
+   * host:port, e.g. `() => pool.forward(host, 6667)`; host and port then only label it.
+   */
+  connect?: () => Promise<Duplex>;
 }
 
 export interface WaitOptions {
@@ -127,7 +133,7 @@ export class IrcClient {
   nick: string;
   /** The server's name, from its 001. */
   serverName = '';
-  private readonly socket: Socket;
+  private readonly socket: Duplex;
   private readonly decoder = new StringDecoder('utf8');
   private readonly redactor = new Redactor();
   private readonly waiters = new Set<Waiter>();
@@ -136,7 +142,7 @@ export class IrcClient {
   private closedError: Error | undefined;
   readonly label: string;
 
-  private constructor(socket: Socket, options: IrcClientOptions) {
+  private constructor(socket: Duplex, options: IrcClientOptions) {
     this.socket = socket;
     this.nick = options.nick;
     this.log = options.log;
@@ -151,37 +157,9 @@ export class IrcClient {
   static async connect(options: IrcClientOptions): Promise<IrcClient> {
     const label = options.label ?? `${options.host}:${options.port}`;
     const timeoutMs = options.registerTimeoutMs ?? 15_000;
-    const socket = await new Promise<Socket>((resolve, reject) => {
-      const s = netConnect({ host: options.host, port: options.port });
-      const timer = setTimeout(() => {
-        cleanup();
-        s.destroy();
-        reject(new IrcError('TIMEOUT', label, `no TCP connection in ${timeoutMs} ms`));
-      }, timeoutMs);
-      const onConnect = (): void => {
-        cleanup();
-        resolve(s);
-      };
-      const onError = (e: Error): void => {
-        cleanup();
-        s.destroy();
-        reject(
-          new IrcError(
-            'IRC_FAILED',
-            label,
-            `cannot connect: ${e.message}`,
-            'Check that the ircd runs and listens on this address.',
-          ),
-        );
-      };
-      const cleanup = (): void => {
-        clearTimeout(timer);
-        s.off('connect', onConnect);
-        s.off('error', onError);
-      };
-      s.once('connect', onConnect);
-      s.once('error', onError);
-    });
+    const socket = options.connect
+      ? await openStream(options.connect, label, timeoutMs)
+      : await openTcp(options.host, options.port, label, timeoutMs);
     const client = new IrcClient(socket, options);
     try {
       const welcome = client.waitFor(
@@ -401,6 +379,70 @@ export class IrcClient {
   private fail(e: Error): void {
     if (!this.closedError) this.closedError = e;
     for (const w of [...this.waiters]) w.reject(this.closedError);
+  }
+}
+
+/** A TCP connection to host:port, within the registration timeout; its failure is an IrcError. */
+function openTcp(host: string, port: number, label: string, timeoutMs: number): Promise<Socket> {
+  return new Promise<Socket>((resolve, reject) => {
+    const s = netConnect({ host, port });
+    const timer = setTimeout(() => {
+      cleanup();
+      s.destroy();
+      reject(new IrcError('TIMEOUT', label, `no TCP connection in ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onConnect = (): void => {
+      cleanup();
+      resolve(s);
+    };
+    const onError = (e: Error): void => {
+      cleanup();
+      s.destroy();
+      reject(
+        new IrcError(
+          'IRC_FAILED',
+          label,
+          `cannot connect: ${e.message}`,
+          'Check that the ircd runs and listens on this address.',
+        ),
+      );
+    };
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      s.off('connect', onConnect);
+      s.off('error', onError);
+    };
+    s.once('connect', onConnect);
+    s.once('error', onError);
+  });
+}
+
+/** A stream from `connect`, within the registration timeout; its failure is an IrcError. */
+async function openStream(
+  connect: () => Promise<Duplex>,
+  label: string,
+  timeoutMs: number,
+): Promise<Duplex> {
+  let timer: NodeJS.Timeout | undefined;
+  const opening = connect();
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      opening.then((s) => s.destroy()).catch(() => undefined);
+      reject(new IrcError('TIMEOUT', label, `no connection in ${timeoutMs} ms`));
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([opening, timeout]);
+  } catch (e) {
+    if (e instanceof IrcError) throw e;
+    throw new IrcError(
+      'IRC_FAILED',
+      label,
+      `cannot connect: ${(e as Error).message}`,
+      'Check that the ircd runs and listens there.',
+    );
+  } finally {
+    clearTimeout(timer);
   }
 }
 

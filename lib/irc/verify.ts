@@ -5,6 +5,7 @@
  * Each proof is a Condition naming the ircd it was made from.
  */
 import { randomBytes } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import { condition, type Condition } from '../runbook.ts';
 import {
   IrcClient,
@@ -20,6 +21,8 @@ export interface IrcEndpoint {
   host: string;
   address: string;
   port: number;
+  /** Opens the stream to the ircd instead of TCP to address:port, e.g. `() => pool.forward(host, 6667)`. */
+  connect?: () => Promise<Duplex>;
 }
 
 export interface ProbeOptions {
@@ -37,6 +40,7 @@ function clientOptions(at: IrcEndpoint, options: ProbeOptions, tag = ''): IrcCli
     port: at.port,
     nick: options.nick ? `${options.nick}${tag}` : `baton${randomBytes(3).toString('hex')}`,
     label: at.host,
+    ...(at.connect ? { connect: at.connect } : {}),
     ...(options.log ? { log: options.log } : {}),
   };
 }
