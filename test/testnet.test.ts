@@ -123,7 +123,7 @@ describe.skipIf(skipUnless(missing, 'the local testnet'))('the local testnet', (
     expect(existsSync('/etc/atheme/marker')).toBe(false);
     expect(existsSync('/srv/marker')).toBe(false);
     const users = await sh('nebula', 'stat -c %U /var/lib/atheme /var/lib/inspircd; id -u irc');
-    expect(users.stdout).toBe('irc\nirc\n39\n');
+    expect(users.stdout).toBe('atheme\nirc\n39\n');
     expect((await sh('ns1', 'stat -c %G /var/lib/knot')).stdout).toBe('knot\n');
   });
 
@@ -254,6 +254,23 @@ describe.skipIf(skipUnless(missing, 'the local testnet'))('the local testnet', (
     }
   });
 
+  it('keeps the exit status of commands that exit at once, which can arrive with the exec reply', async () => {
+    const results: (number | null)[] = [];
+    for (let round = 0; round < 10; round++) {
+      const fresh = testnet.testnetPool();
+      try {
+        await Promise.all(
+          inv.hosts.map(async (h) => {
+            for (let i = 0; i < 5; i++) results.push((await fresh.exec(h, 'true')).exitCode);
+          }),
+        );
+      } finally {
+        await fresh.close();
+      }
+    }
+    expect(results).toEqual(results.map(() => 0));
+  });
+
   it('moves files with SFTP and streams 1 GiB host to host with a matching sha256 on the receiving host', async () => {
     const put = await pool.put(
       host('vault'),
@@ -380,12 +397,12 @@ systemctl start beacon`,
     it('disk-full: writes under a service’s data directory fail with ENOSPC, data stays readable, and it heals', async () => {
       await sh(
         'nebula',
-        'echo "DBV 12" > /var/lib/atheme/services.db && chown irc:irc /var/lib/atheme/services.db',
+        'echo "DBV 12" > /var/lib/atheme/services.db && chown atheme:atheme /var/lib/atheme/services.db',
       );
       await testnet.fault('disk-full', ['nebula'], { path: '/var/lib/atheme' });
       const full = await sh(
         'nebula',
-        'setpriv --reuid=irc --regid=irc --clear-groups dd if=/dev/zero of=/var/lib/atheme/services.db.new bs=4k count=64',
+        'setpriv --reuid=atheme --regid=atheme --clear-groups dd if=/dev/zero of=/var/lib/atheme/services.db.new bs=4k count=64',
       );
       expect(full.exitCode).not.toBe(0);
       expect(full.stderr).toMatch(/No space left on device/);

@@ -22,6 +22,7 @@ import { SshPool } from '../ssh.ts';
 import { applyFault, healFaults, parseFaultKind, type FaultOptions } from './faults.ts';
 import { ensureHostNamespaces, ensureSshd, prepareHostFiles, provisionHost } from './host.ts';
 import { ensureHostLink, ensureNetns, ensureRelay, ensureSwitch, listNetns } from './network.ts';
+import { provisionIrc } from './irc-provision.ts';
 import { ensurePackages } from './packages.ts';
 import { cmdline, isMountPoint, killNamespaces, mountsUnder, pidInNetns } from './procs.ts';
 import { dialRelay } from './relay.ts';
@@ -196,10 +197,12 @@ export async function up(options: UpOptions = {}): Promise<UpResult> {
     writeState(paths, state);
     const inventory = buildInventory(paths, topology, state);
     writeFileSync(paths.inventoryFile, JSON.stringify(inventory, null, 2) + '\n');
-    await waitReachable(
-      inventory,
-      [...unplugged].filter((h): h is string => !!h),
-    );
+    const cutOff = [...unplugged].filter((h): h is string => !!h);
+    await waitReachable(inventory, cutOff);
+    if (topology.name === 'irc') {
+      const irc = await provisionIrc({ paths, inventory, unavailable: cutOff, log });
+      if (irc.changed) changed = true;
+    }
     return {
       topology: topology.name,
       dir: paths.dir,

@@ -22,10 +22,14 @@
 # State: /run/units/NAME.pid (main pid), NAME.pgid, NAME.failed (status of a
 # main process that died on its own). Output: /var/log/units/NAME.log.
 # Enabled = a symlink in /etc/systemd/system/multi-user.target.wants/;
-# `systemctl boot` starts enabled units, as the testnet does when a host comes back.
+# `systemctl boot` starts enabled units, as the testnet does when a host comes back
+# (a unit that fails to start is reported; the others still start, as on a real boot).
+# Masked = /etc/systemd/system/NAME.service is a symlink to /dev/null: start and
+# enable refuse, as systemd does; a unit whose own file is there cannot be masked.
 #
 # Verbs: start stop restart try-restart reload kill is-active is-failed
-# is-enabled enable disable status show cat list-units reset-failed daemon-reload boot
+# is-enabled enable disable mask unmask status show cat list-units reset-failed
+# daemon-reload boot
 
 UNITS=/etc/systemd/system
 PACKAGED=/lib/systemd/system
@@ -43,7 +47,7 @@ unit_name() { u=${1%.service}; case $u in */* | '' | .*) die "invalid unit name 
 
 load() {
   file=$UNITS/$u.service
-  [ -f "$file" ] || file=$PACKAGED/$u.service
+  if masked || [ ! -f "$file" ]; then file=$PACKAGED/$u.service; fi
   [ -f "$file" ] || return 1
   ExecStart=; ExecReload=; ExecStop=; User=; Group=; WorkingDirectory=/; Environment=
   RuntimeDirectory=; StateDirectory=; caps=; KillSignal=TERM; TimeoutStopSec=10; pres=0; section=
@@ -90,6 +94,8 @@ env_file() {
 
 need_unit() { load || die "Unit $u.service not found." 5; }
 
+masked() { [ -L "$UNITS/$u.service" ] && [ "$(readlink "$UNITS/$u.service")" = /dev/null ]; }
+
 main_pid() { pid=$(cat "$STATE/$u.pid" 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
 
 state_of() {
@@ -130,6 +136,7 @@ supervise() {
 }
 
 start() {
+  ! masked || die "Failed to start $u.service: Unit $u.service is masked." 1
   need_unit
   main_pid && return 0
   mkdir -p "$STATE" "$LOGS"
@@ -184,6 +191,13 @@ reload() {
 enabled() { [ -L "$WANTS/$u.service" ]; }
 
 status() {
+  if masked; then
+    echo "* $u.service"
+    echo "     Loaded: masked (Reason: Unit $u.service is masked.)"
+    echo "     Active: $(state_of)"
+    [ "$(state_of)" = active ]
+    return
+  fi
   if ! load; then say "Unit $u.service could not be found."; return 4; fi
   st=$(state_of)
   main_pid || pid=
@@ -204,6 +218,7 @@ show() {
   st=$(state_of)
   main_pid || pid=0
   en=disabled; enabled && en=enabled
+  if masked; then LoadState=masked; en=masked; fi
   for p in $(echo "${props:-Id,LoadState,ActiveState,SubState,MainPID,UnitFileState}" | tr ',' ' '); do
     case $p in
       Id) v=$u.service ;;
@@ -256,9 +271,10 @@ case $verb in
     for link in "$WANTS"/*.service; do
       [ -L "$link" ] || continue
       n=${link##*/}; unit_name "$n"
-      (start) || rc=1
+      masked && continue
+      (start) || printf 'systemctl: boot: %s.service failed to start\n' "$u" >&2
     done
-    exit $rc ;;
+    exit 0 ;;
   __supervise) unit_name "$1"; supervise; exit 0 ;;
 esac
 [ $# -gt 0 ] || die "$verb needs a unit name" 2
@@ -278,10 +294,24 @@ for arg in "$@"; do
       fi ;;
     is-active) st=inactive; load 2>/dev/null && st=$(state_of); say "$st"; [ "$st" = active ] || rc=3 ;;
     is-failed) st=inactive; load 2>/dev/null && st=$(state_of); say "$st"; [ "$st" = failed ] || rc=1 ;;
-    is-enabled) need_unit; if enabled; then say enabled; else say disabled; rc=1; fi ;;
+    is-enabled)
+      if masked; then say masked; rc=1; continue; fi
+      need_unit; if enabled; then say enabled; else say disabled; rc=1; fi ;;
     enable)
+      if masked; then
+        printf 'Failed to enable unit: Unit file %s is masked.\n' "$UNITS/$u.service" >&2; rc=1; continue
+      fi
       need_unit; mkdir -p "$WANTS"; ln -sfn "../$u.service" "$WANTS/$u.service"
       [ -z "$now" ] || (start) || rc=$? ;;
+    mask)
+      if [ -e "$UNITS/$u.service" ] && ! masked; then
+        printf 'Failed to mask unit: File %s already exists.\n' "$UNITS/$u.service" >&2; rc=1; continue
+      fi
+      mkdir -p "$UNITS"
+      if ! masked; then ln -sfn /dev/null "$UNITS/$u.service"; say "Created symlink $UNITS/$u.service -> /dev/null."; fi
+      [ -z "$now" ] || ! load 2>/dev/null || (stop) || rc=$? ;;
+    unmask)
+      if masked; then rm -f "$UNITS/$u.service"; say "Removed \"$UNITS/$u.service\"."; fi ;;
     disable)
       need_unit; rm -f "$WANTS/$u.service"
       [ -z "$now" ] || (stop) || rc=$? ;;

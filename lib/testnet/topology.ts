@@ -4,6 +4,7 @@
  */
 import { InvalidInputError } from '../errors.ts';
 import type { DnsInventory } from '../inventory.ts';
+import { IRC_DNS } from './irc.ts';
 
 export interface ServiceSpec {
   /** Unit name: `systemctl start NAME` on the host. */
@@ -41,10 +42,10 @@ const inspircd: ServiceSpec = {
   dataDir: '/var/lib/inspircd',
 };
 
-// Debian's packages run InspIRCd and Atheme as `irc`, Knot as `knot`.
+// Debian's packages run InspIRCd as `irc` and Knot as `knot`; Atheme gets its own user.
 const atheme: ServiceSpec = {
   name: 'atheme',
-  user: 'irc',
+  user: 'atheme',
   dirs: ['/etc/atheme', '/var/lib/atheme', '/var/log/atheme'],
   dataDir: '/var/lib/atheme',
 };
@@ -84,15 +85,7 @@ export const ircTopology: Topology = {
       dirs: ['/srv/backup'],
     },
   ],
-  dns: {
-    zone: 'irc.test',
-    provider: 'rfc2136',
-    servers: [{ name: 'ns1', address: '192.0.2.53', port: 53 }],
-    records: [
-      { name: 'irc', type: 'A', ttl: 300, value: '192.0.2.12' },
-      { name: 'services', type: 'A', ttl: 300, value: '192.0.2.12' },
-    ],
-  },
+  dns: IRC_DNS,
 };
 
 /** A single host, for quick experiments. */

@@ -1,0 +1,324 @@
+/**
+ * The files the `irc` testnet puts on its hosts, as text: InspIRCd, Atheme
+ * (config, unit, lease guard), Knot (config, zone) and the backup script.
+ * Pure functions of the contract in irc.ts and the per-testnet secrets.
+ */
+import { InvalidInputError } from '../errors.ts';
+import {
+  ATHEME,
+  ATHEME_COMMAND,
+  BACKUP,
+  INSPIRCD,
+  INSPIRCD_MODULES,
+  IRC_CLIENT_PORT,
+  IRC_DNS,
+  IRC_HUB,
+  IRC_NETWORK,
+  IRC_SERVER_PORT,
+  IRC_ZONE,
+  IRCD_HOSTS,
+  IRCD_SIDS,
+  KNOT,
+  LEASE_FQDN,
+  OPERATOR_ACCOUNT,
+  SERVICES_SERVER,
+  SERVICES_SID,
+  TSIG_ALGORITHM,
+  TSIG_KEY_NAME,
+  ircServerName,
+  type IrcdHost,
+} from './irc.ts';
+
+/** Attribute and string values in these files are generated hex or names; refuse anything else. */
+function plain(value: string, what: string): string {
+  if (!/^[A-Za-z0-9._@:/+=-]+$/.test(value)) {
+    throw new InvalidInputError(
+      `${what} has characters that cannot stand unquoted in a config file`,
+      'Remove the secrets directory of the testnet and run `baton testnet up` again.',
+    );
+  }
+  return value;
+}
+
+export interface IrcdConfigInput {
+  host: IrcdHost;
+  /** Every ircd's address, by host. */
+  addresses: Readonly<Record<IrcdHost, string>>;
+  serverLinkPassword: string;
+}
+
+/** /etc/inspircd/inspircd.conf of one ircd. */
+export function inspircdConfig(input: IrcdConfigInput): string {
+  const { host, addresses } = input;
+  const me = addresses[host];
+  const password = plain(input.serverLinkPassword, 'the server link password');
+  const peers: IrcdHost[] = host === IRC_HUB ? IRCD_HOSTS.filter((h) => h !== IRC_HUB) : [IRC_HUB];
+  const link = (peer: IrcdHost): string =>
+    `<link name="${ircServerName(peer)}" ipaddr="${addresses[peer]}" port="${IRC_SERVER_PORT}" allowmask="${addresses[peer]}/32" timeout="5s" sendpass="${password}" recvpass="${password}">`;
+  return [
+    '<config format="xml">',
+    '# BatonNet ircd, written by baton testnet up. Link passwords are per testnet.',
+    `<server name="${ircServerName(host)}" description="${IRC_NETWORK} ${host}" id="${IRCD_SIDS[host]}" network="${IRC_NETWORK}">`,
+    `<admin name="${IRC_NETWORK} operators" nick="${OPERATOR_ACCOUNT}" email="ops@${IRC_ZONE}">`,
+    '<path configdir="/etc/inspircd" datadir="/var/lib/inspircd" logdir="/var/log/inspircd">',
+    `<bind address="${me}" port="${IRC_CLIENT_PORT}" type="clients">`,
+    `<bind address="127.0.0.1" port="${IRC_CLIENT_PORT}" type="clients">`,
+    `<bind address="${me}" port="${IRC_SERVER_PORT}" type="servers">`,
+    `<bind address="127.0.0.1" port="${IRC_SERVER_PORT}" type="servers">`,
+    '<connect name="main" allow="*" timeout="20" pingfreq="120" hardsendq="1048576" softsendq="65536" recvq="65536" threshold="1000" commandrate="100000" fakelag="no" localmax="1000" globalmax="1000" limit="5000" maxchans="50" resolvehostnames="no" useident="no">',
+    '<dns server="127.0.0.1" timeout="1">',
+    '<options prefixquit="Quit: " syntaxhints="no" announcets="yes" hostintopic="yes" pingwarning="15" splitwhois="no" exemptchanops="">',
+    '<security hideserver="" userstats="Pu" customversion="" flatlinks="no" hidesplits="no" hideulines="no" hidebans="no" maxtargets="20">',
+    '<performance quietbursts="yes" softlimit="1024" somaxconn="128" netbuffersize="10240" clonesonconnect="no">',
+    `<log method="file" type="* -USERINPUT -USEROUTPUT" level="default" target="${INSPIRCD.log}">`,
+    ...INSPIRCD_MODULES.map((m) => `<module name="${m}">`),
+    `<uline server="${SERVICES_SERVER}" silent="yes">`,
+    ...peers.map(link),
+    ...(host === IRC_HUB ? [] : [`<autoconnect period="3s" server="${ircServerName(IRC_HUB)}">`]),
+    ...['NickServ', 'ChanServ', 'OperServ'].flatMap((service) => [
+      `<alias text="${service.toUpperCase()}" replace="SQUERY $requirement :$2-" requires="${service}" uline="yes">`,
+      `<alias text="${service.slice(0, 1)}S" replace="SQUERY $requirement :$2-" requires="${service}" uline="yes">`,
+    ]),
+    `<include file="${INSPIRCD.servicesLink}">`,
+    '',
+  ].join('\n');
+}
+
+/**
+ * /etc/inspircd/services-link.conf: the services' link block on the ircd
+ * services uplink to (nebula at first), only a comment on the others; a
+ * handover writes the block on the new uplink and rehashes.
+ */
+export function servicesLinkConfig(password: string | undefined): string {
+  const head = `# The link of ${SERVICES_SERVER} (Atheme on this host's loopback), when it uplinks here.`;
+  if (password === undefined) return `${head}\n# Services do not uplink to this server.\n`;
+  const p = plain(password, 'the services link password');
+  return `${head}\n<link name="${SERVICES_SERVER}" ipaddr="127.0.0.1" allowmask="127.0.0.0/8" port="${IRC_SERVER_PORT}" timeout="5s" sendpass="${p}" recvpass="${p}">\n`;
+}
+
+const ATHEME_MODULES = [
+  'protocol/inspircd',
+  'backend/opensex',
+  'crypto/pbkdf2v2',
+  'nickserv/main',
+  'nickserv/identify',
+  'nickserv/register',
+  'nickserv/group',
+  'nickserv/info',
+  'nickserv/ghost',
+  'nickserv/set_core',
+  'nickserv/set_email',
+  'nickserv/set_password',
+  'chanserv/main',
+  'chanserv/register',
+  'chanserv/info',
+  'chanserv/topic',
+  'chanserv/flags',
+  'chanserv/set_core',
+  'chanserv/set_keeptopic',
+  'operserv/main',
+  'operserv/help',
+  'operserv/update',
+  'operserv/readonly',
+  'operserv/uptime',
+  'operserv/info',
+];
+
+/**
+ * /etc/atheme/atheme.conf, identical on every services host: the uplink is
+ * always the local ircd on 127.0.0.1, and never a listener of its own (no
+ * misc/httpd, no transport/xmlrpc).
+ */
+export function athemeConfig(servicesLinkPassword: string): string {
+  const password = plain(servicesLinkPassword, 'the services link password');
+  const service = (block: string, nick: string, real: string): string =>
+    `${block} {\n  nick = "${nick}";\n  user = "${nick}";\n  host = "${SERVICES_SERVER}";\n  real = "${real}";\n};`;
+  return [
+    `/* ${IRC_NETWORK} services, written by baton testnet up; the same file on every services host. */`,
+    ...ATHEME_MODULES.map((m) => `loadmodule "modules/${m}";`),
+    `serverinfo {
+  name = "${SERVICES_SERVER}";
+  desc = "${IRC_NETWORK} services";
+  numeric = "${SERVICES_SID}";
+  recontime = 5;
+  netname = "${IRC_NETWORK}";
+  hidehostsuffix = "users.${IRC_ZONE}";
+  adminname = "${IRC_NETWORK} operators";
+  adminemail = "ops@${IRC_ZONE}";
+  registeremail = "noreply@${IRC_ZONE}";
+  mta = "/bin/false";
+  loglevel = { error; info; admin; network; wallops; };
+  maxlogins = 5;
+  maxusers = 10;
+  mdlimit = 30;
+  emaillimit = 10;
+  emailtime = 300;
+  auth = none;
+  casemapping = rfc1459;
+};`,
+    `uplink "localhost" {
+  host = "127.0.0.1";
+  password = "${password}";
+  port = ${IRC_SERVER_PORT};
+};`,
+    service('nickserv', 'NickServ', 'Nickname Services'),
+    service('chanserv', 'ChanServ', 'Channel Services'),
+    service('operserv', 'OperServ', 'Operator Services'),
+    `general {
+  commit_interval = 5;
+  flood_msgs = 0;
+  ratelimit_uses = 0;
+  ratelimit_period = 0;
+};`,
+    'operclass "user" { };',
+    `operclass "ircop" {
+  privs { special:ircop; };
+  privs { user:auspex; user:admin; user:sendpass; user:vhost; user:mark; };
+  privs { chan:auspex; chan:admin; chan:cmodes; chan:joinstaffonly; };
+  privs { general:auspex; general:helper; general:viewprivs; general:flood; };
+  privs { operserv:omode; operserv:akill; operserv:jupe; operserv:global; };
+};`,
+    `/* No needoper: a runbook identified to ${OPERATOR_ACCOUNT} need not be an IRC operator. */
+operclass "sra" {
+  extends "ircop";
+  privs { user:hold; user:regnolimit; };
+  privs { general:metadata; general:admin; };
+  privs { operserv:noop; operserv:grant; };
+};`,
+    `operator "${OPERATOR_ACCOUNT}" { operclass = "sra"; };`,
+    '',
+  ].join('\n');
+}
+
+/** /etc/systemd/system/atheme.service. */
+export function athemeUnit(): string {
+  return `[Unit]
+Description=Atheme IRC services for ${IRC_NETWORK} (${SERVICES_SERVER})
+After=network-online.target inspircd.service
+Wants=network-online.target
+
+[Service]
+Type=simple
+User=${ATHEME.user}
+Group=${ATHEME.user}
+# Self-fencing: never start unless the DNS lease names this host.
+ExecStartPre=${ATHEME.leaseCheck}
+ExecStart=${ATHEME_COMMAND}
+ExecReload=/bin/kill -HUP $MAINPID
+RuntimeDirectory=atheme
+TimeoutStopSec=30
+
+[Install]
+WantedBy=multi-user.target
+`;
+}
+
+/**
+ * /etc/atheme/lease-check (POSIX sh): exit 0 only when the authoritative
+ * server answers the lease TXT with this host's short name. No answer, no
+ * record, several records or another name: refuse (data over availability).
+ */
+export function leaseCheckScript(): string {
+  return `#!/bin/sh
+# Atheme's ExecStartPre: start services only on the host the DNS lease names,
+# so two hosts never both run them. Asks the authoritative server itself.
+set -u
+server=${KNOT.address}
+name=${LEASE_FQDN}
+me=$(hostname -s 2>/dev/null || hostname)
+refuse() {
+  echo "lease-check: refusing to start atheme on $me: $1" >&2
+  exit 1
+}
+answer=$(dig +short +norec +time=2 +tries=2 @"$server" TXT "$name" 2>&1) ||
+  refuse "cannot ask $server for $name ($(echo "$answer" | tail -n 1)); without the lease, services stay down"
+case $answer in
+  '') refuse "$server has no $name TXT record, so no host holds the services lease" ;;
+  *'
+'*) refuse "$server answered several $name TXT records ($(echo "$answer" | tr '\\n' ' '))" ;;
+  ';;'*) refuse "cannot ask $server for $name ($answer)" ;;
+esac
+holder=$(printf '%s' "$answer" | tr -d '"')
+[ "$holder" = "$me" ] ||
+  refuse "the services lease $name is held by $holder (DNS $server), not by $me"
+echo "lease-check: $me holds the services lease ($name on $server)"
+`;
+}
+
+/** /etc/knot/knot.conf on ns1: the zone, TSIG key and update ACL. */
+export function knotConfig(tsigSecret: string): string {
+  return `# Knot for ${IRC_ZONE}, written by baton testnet up.
+server:
+    rundir: "/run/knot"
+    listen: ${KNOT.address}@${KNOT.port}
+
+log:
+  - target: stderr
+    any: info
+
+database:
+    storage: "/var/lib/knot"
+
+key:
+  - id: ${TSIG_KEY_NAME}
+    algorithm: ${TSIG_ALGORITHM}
+    secret: ${plain(tsigSecret, 'the TSIG secret')}
+
+acl:
+  - id: ${TSIG_KEY_NAME}
+    key: ${TSIG_KEY_NAME}
+    action: update
+
+zone:
+  - domain: ${IRC_ZONE}
+    storage: "/var/lib/knot"
+    file: "${IRC_ZONE}.zone"
+    acl: ${TSIG_KEY_NAME}
+    zonefile-sync: 0
+`;
+}
+
+/** The zone file Knot starts from: SOA, NS, ns1, then the inventory's records. */
+export function zoneFile(): string {
+  const txt = (v: string): string => `"${v.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
+  return [
+    `$ORIGIN ${IRC_ZONE}.`,
+    '$TTL 3600',
+    `@ 3600 IN SOA ns1.${IRC_ZONE}. hostmaster.${IRC_ZONE}. 1 3600 900 604800 300`,
+    `@ 3600 IN NS ns1.${IRC_ZONE}.`,
+    `ns1 3600 IN A ${KNOT.address}`,
+    ...IRC_DNS.records.map(
+      (r) => `${r.name} ${r.ttl} IN ${r.type} ${r.type === 'TXT' ? txt(r.value) : r.value}`,
+    ),
+    '',
+  ].join('\n');
+}
+
+/**
+ * /srv/backup/bin/backup-atheme on vault: a services.db arrives on stdin
+ * (`ssh nebula cat /var/lib/atheme/services.db | ssh vault backup-atheme`)
+ * and is kept as services.db.<UTC timestamp> with its sha256 beside it.
+ * Prints the name and the sha256.
+ */
+export function backupScript(): string {
+  return `#!/bin/sh
+# Keep the services.db read from stdin as ${BACKUP.dir}/services.db.<UTC timestamp>,
+# with a sha256sum file beside it. Prints: NAME SHA256.
+set -eu
+dir=${BACKUP.dir}
+mkdir -p "$dir"
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+name=services.db.$stamp
+n=1
+while [ -e "$dir/$name" ]; do name=services.db.$stamp.$n; n=$((n + 1)); done
+tmp=$dir/.$name.part
+trap 'rm -f "$tmp"' EXIT
+umask 077
+cat >"$tmp"
+[ -s "$tmp" ] || { echo "backup-atheme: nothing arrived on stdin; no backup kept" >&2; exit 1; }
+sum=$(sha256sum <"$tmp" | cut -d' ' -f1)
+mv "$tmp" "$dir/$name"
+printf '%s  %s\\n' "$sum" "$name" >"$dir/$name.sha256"
+echo "$name $sum"
+`;
+}
