@@ -20,7 +20,8 @@ export type ErrorCode =
   | 'APPROVAL_REFUSED'
   | 'ELF_INVALID'
   | 'DB_CORRUPT'
-  | 'IRC_FAILED';
+  | 'IRC_FAILED'
+  | 'AUDIT_FAILED';
 
 export class BatonError extends Error {
   readonly code: ErrorCode;
