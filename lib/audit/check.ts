@@ -195,7 +195,12 @@ function cannotRun(check: AuditCheck, e: unknown): Finding {
     summary: away
       ? `could not reach ${check.targets.join(', ')}: the check could not look`
       : `the check could not run: ${firstLine(errorMessage(e))}`,
-    evidence: [away ? `unreachable: ${away}` : `error: ${errorMessage(e)}`],
+    // An audit only probes: "whether it took effect is unknown" (lib/ssh.ts) does not apply.
+    evidence: [
+      away
+        ? `unreachable: ${away.replace(/: whether it took effect is unknown$/, '')}`
+        : `error: ${errorMessage(e)}`,
+    ],
     remedy:
       (away
         ? `Make ${check.targets.join(', ')} reachable over ssh and audit again; what cannot be checked counts as failed.`

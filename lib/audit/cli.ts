@@ -53,6 +53,7 @@ interface AuditOptions {
   html?: string;
   only: string[];
   verbose?: boolean;
+  printConfig?: boolean;
   alertCommand?: string;
   escalateCommand?: string;
   escalateAfter?: string;
@@ -107,6 +108,10 @@ export function registerAuditCommands(program: Command, io: AuditIo): void {
     )
     .option('--verbose', 'show the evidence of passing checks too')
     .option(
+      '--print-config',
+      'print the audit config in effect (references, never secret values) and run nothing',
+    )
+    .option(
       '--alert-command <cmd>',
       'run this (sh -c) with the failures on stdin; repeats until acknowledged',
     )
@@ -147,7 +152,7 @@ The audit config is described in docs/audit.md; state is kept in .baton/audit/.`
         if (file) config = readAuditConfig(file, inventory);
         else if (stack === LOCAL_STACK) {
           config = testnetAuditConfig(inventory);
-          if (await ensureTestnetLuks(inventory, transports))
+          if (!o.printConfig && (await ensureTestnetLuks(inventory, transports)))
             io.err(
               'testnet: made the LUKS container vault:/srv/crypt/backup.luks for the passphrase check',
             );
@@ -156,6 +161,10 @@ The audit config is described in docs/audit.md; state is kept in .baton/audit/.`
             `no audit config for stack ${stack}: looked for baton.audit.${stack}.json and baton.audit.json in ${resolve('.')}`,
             'Write one (docs/audit.md has a full example), or pass --config FILE.',
           );
+        }
+        if (o.printConfig) {
+          io.out(JSON.stringify(config, null, 2));
+          return;
         }
         const alert = alertPolicy(config, o);
         const paths = auditPaths();

@@ -91,12 +91,13 @@ export function testnetAuditConfigInput(paths: TestnetPaths = testnetPaths()): A
         passphrase: `@file:${testnetLuksPassphraseFile(paths)}`,
       },
     ],
+    // The testnet's hosts share the machine's disk: thresholds for a developer's machine, not a server.
     filesystems: [
       { host: SERVICES_PRIMARY, path: ATHEME.dataDir },
       { host: SERVICES_PRIMARY, path: '/var/log' },
       { host: SERVICES_STANDBY, path: ATHEME.dataDir },
       { host: BACKUP_HOST, path: '/srv/backup' },
-    ],
+    ].map((f) => ({ ...f, warnFreePercent: 10, failFreePercent: 2, warnDays: 7, failDays: 1 })),
     secrets: [
       secrets.tsigKey,
       secrets.batonopsPassword,
