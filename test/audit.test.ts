@@ -236,6 +236,28 @@ describe('backup checks on local hosts', () => {
     ).toEqual({ pass: 2, warn: 0, fail: 0 });
   });
 
+  it('keeps the newest result of every check in last.json, also after a partial run', async () => {
+    const { dir, config, live } = setup();
+    backupAt(dir, 'services.db.1', readFileSync(live, 'utf8'), 72);
+    await audit(dir, config);
+    backupAt(dir, 'services.db.1', readFileSync(live, 'utf8'), 1);
+    const partial = await runAudit({
+      config: parseAuditConfig(config, 'test', inventory),
+      inventory,
+      paths: auditPaths(dir, {}),
+      history: memoryHistory(),
+      only: ['backup-freshness'],
+    });
+    expect(partial.checks.map((c) => c.id)).toEqual(['backup-freshness:atheme']);
+    const last = JSON.parse(
+      readFileSync(join(dir, '.baton', 'audit', 'last.json'), 'utf8'),
+    ) as AuditReport;
+    expect(last.checks.map((c) => [c.id, c.verdict]).sort()).toEqual([
+      ['backup-content:atheme', 'pass'],
+      ['backup-freshness:atheme', 'pass'],
+    ]);
+  });
+
   it('warns at 1.5 intervals and fails at 2, naming the newest backup and its age', async () => {
     const { dir, config, live } = setup();
     backupAt(dir, 'services.db.1', readFileSync(live, 'utf8'), 40);

@@ -3,7 +3,7 @@
  * their transports, with secrets loaded first so that nothing leaves
  * unredacted, and the results kept for `audit ack` and the status page.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Inventory } from '../inventory.ts';
 import { Redactor } from '../redact.ts';
@@ -32,6 +32,7 @@ export interface AuditOptions {
   /** Default: the controller's shell and ssh with pinned keys. */
   transports?: Transports;
   now?: () => Date;
+  /** Where state is kept (`last.json`: the newest result of every check). */
   paths?: AuditPaths;
   history?: DiskHistory;
   /** Run only checks whose id or kind starts with one of these. */
@@ -53,6 +54,30 @@ export function configRedactor(config: AuditConfig, into = new Redactor()): Reda
     if ('value' in p) into.add(`secret${i + 1}`, p.value);
   });
   return into;
+}
+
+/** The last result of every check, so a partial run (`--only`) does not forget the others. */
+function keepLast(file: string, report: AuditReport): void {
+  let previous: AuditReport | undefined;
+  if (existsSync(file)) {
+    try {
+      previous = JSON.parse(readFileSync(file, 'utf8')) as AuditReport;
+    } catch {
+      previous = undefined;
+    }
+  }
+  const fresh = new Set(report.checks.map((c) => c.id));
+  const checks = [...(previous?.checks ?? []).filter((c) => !fresh.has(c.id)), ...report.checks];
+  const counts: Record<Verdict, number> = { pass: 0, warn: 0, fail: 0 };
+  for (const c of checks) counts[c.verdict]++;
+  const merged: AuditReport = {
+    ...report,
+    verdict: worst(checks.map((c) => c.verdict)),
+    counts,
+    checks,
+  };
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, JSON.stringify(merged, null, 2) + '\n', { mode: 0o600 });
 }
 
 export async function runAudit(options: AuditOptions): Promise<AuditReport> {
@@ -92,8 +117,7 @@ export async function runAudit(options: AuditOptions): Promise<AuditReport> {
       counts,
       checks: results,
     });
-    mkdirSync(dirname(paths.last), { recursive: true });
-    writeFileSync(paths.last, JSON.stringify(report, null, 2) + '\n', { mode: 0o600 });
+    if (results.length > 0) keepLast(paths.last, report);
     return report;
   } finally {
     await owned?.close();

@@ -96,7 +96,6 @@ export function worst(verdicts: Iterable<Verdict>): Verdict {
 export function unreachable(e: unknown): string | undefined {
   if (!isBatonError(e)) return undefined;
   if (['TRANSIENT', 'HOSTKEY_MISMATCH', 'HOSTKEY_UNKNOWN'].includes(e.code)) return e.message;
-  if (e.code === 'TIMEOUT') return e.message;
   if (e.code === 'PRECONDITION_FAILED' && /testnet|unreachable|reach/i.test(e.message))
     return e.message;
   return undefined;

@@ -98,9 +98,10 @@ export function diskCheck(fs: FilesystemConfig): AuditCheck {
         );
       }
       // The biggest files modified since the last look, on this filesystem only.
+      // Bounded on the host: a huge tree costs the runaway file's name, not the check.
       const found = await probe(
-        sh`find ${fs.path} -xdev -type f -newermt ${`@${sinceSeconds}`} -printf '%s %p\\0' 2>/dev/null | sort -z -rn | head -z -n 10`,
-        { allowFail: true, timeoutMs: 60_000 },
+        sh`timeout 50 find ${fs.path} -xdev -type f -newermt ${`@${sinceSeconds}`} -printf '%s %p\\0' 2>/dev/null | sort -z -rn | head -z -n 10`,
+        { allowFail: true, timeoutMs: 70_000 },
       );
       const files: GrownFile[] = found.stdout
         .split('\0')

@@ -64,7 +64,7 @@ export function passphraseCheck(device: EncryptedDevice): AuditCheck {
         sh`test -e ${device.device} || exit 3; cryptsetup isLuks ${device.device} || exit 4; cryptsetup luksDump ${device.device}`,
         { allowFail: true },
       );
-      if (present.exitCode === 3 || present.exitCode === 4 || present.exitCode !== 0) {
+      if (present.exitCode !== 0) {
         const why =
           present.exitCode === 3
             ? 'does not exist'

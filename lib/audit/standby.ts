@@ -259,27 +259,35 @@ export function trustCheck(service: string, s: StandbyConfig, ircds: string[]): 
           }
           if (s.liveTrust) {
             const live = await liveTrust(ctx, name, s);
-            if (!live.ok) verdict = 'fail';
+            if (live.verdict === 'fail') verdict = 'fail';
+            else if (live.verdict === 'warn' && verdict === 'pass') verdict = 'warn';
             lines.push(live.line);
           }
           return { name, verdict, lines };
         }),
       );
       const failing = perHost.filter((h) => h.verdict !== 'pass').map((h) => h.name);
+      const untrusting = perHost.filter((h) => h.verdict === 'fail').map((h) => h.name);
       const verdict = worst(perHost.map((h) => h.verdict));
+      const summary =
+        verdict === 'pass'
+          ? `${ircds.length} of ${ircds.length} ircds U-line ${s.servicesName}`
+          : verdict === 'warn'
+            ? `every ircd U-lines ${s.servicesName} in its configuration; not provable live on ${failing.join(', ')}`
+            : `${untrusting.join(', ')} ${untrusting.length === 1 ? 'does' : 'do'} not trust ${s.servicesName}`;
       return {
         verdict,
-        summary:
-          verdict === 'pass'
-            ? `${ircds.length} of ${ircds.length} ircds U-line ${s.servicesName}`
-            : `${failing.join(', ')} ${failing.length === 1 ? 'does' : 'do'} not trust ${s.servicesName}`,
+        summary,
         evidence: perHost.flatMap((h) => h.lines),
         ...(verdict === 'pass'
           ? {}
           : {
-              remedy: `Add <uline server="${s.servicesName}" silent="yes"> to ${failing.join(', ')} and rehash: every server must trust services, not only their uplink, or a failover leaves part of the network ignoring them.`,
+              remedy:
+                verdict === 'warn'
+                  ? `${s.servicesName} is not on the network (services down or not linked), so trust cannot be proven live: start or relink services, then audit again.`
+                  : `Add <uline server="${s.servicesName}" silent="yes"> to ${untrusting.join(', ')} and rehash: every server must trust services, not only their uplink, or a failover leaves part of the network ignoring them.`,
             }),
-        metrics: { ircds: ircds.length, untrusting: failing.length },
+        metrics: { ircds: ircds.length, untrusting: untrusting.length },
       };
     },
   };
@@ -289,11 +297,11 @@ async function liveTrust(
   ctx: CheckContext,
   name: string,
   s: StandbyConfig,
-): Promise<{ ok: boolean; line: string }> {
+): Promise<{ verdict: Verdict; line: string }> {
   const transport = ctx.transport(name);
   if (!transport.forward) {
     return {
-      ok: true,
+      verdict: 'pass',
       line: `${name}: live probe skipped: its transport cannot open a connection to the ircd`,
     };
   }
@@ -308,10 +316,21 @@ async function liveTrust(
     s.servicesName,
     { timeoutMs: 10_000 },
   );
-  return {
-    ok: trust.trusted,
-    line: `${name}: live: ${trust.condition.found}`,
-  };
+  if (trust.trusted) return { verdict: 'pass', line: `${name}: live: ${trust.condition.found}` };
+  if (!trust.present && trust.refusal === undefined && trust.server === undefined) {
+    return {
+      verdict: 'fail',
+      line: `${name}: live: cannot ask the ircd: ${trust.condition.found}`,
+    };
+  }
+  if (!trust.present) {
+    // Services are down or unlinked: the U-line cannot be proven from outside now.
+    return {
+      verdict: 'warn',
+      line: `${name}: live: not provable: ${trust.condition.found} (services down or not linked?)`,
+    };
+  }
+  return { verdict: 'fail', line: `${name}: live: ${trust.condition.found}` };
 }
 
 export function dnsTtlCheck(
