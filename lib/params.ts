@@ -8,12 +8,26 @@ import { z } from 'zod';
 import { InvalidInputError } from './errors.ts';
 import { Redactor } from './redact.ts';
 
-const secretSchemas = new WeakSet<z.ZodType>();
-
-/** Mark a parameter as secret: redacted from output, journal and reports. */
+/**
+ * Mark a parameter as secret: redacted from output, journal and reports. The
+ * mark is zod metadata, so it survives `.describe()`, `.optional()` and `.default()`.
+ */
 export function secret<T extends z.ZodType>(schema: T): T {
-  secretSchemas.add(schema);
-  return schema;
+  return schema.meta({ ...(z.globalRegistry.get(schema) ?? {}), secret: true }) as T;
+}
+
+function marked(schema: z.ZodType): boolean {
+  return (z.globalRegistry.get(schema) as { secret?: unknown } | undefined)?.secret === true;
+}
+
+export function isSecretParam(schema: z.ZodType): boolean {
+  let s = schema;
+  for (;;) {
+    if (marked(s)) return true;
+    if (s instanceof z.ZodOptional || s instanceof z.ZodDefault || s instanceof z.ZodNullable) {
+      s = s.unwrap() as z.ZodType;
+    } else return false;
+  }
 }
 
 function unwrap(schema: z.ZodType): z.ZodType {
@@ -23,10 +37,6 @@ function unwrap(schema: z.ZodType): z.ZodType {
       s = s.unwrap() as z.ZodType;
     } else return s;
   }
-}
-
-export function isSecretParam(schema: z.ZodType): boolean {
-  return secretSchemas.has(schema) || secretSchemas.has(unwrap(schema));
 }
 
 export function secretParamNames(schema: z.ZodObject): string[] {

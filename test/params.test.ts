@@ -62,6 +62,23 @@ describe('params', () => {
     }
   });
 
+  it('keeps a secret mark through describe, optional and default', () => {
+    const shape = z.object({
+      a: secret(z.string()).describe('a secret'),
+      b: secret(z.string().min(1)).optional().describe('b secret'),
+      c: secret(z.string()).default('x').describe('c secret'),
+      d: z.string().describe('plain'),
+    });
+    const v = validateParams(
+      shape,
+      parseParamArgs(['a=alpha-value', 'b=beta-value', 'd=delta']),
+      'demo',
+    );
+    expect(v.secretNames).toEqual(['a', 'b', 'c']);
+    expect(v.recorded).toMatchObject({ a: '[redacted:a]', b: '[redacted:b]', d: 'delta' });
+    expect(v.redactor.redact('alpha-value beta-value')).toBe('[redacted:a] [redacted:b]');
+  });
+
   it('records secrets by reference or as redacted, never by value', () => {
     process.env.BATON_PARAMS_KEY = 'abcdefghij';
     const byRef = validate(['ttl=300', 'name=abc', 'key=@env:BATON_PARAMS_KEY']);
