@@ -283,7 +283,7 @@ export class Session {
         step: mode.step,
         host: host.name,
         phase: mode.phase,
-        result: record(result),
+        result: record(result, isMutation),
       });
     }
     if (!allowFail && (result.exitCode !== 0 || result.signal)) {
@@ -900,14 +900,20 @@ function failedText(conditions: Condition[]): string {
     .join('; ');
 }
 
-function record(result: CommandResult): CommandRecord {
+/**
+ * What the journal keeps of a command. A read's output is not kept: reads are
+ * how steps look at configuration files, and those hold passwords the
+ * redactor cannot know. A failed read keeps its stderr, which says why.
+ */
+function record(result: CommandResult, mutation: boolean): CommandRecord {
+  const failed = result.exitCode !== 0 || result.signal !== null;
   return {
     command: result.command,
     exitCode: result.exitCode,
     signal: result.signal,
     durationMs: result.durationMs,
-    stdout: tail(result.stdout),
-    stderr: tail(result.stderr),
+    stdout: mutation ? tail(result.stdout) : '',
+    stderr: mutation || failed ? tail(result.stderr) : '',
   };
 }
 

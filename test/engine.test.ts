@@ -346,3 +346,22 @@ describe('step primitives', () => {
     }
   });
 });
+
+describe('the journal and what hosts print', () => {
+  it('keeps the output of changes but not of reads, which may be configuration with passwords', async () => {
+    const ws = workspace(['a']);
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(join(ws.data, 's1-a.done'), '');
+    writeFileSync(join(ws.data, 'secret.conf'), 'sendpass="not-a-param-secret"\n');
+    const result = await startRun({
+      runbook: join(import.meta.dirname, 'fixtures', 'reads.ts'),
+      stack: 'nodes',
+      params: [`dir=${ws.data}`],
+      cwd: ws.cwd,
+    });
+    expect(result.outcome).toBe('done');
+    const journal = readFileSync(join(runsDir(ws.cwd), result.runId, 'journal.jsonl'), 'utf8');
+    expect(journal).not.toContain('not-a-param-secret');
+    expect(journal).toContain('changed it');
+  });
+});
