@@ -14,6 +14,9 @@ import { readJournal } from './journal.ts';
 import { describeParams } from './params.ts';
 import { registerPulumiStackSource } from './pulumi-stack.ts';
 import { registerTestnetCommands } from './testnet/cli.ts';
+import { up as testnetUp } from './testnet/index.ts';
+import { rehearsalParams } from './testnet/rehearsal.ts';
+import { LOCAL_STACK, readTestnetInventory } from './testnet/stack.ts';
 import { renderPlan, renderPreflightFailures, preflightFailures, type Plan } from './plan.ts';
 import { buildReport, renderMarkdown } from './report.ts';
 import { approvalFileName, sign } from './approval.ts';
@@ -204,6 +207,13 @@ Exits 0 when every precondition holds, 1 when one fails (nothing is changed eith
       throw new BatonError('INVALID_INPUT', 'name a runbook, or pass --plan FILE');
     const inv = planFile ? await invocationFromPlan(planFile, o.param) : invocation(ref!, o);
     const loaded = await loadRunbook(inv.runbook);
+    if (mode === 'rehearse') {
+      if (inv.stack === LOCAL_STACK && !readTestnetInventory()) {
+        io.err('No testnet is up here: bringing up the irc testnet first (this needs root).');
+        await testnetUp({ topology: 'irc', log: io.err });
+      }
+      if (!planFile) inv.params = [...rehearsalParams(loaded.runbook, inv.params), ...inv.params];
+    }
     const destructive = loaded.runbook.steps.filter((s) => s.destructive).map((s) => s.id);
     const approved = Boolean(o.approvals);
     if (mode === 'run' && !o.yes && !approved && !io.stdinIsTTY) {
@@ -251,13 +261,14 @@ Exits 0 when every precondition holds, 1 when one fails (nothing is changed eith
       deps: { onEvent: (e) => display.event(e) },
     });
     display.close();
-    return finish(result);
+    return finish(result, mode === 'rehearse');
   };
 
-  const finish = (result: RunResult): never => {
+  const finish = (result: RunResult, timeline = false): never => {
     if (json)
       io.out(JSON.stringify({ ...result, exitCode: exitCodeForOutcome(result.outcome) }, null, 2));
     else {
+      if (timeline) io.out('\n' + renderMarkdown(buildReport(readJournal(runDir(result.runId)))));
       io.out(`\nRun ${result.runId}: ${result.outcome}`);
       io.out(`Hosts are in state: ${result.state}`);
       if (result.error) io.out(`Why: ${result.error}`);

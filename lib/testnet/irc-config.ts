@@ -67,7 +67,8 @@ export function inspircdConfig(input: IrcdConfigInput): string {
     `<bind address="127.0.0.1" port="${IRC_SERVER_PORT}" type="servers">`,
     '<connect name="main" allow="*" timeout="20" pingfreq="120" hardsendq="1048576" softsendq="65536" recvq="65536" threshold="1000" commandrate="100000" fakelag="no" localmax="1000" globalmax="1000" limit="5000" maxchans="50" resolvehostnames="no" useident="no">',
     '<dns server="127.0.0.1" timeout="1">',
-    '<options prefixquit="Quit: " syntaxhints="no" announcets="yes" hostintopic="yes" pingwarning="15" splitwhois="no" exemptchanops="">',
+    // A dead server drops off the network within seconds, not minutes: a failover waits for that.
+    '<options prefixquit="Quit: " syntaxhints="no" announcets="yes" hostintopic="yes" pingwarning="5" serverpingfreq="10s" splitwhois="no" exemptchanops="">',
     '<security hideserver="" userstats="Pu" customversion="" flatlinks="no" hidesplits="no" hideulines="no" hidebans="no" maxtargets="20">',
     '<performance quietbursts="yes" softlimit="1024" somaxconn="128" netbuffersize="10240" clonesonconnect="no">',
     `<log method="file" type="* -USERINPUT -USEROUTPUT" level="default" target="${INSPIRCD.log}">`,

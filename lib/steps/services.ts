@@ -1,0 +1,1217 @@
+/**
+ * Moving IRC services (Atheme) between hosts: the parameters, facts and steps
+ * the handover, failback and failover runbooks are made of. Every fact is
+ * gathered before the first change; every change has its check, verify and undo.
+ */
+import { posix } from 'node:path';
+import { z } from 'zod';
+import { dnsProviderFor, verifyAnswer, type DnsProvider } from '../dns/index.ts';
+import type { CommandRunner } from '../dns/command.ts';
+import type { RecordType } from '../dns/provider.ts';
+import { checkPortability, readRemoteElf, remoteResolver } from '../elf.ts';
+import { errorMessage } from '../errors.ts';
+import { includes, servicesTrust, type ServicesTrust } from '../inspircd/config.ts';
+import type { DnsInventory, Host, Inventory } from '../inventory.ts';
+import { secret } from '../params.ts';
+import {
+  condition,
+  type Condition,
+  type Exec,
+  type FactsContext,
+  type ProbeContext,
+  type RunbookContext,
+  type StepDef,
+} from '../runbook.ts';
+import { sh, type Cmd } from '../shell.ts';
+import { describeDb, lostSince, readDb, type DbSummary } from './atheme.ts';
+import {
+  identifyEverywhere,
+  operServ,
+  topicEverywhere,
+  trustFrom,
+  waitForServices,
+} from './irc.ts';
+
+export const servicesParams = z.object({
+  from: z
+    .string()
+    .optional()
+    .describe('the host services run on now (default: where the unit is active)'),
+  to: z.string().optional().describe('the host to move services to (default: the standby)'),
+  unit: z.string().default('atheme').describe('the services unit'),
+  binary: z
+    .string()
+    .default('/usr/bin/atheme-services')
+    .describe('the services binary on the target'),
+  config: z.string().default('/etc/atheme/atheme.conf'),
+  db: z.string().default('/var/lib/atheme/services.db'),
+  dbOwner: z.string().default('atheme').describe('owner of the services.db'),
+  ircdConfig: z.string().default('/etc/inspircd/inspircd.conf'),
+  ircdUnit: z.string().default('inspircd'),
+  servicesLink: z
+    .string()
+    .default('/etc/inspircd/services-link.conf')
+    .describe('the include file with the services <link> block'),
+  ircPort: z.number().int().default(6667),
+  binaryPolicy: z.enum(['resolvable', 'static']).default('resolvable'),
+  window: z.iso
+    .datetime({ offset: true })
+    .optional()
+    .describe('start of the declared maintenance window'),
+  maxLeadMinutes: z
+    .number()
+    .min(0)
+    .default(120)
+    .describe('refuse to start earlier than this before the window'),
+  maxTtl: z.number().int().min(0).default(300).describe('the TTL a cut record may have'),
+  maxTtlWait: z
+    .number()
+    .int()
+    .min(0)
+    .default(3600)
+    .describe('longest TTL the run waits out after lowering it'),
+  maxClockSkew: z.number().min(0).default(5).describe('seconds'),
+  lease: z
+    .string()
+    .default('_lease.services')
+    .describe('TXT record naming the host allowed to run services'),
+  opsAccount: z.string().default('batonops'),
+  opsPassword: secret(z.string().min(1)).describe('password of the services operator account'),
+  canary: z
+    .string()
+    .default('alice')
+    .describe('an account registered before the move, identified after it'),
+  canaryPassword: secret(z.string().min(1)),
+  canaryChannel: z
+    .string()
+    .default('#ops')
+    .describe('a channel the canary account may set the topic of'),
+  tsigKey: secret(z.string().min(1))
+    .optional()
+    .describe('TSIG key for RFC 2136 DNS (algorithm:name:secret)'),
+  linkPassword: secret(z.string().min(1))
+    .optional()
+    .describe("the services link password, needed when the primary's link block cannot be copied"),
+  linkPort: z.number().int().default(7000),
+  backupDir: z
+    .string()
+    .default('/srv/backup/atheme')
+    .describe('where backup hosts keep services.db copies'),
+  maxCopyAgeHours: z.number().min(0).default(48).describe('oldest copy a failover may start from'),
+  maxSplitWait: z
+    .number()
+    .int()
+    .min(0)
+    .default(300)
+    .describe('seconds a failover waits for the network to drop the dead primary'),
+});
+
+export type ServicesParams = z.output<typeof servicesParams>;
+
+export interface CutRecord {
+  name: string;
+  type: RecordType;
+  ttl: number;
+  value: string;
+}
+
+export interface IrcdFacts extends ServicesTrust {
+  files: string[];
+}
+
+export interface ServicesFacts {
+  from: string;
+  to: string;
+  servicesName: string;
+  /** Where DNS tools run: the DNS server's own host when it is in the inventory, else the controller. */
+  dnsVia: string;
+  primaryDb?: DbSummary;
+  ircds: Record<string, IrcdFacts>;
+  records: CutRecord[];
+  lease: { name: string; holder: string | undefined; ttl: number | undefined };
+  standbyHasDb: boolean;
+  standbyHasLink: boolean;
+  fromReachable: boolean;
+  /** Size of the data to move: the primary's db, or the copy a failover starts from. */
+  dbBytes: number;
+  /** Failover: the newest copy that verified, on the standby or a backup host. */
+  copy?: { host: string; path: string; takenAt: string; ageSeconds: number; summary: string };
+  /** Failover: copies that did not verify, and why. */
+  rejectedCopies?: string[];
+  snapshot: string;
+  incoming: string;
+}
+
+type Ctx = RunbookContext<ServicesParams, ServicesFacts>;
+type Step = StepDef<ServicesParams, ServicesFacts>;
+
+function dnsOf(inventory: Inventory): DnsInventory {
+  if (!inventory.dns) throw new Error(`stack ${inventory.stack} has no DNS section`);
+  return inventory.dns;
+}
+
+/** A DNS provider whose tools (dig, knsupdate) run on `via` through the step's probes. */
+export function dnsFor(ctx: Pick<Ctx, 'inventory' | 'params'>, probe: Exec): DnsProvider {
+  const run: CommandRunner = async (command, options = {}) => {
+    const r = await probe(command, {
+      allowFail: true,
+      ...(options.input ? { input: options.input } : {}),
+    });
+    return { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr };
+  };
+  return dnsProviderFor(dnsOf(ctx.inventory), {
+    env: { ...process.env, ...(ctx.params.tsigKey ? { BATON_TSIG_KEY: ctx.params.tsigKey } : {}) },
+    run,
+  });
+}
+
+function runnerOf(probe: Exec): CommandRunner {
+  return async (command, options = {}) => {
+    const r = await probe(command, {
+      allowFail: true,
+      ...(options.input ? { input: options.input } : {}),
+    });
+    return { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr };
+  };
+}
+
+const fqdn = (name: string, zone: string): string =>
+  name.endsWith('.') ? name.slice(0, -1) : `${name}.${zone}`;
+
+async function reachable(probe: Exec): Promise<boolean> {
+  try {
+    await probe(sh`true`, { timeoutMs: 10_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function activeUnit(probe: Exec, unit: string): Promise<boolean> {
+  try {
+    return (
+      (await probe(sh`systemctl is-active ${unit}`, { allowFail: true })).stdout.trim() === 'active'
+    );
+  } catch {
+    return false;
+  }
+}
+
+async function ircdFacts(probe: Exec, config: string, servicesName: string): Promise<IrcdFacts> {
+  const files: Array<{ file: string; text: string }> = [];
+  const queue = [config];
+  while (queue.length && files.length < 20) {
+    const file = queue.shift()!;
+    if (files.some((f) => f.file === file)) continue;
+    const r = await probe(sh`cat ${file}`, { allowFail: true });
+    if (r.exitCode !== 0) continue;
+    files.push({ file, text: r.stdout });
+    queue.push(...includes(r.stdout, file));
+  }
+  return { ...servicesTrust(files, servicesName), files: files.map((f) => f.file) };
+}
+
+export interface FactOptions {
+  /** `handover`: the primary is reachable; `failover`: it may not be. */
+  kind: 'handover' | 'failover';
+  /** Role of the default target when `to` is not given. */
+  toRole: string;
+}
+
+/** Gather everything the steps decide from, before any check or change. */
+export async function gatherServicesFacts(
+  ctx: FactsContext<ServicesParams>,
+  options: FactOptions,
+): Promise<ServicesFacts> {
+  const { params, inventory } = ctx;
+  const ircds = ctx.hosts('ircd');
+  const candidates = inventory.hosts.filter((h) =>
+    h.roles.some((r) => ['ircd', 'services', 'primary', 'standby'].includes(r)),
+  );
+  const reach = new Map<string, boolean>();
+  await Promise.all(candidates.map(async (h) => reach.set(h.name, await reachable(ctx.probe(h)))));
+  let from = params.from;
+  if (!from) {
+    const active: string[] = [];
+    for (const h of candidates)
+      if (reach.get(h.name) && (await activeUnit(ctx.probe(h), params.unit))) active.push(h.name);
+    if (active.length === 1) from = active[0];
+    else if (active.length === 0 && options.kind === 'failover') {
+      from = inventory.hosts.find((h) => h.roles.includes('services') && !reach.get(h.name))?.name;
+    }
+    if (!from) {
+      throw new Error(
+        active.length > 1
+          ? `services (${params.unit}) are active on ${active.join(' and ')}: two instances; stop one by hand before anything else`
+          : `services (${params.unit}) are not active on any reachable host; say which host had them with --param from=HOST`,
+      );
+    }
+  }
+  const fromHost = ctx.hostNamed(from);
+  const to =
+    params.to ??
+    inventory.hosts.find((h) => h.roles.includes(options.toRole) && h.name !== from)?.name;
+  if (!to)
+    throw new Error(
+      `no host with role ${options.toRole} to move services to; pass --param to=HOST`,
+    );
+  if (to === from) throw new Error(`from and to are both ${to}`);
+  const toHost = ctx.hostNamed(to);
+  const fromReachable = reach.get(from) ?? (await reachable(ctx.probe(fromHost)));
+
+  const configHost = fromReachable ? fromHost : toHost;
+  const conf = await ctx.probe(configHost)(sh`cat ${params.config}`);
+  const servicesName = /serverinfo\s*\{[^}]*?\bname\s*=\s*"([^"]+)"/s.exec(conf.stdout)?.[1];
+  if (!servicesName)
+    throw new Error(`${params.config} on ${configHost.name} names no serverinfo name`);
+
+  const dns = dnsOf(inventory);
+  const server = dns.servers[0];
+  const dnsVia =
+    inventory.hosts.find((h) => server && h.address === server.address)?.name ?? 'controller';
+  const viaProbe = dnsVia === 'controller' ? undefined : ctx.probe(dnsVia);
+  const run = viaProbe ? runnerOf(viaProbe) : undefined;
+  const servers = dns.servers.map((s) => ({ name: s.name, address: s.address, port: s.port }));
+  const records: CutRecord[] = [];
+  // The records to cut are those that name the primary now, as the authoritative servers answer:
+  // after a handover the stack still declares the old address until `pulumi up` follows.
+  for (const r of dns.records.filter((r) => r.type === 'A')) {
+    const answer = await verifyAnswer(servers, fqdn(r.name, dns.zone), 'A', [], run ? { run } : {});
+    if (!answer.answers.some((a) => a.values.includes(fromHost.address))) continue;
+    const ttl = Math.max(...answer.answers.map((a) => a.ttl ?? r.ttl));
+    records.push({ name: r.name, type: 'A', ttl, value: fromHost.address });
+  }
+  const leaseAnswer = await verifyAnswer(
+    servers,
+    fqdn(params.lease, dns.zone),
+    'TXT',
+    [],
+    run ? { run } : {},
+  );
+  const leaseValues = leaseAnswer.answers[0]?.values ?? [];
+
+  const ircdInfo: Record<string, IrcdFacts> = {};
+  for (const h of ircds) {
+    if (!reach.get(h.name) && !(await reachable(ctx.probe(h)))) continue;
+    ircdInfo[h.name] = await ircdFacts(ctx.probe(h), params.ircdConfig, servicesName);
+  }
+  const toIrcd = ircdInfo[to];
+  const primaryDb = fromReachable ? await readDb(ctx.probe(fromHost), params.db) : undefined;
+  return {
+    from,
+    to,
+    servicesName,
+    dnsVia,
+    ...(primaryDb ? { primaryDb } : {}),
+    ircds: ircdInfo,
+    records,
+    lease: {
+      name: params.lease,
+      holder: leaseValues[0]?.replace(/^"|"$/g, ''),
+      ttl: leaseAnswer.answers[0]?.ttl,
+    },
+    standbyHasDb:
+      (await ctx.probe(toHost)(sh`test -e ${params.db}`, { allowFail: true })).exitCode === 0,
+    standbyHasLink: Boolean(toIrcd && toIrcd.links.length > 0),
+    fromReachable,
+    dbBytes: primaryDb?.bytes ?? 0,
+    // Fixed names: a plan must not change with the run id, or no approval would ever match it.
+    snapshot: `${params.db}.handover`,
+    incoming: `${params.db}.incoming`,
+  };
+}
+
+const host = (ctx: Ctx, name: string): Host => ctx.hostNamed(name);
+
+// ---- preflight -------------------------------------------------------------
+
+export function windowStep(): Step {
+  return {
+    id: 'window',
+    title: 'The handover is inside its window',
+    targets: 'controller',
+    async check({ params, now }) {
+      if (!params.window) {
+        return condition('maintenance window declared', true, {
+          expected: 'a window, or none for an unscheduled move',
+          found: 'no window declared',
+        });
+      }
+      const start = Date.parse(params.window);
+      const lead = (start - now().getTime()) / 60_000;
+      return condition('not too early for the window', lead <= params.maxLeadMinutes, {
+        expected: `at most ${params.maxLeadMinutes} min before the window at ${params.window}`,
+        found:
+          lead >= 0
+            ? `${Math.round(lead)} min before it`
+            : `${Math.round(-lead)} min into or after it`,
+        remedy: `Start the handover no earlier than ${new Date(start - params.maxLeadMinutes * 60_000).toISOString()}.`,
+      });
+    },
+  };
+}
+
+export function databaseStep(): Step {
+  return {
+    id: 'database',
+    title: 'The primary services.db loads completely',
+    targets: (ctx) => [ctx.facts.from],
+    async check({ facts, host: h }) {
+      const db = facts.primaryDb!;
+      return condition(`services.db on ${h.name} parses as Atheme reads it`, !db.fault, {
+        expected: 'every record readable',
+        found: describeDb(db),
+        remedy: `Atheme on ${h.name} would refuse this file on its next start. Repair the record named, then plan again.`,
+      });
+    },
+  };
+}
+
+export function binaryStep(): Step {
+  return {
+    id: 'binary',
+    title: 'The services binary will run on the standby',
+    targets: (ctx) => [ctx.facts.to],
+    async check({ probe, params, host: h }) {
+      const exists = await probe(sh`test -x ${params.binary}`, { allowFail: true });
+      if (exists.exitCode !== 0) {
+        return condition(`${params.binary} on ${h.name}`, false, {
+          expected: 'an executable services binary',
+          found: 'none',
+          remedy: `Install the services binary on ${h.name} (a static build: see docs/static-builds.md).`,
+        });
+      }
+      const elf = await readRemoteElf(probe, params.binary);
+      const resolver = await remoteResolver(h.name, probe);
+      const report = await checkPortability(elf, resolver, {
+        policy: params.binaryPolicy,
+        installPath: params.binary,
+      });
+      return report.conditions;
+    },
+  };
+}
+
+export function trustStep(kind: 'handover' | 'failover'): Step {
+  return {
+    id: 'trust',
+    title: 'Every ircd trusts the services server name (U-line)',
+    targets: (ctx) => Object.keys(ctx.facts.ircds),
+    concurrency: 4,
+    async check(ctx) {
+      const { facts, host: h, params } = ctx;
+      const info = facts.ircds[h.name]!;
+      const conditions: Condition[] = [
+        condition(`${h.name} U-lines ${facts.servicesName}`, info.uline, {
+          expected: `<uline server="${facts.servicesName}"> in ${info.files.join(', ') || params.ircdConfig}`,
+          found: info.uline ? 'present' : 'absent',
+          remedy: `Add <uline server="${facts.servicesName}" silent="yes"> to ${h.name}'s configuration and rehash it; every server must trust services, not only their uplink.`,
+        }),
+      ];
+      if (kind === 'handover' && info.uline) {
+        const [live] = await trustFrom(ctx, [h], params.ircPort, facts.servicesName);
+        conditions.push(live!.condition);
+      }
+      return conditions;
+    },
+  };
+}
+
+export function ttlStep(): Step {
+  return {
+    id: 'ttl',
+    title: 'The DNS records can be cut inside the window',
+    targets: 'controller',
+    async check({ facts, params, inventory }) {
+      const conditions: Condition[] = facts.records.map((r) =>
+        condition(
+          `TTL of ${fqdn(r.name, inventory.dns!.zone)}`,
+          r.ttl <= Math.max(params.maxTtl, params.maxTtlWait),
+          {
+            expected: `at most ${params.maxTtl} s, or at most ${params.maxTtlWait} s to lower and wait out`,
+            found: `${r.ttl} s`,
+            remedy: `Lower the TTL to ${params.maxTtl} s at least ${r.ttl} s before the handover (resolvers keep the old answer that long), then plan again.`,
+          },
+        ),
+      );
+      conditions.push(
+        condition('a DNS record to cut', facts.records.length > 0, {
+          expected: `an A record pointing at ${facts.from}`,
+          found: facts.records.length ? facts.records.map((r) => r.name).join(', ') : 'none',
+          remedy: "Check the stack's DNS section.",
+        }),
+      );
+      return conditions;
+    },
+  };
+}
+
+export function roomStep(): Step {
+  return {
+    id: 'room',
+    title: 'The standby has room for twice the snapshot',
+    targets: (ctx) => [ctx.facts.to],
+    async check({ probe, params, facts, host: h }) {
+      const need = 2 * facts.dbBytes;
+      const df = await probe(sh`df -Pk ${posix.dirname(params.db)}`);
+      const kib = Number(df.stdout.trim().split('\n').at(-1)?.split(/\s+/)[3] ?? 0);
+      return condition(
+        `free space on ${h.name} under ${posix.dirname(params.db)}`,
+        kib * 1024 >= need,
+        {
+          expected: `at least ${need} bytes (twice the snapshot)`,
+          found: `${kib * 1024} bytes`,
+          remedy: `Free space on ${h.name} or grow its disk.`,
+        },
+      );
+    },
+  };
+}
+
+export function clockStep(): Step {
+  return {
+    id: 'clocks',
+    title: 'Clocks agree',
+    targets: (ctx) => (ctx.facts.fromReachable ? [ctx.facts.from, ctx.facts.to] : [ctx.facts.to]),
+    async check({ probe, params, now, host: h }) {
+      const r = await probe(sh`date +%s`);
+      const skew = Math.abs(Number(r.stdout.trim()) - now().getTime() / 1000);
+      return condition(`clock of ${h.name}`, skew <= params.maxClockSkew + 1, {
+        expected: `within ${params.maxClockSkew} s of the controller`,
+        found: `${skew.toFixed(1)} s apart`,
+        remedy: `Fix time synchronisation on ${h.name} (journals and the lease compare times).`,
+      });
+    },
+  };
+}
+
+// ---- changes ---------------------------------------------------------------
+
+function dnsProbe(ctx: ProbeContext<ServicesParams, ServicesFacts>): Exec {
+  return ctx.facts.dnsVia === 'controller' ? ctx.probe : ctx.on(ctx.facts.dnsVia).probe;
+}
+
+function servers(inventory: Inventory): Array<{ name: string; address: string; port: number }> {
+  return dnsOf(inventory).servers.map((s) => ({ name: s.name, address: s.address, port: s.port }));
+}
+
+async function answerConditions(
+  ctx: ProbeContext<ServicesParams, ServicesFacts>,
+  name: string,
+  type: RecordType,
+  expected: string,
+  maxTtl?: number,
+): Promise<Condition[]> {
+  const zone = dnsOf(ctx.inventory).zone;
+  const result = await verifyAnswer(servers(ctx.inventory), fqdn(name, zone), type, expected, {
+    run: runnerOf(dnsProbe(ctx)),
+    ...(maxTtl !== undefined ? { maxTtl } : {}),
+  });
+  return result.answers.map((a) =>
+    condition(`${a.server} answers ${fqdn(name, zone)} ${type}`, a.ok, {
+      expected: `${expected}${maxTtl !== undefined ? ` with TTL at most ${maxTtl}` : ''}`,
+      found: a.error ?? `${a.values.join(', ') || 'nothing'} (TTL ${a.ttl ?? '-'})`,
+    }),
+  );
+}
+
+export function lowerTtlStep(): Step {
+  return {
+    id: 'lower-ttl',
+    title: 'Lower the TTL of the cut records and wait out the old one',
+    targets: 'controller',
+    when: ({ facts, params }) => facts.records.some((r) => r.ttl > params.maxTtl),
+    idempotent: true,
+    async apply(ctx) {
+      const high = ctx.facts.records.filter((r) => r.ttl > ctx.params.maxTtl);
+      const dns = dnsFor(ctx, dnsProbe(ctx));
+      for (const r of high) {
+        await ctx.act(
+          `dns: set TTL of ${r.name} ${r.type} to ${ctx.params.maxTtl} s (was ${r.ttl} s)`,
+          async () => {
+            await dns.setTtl(r.name, r.type, ctx.params.maxTtl);
+          },
+        );
+      }
+      const wait = Math.max(...high.map((r) => r.ttl));
+      await ctx.act(`wait ${wait} s for resolvers to drop the old TTL`, async () =>
+        ctx.sleep(wait * 1000),
+      );
+    },
+    async verify(ctx) {
+      return (
+        await Promise.all(
+          ctx.facts.records.map((r) =>
+            answerConditions(ctx, r.name, r.type, r.value, ctx.params.maxTtl),
+          ),
+        )
+      ).flat();
+    },
+    async undo(ctx) {
+      const dns = dnsFor(ctx, dnsProbe(ctx));
+      for (const r of ctx.facts.records.filter((x) => x.ttl > ctx.params.maxTtl)) {
+        await ctx.act(`dns: set TTL of ${r.name} ${r.type} back to ${r.ttl} s`, async () => {
+          await dns.setTtl(r.name, r.type, r.ttl);
+        });
+      }
+    },
+  };
+}
+
+export function freezeStep(): Step {
+  return {
+    id: 'freeze',
+    title: 'Freeze writes on the primary (OperServ READONLY ON)',
+    targets: (ctx) => [ctx.facts.from],
+    state: 'services read-only on the primary',
+    idempotent: true,
+    async apply(ctx) {
+      const { params, host: h } = ctx;
+      await ctx.act(`irc ${h.name}: OperServ READONLY ON (as ${params.opsAccount})`, async () => {
+        const r = await operServ(
+          ctx,
+          h,
+          params.ircPort,
+          params.opsAccount,
+          params.opsPassword,
+          ['READONLY ON'],
+          /now running in read-?only mode/i,
+        );
+        return r.replies.join(' / ');
+      });
+    },
+    async undo(ctx) {
+      const { params, host: h, facts } = ctx;
+      await ctx.act(`irc ${h.name}: OperServ READONLY OFF (as ${params.opsAccount})`, async () => {
+        await waitForServices(ctx, h, params.ircPort, facts.servicesName, 30_000, ctx.sleep);
+        const r = await operServ(
+          ctx,
+          h,
+          params.ircPort,
+          params.opsAccount,
+          params.opsPassword,
+          ['READONLY OFF'],
+          /no longer running in read-?only mode|read-?only mode is already disabled/i,
+        );
+        return r.replies.join(' / ');
+      });
+    },
+  };
+}
+
+export function saveStep(): Step {
+  return {
+    id: 'save',
+    title: 'Force a save (OperServ UPDATE writes even when read-only)',
+    targets: (ctx) => [ctx.facts.from],
+    idempotent: true,
+    async apply(ctx) {
+      const { params, host: h } = ctx;
+      await ctx.act(`irc ${h.name}: OperServ UPDATE (as ${params.opsAccount})`, async () => {
+        const r = await operServ(
+          ctx,
+          h,
+          params.ircPort,
+          params.opsAccount,
+          params.opsPassword,
+          ['UPDATE'],
+          /updat|sav/i,
+        );
+        return r.replies.join(' / ');
+      });
+    },
+    // A save changes no state a person relies on; there is nothing to undo.
+    async undo() {},
+  };
+}
+
+export function snapshotStep(): Step {
+  return {
+    id: 'snapshot',
+    title: 'Snapshot the saved db and prove it loads, while the primary still runs',
+    targets: (ctx) => [ctx.facts.from],
+    idempotent: true,
+    state: 'snapshot taken; services read-only on the primary',
+    async apply({ $, params, facts }) {
+      await $`cp -p ${params.db} ${facts.snapshot} && sha256sum ${facts.snapshot} > ${`${facts.snapshot}.sha256`}`;
+    },
+    async verify({ probe, facts, host: h }) {
+      const snap = await readDb(probe, facts.snapshot);
+      if (snap.fault) {
+        return condition(`the snapshot on ${h.name} loads`, false, {
+          expected: 'every record readable',
+          found: snap.fault,
+          remedy: `The primary's on-disk services.db would not survive a restart: do not restart services on ${h.name}. Repair the record named, save again (OperServ UPDATE) and plan again.`,
+        });
+      }
+      const lost = lostSince(facts.primaryDb!, snap);
+      return [
+        condition(`the snapshot on ${h.name} loads`, true, {
+          expected: 'every record readable',
+          found: describeDb(snap),
+        }),
+        condition('the snapshot keeps what the primary held at planning', lost.length === 0, {
+          expected: `everything in ${describeDb(facts.primaryDb!)}`,
+          found: lost.length ? `missing ${lost.join('; ')}` : 'all present',
+          remedy: 'Find out why the save lost data before moving anything.',
+        }),
+      ];
+    },
+    async undo({ $, facts }) {
+      await $`rm -f ${facts.snapshot} ${`${facts.snapshot}.sha256`}`;
+    },
+  };
+}
+
+export function stopPrimaryStep(): Step {
+  return {
+    id: 'stop-primary',
+    title: 'Stop services on the primary cleanly',
+    targets: (ctx) => [ctx.facts.from],
+    state: 'services stopped on the primary; snapshot taken',
+    async apply({ $, params }) {
+      await $`systemctl stop ${params.unit}`;
+    },
+    async verify({ probe, params, facts, host: h }) {
+      const state = (
+        await probe(sh`systemctl is-active ${params.unit}`, { allowFail: true })
+      ).stdout.trim();
+      const snap = await readDb(probe, facts.snapshot);
+      const disk = await readDb(probe, params.db);
+      return [
+        condition(`${params.unit} on ${h.name} is stopped`, state !== 'active', {
+          expected: 'inactive',
+          found: state,
+        }),
+        condition(
+          'the db on disk after the stop is the snapshot',
+          disk.fingerprint?.sha256 === snap.fingerprint?.sha256,
+          {
+            expected: describeDb(snap),
+            found: describeDb(disk),
+            remedy: 'Something wrote after the snapshot; take the snapshot again.',
+          },
+        ),
+      ];
+    },
+    async undo({ $, params }) {
+      await $`systemctl start ${params.unit}`;
+    },
+  };
+}
+
+export function transferStep(source: 'snapshot' | 'copy'): Step {
+  return {
+    id: 'transfer',
+    title:
+      source === 'snapshot'
+        ? 'Transfer the snapshot straight to the standby'
+        : 'Transfer the newest verified copy to the standby',
+    targets: (ctx) => [ctx.facts.to],
+    idempotent: true,
+    async apply({ pipe, facts, params }) {
+      const from =
+        source === 'snapshot' ? { host: facts.from, path: facts.snapshot } : copyOf(facts);
+      await pipe(
+        { host: from.host, command: sh`cat ${from.path}` },
+        sh`umask 077 && cat > ${facts.incoming} && chown ${params.dbOwner} ${facts.incoming}`,
+      );
+    },
+    async verify(ctx) {
+      const { probe, facts, host: h } = ctx;
+      const from =
+        source === 'snapshot' ? { host: facts.from, path: facts.snapshot } : copyOf(facts);
+      const [src, dst] = await Promise.all([
+        readDb(ctx.on(from.host).probe, from.path),
+        readDb(probe, facts.incoming),
+      ]);
+      return [
+        condition(`the copy on ${h.name} loads`, !dst.fault, {
+          expected: 'every record readable',
+          found: describeDb(dst),
+        }),
+        condition(
+          `the copy on ${h.name} holds what ${from.host} holds`,
+          !!dst.fingerprint && dst.fingerprint.sha256 === src.fingerprint?.sha256,
+          {
+            expected: describeDb(src),
+            found: describeDb(dst),
+            remedy: 'Transfer again; do not start services from this copy.',
+          },
+        ),
+      ];
+    },
+    async undo({ $, facts }) {
+      await $`rm -f ${facts.incoming}`;
+    },
+  };
+}
+
+function copyOf(facts: ServicesFacts): { host: string; path: string } {
+  if (!facts.copy) throw new Error('no verified copy was chosen');
+  return facts.copy;
+}
+
+export function installStep(): Step {
+  return {
+    id: 'install',
+    title: 'Put the transferred db in place on the standby',
+    targets: (ctx) => [ctx.facts.to],
+    state: 'the primary data in place on the standby; services not started there',
+    async apply({ $, params, facts }) {
+      if (facts.standbyHasDb) await $`mv -f ${params.db} ${`${facts.incoming}.before`}`;
+      await $`mv -f ${facts.incoming} ${params.db}`;
+    },
+    async verify({ probe, params, host: h }) {
+      const db = await readDb(probe, params.db);
+      return condition(`services.db on ${h.name} loads`, !db.fault, {
+        expected: 'every record readable',
+        found: describeDb(db),
+      });
+    },
+    async undo({ $, params, facts }) {
+      await $`test ! -e ${params.db} || mv -f ${params.db} ${facts.incoming}`;
+      if (facts.standbyHasDb)
+        await $`test ! -e ${`${facts.incoming}.before`} || mv -f ${`${facts.incoming}.before`} ${params.db}`;
+    },
+  };
+}
+
+export function leaseStep(): Step {
+  return {
+    id: 'lease',
+    title: 'Move the services lease to the standby (the old primary may no longer start services)',
+    targets: 'controller',
+    state: 'the lease names the standby: the old primary cannot start services',
+    idempotent: true,
+    async check(ctx) {
+      const { facts } = ctx;
+      return condition(
+        `lease ${facts.lease.name}`,
+        facts.lease.holder === facts.from || facts.lease.holder === facts.to,
+        {
+          expected: `held by ${facts.from}`,
+          found: facts.lease.holder ? `held by ${facts.lease.holder}` : 'no lease record',
+          remedy: `Create the TXT record ${facts.lease.name} naming ${facts.from}, and install the lease check on the services hosts (see README, "Never both primaries").`,
+        },
+      );
+    },
+    async apply(ctx) {
+      const dns = dnsFor(ctx, dnsProbe(ctx));
+      await ctx.act(`dns: set ${ctx.facts.lease.name} TXT to "${ctx.facts.to}"`, async () => {
+        await dns.setTarget(ctx.facts.lease.name, 'TXT', ctx.facts.to);
+      });
+    },
+    async verify(ctx) {
+      return answerConditions(ctx, ctx.facts.lease.name, 'TXT', ctx.facts.to);
+    },
+    async undo(ctx) {
+      const dns = dnsFor(ctx, dnsProbe(ctx));
+      await ctx.act(
+        `dns: set ${ctx.facts.lease.name} TXT back to "${ctx.facts.from}"`,
+        async () => {
+          await dns.setTarget(ctx.facts.lease.name, 'TXT', ctx.facts.from);
+        },
+      );
+    },
+  };
+}
+
+export function fenceStep(): Step {
+  return {
+    id: 'fence',
+    title:
+      'Fence the old primary: it no longer starts services at boot, and the lease refuses any start',
+    targets: (ctx) => [ctx.facts.from],
+    when: ({ facts }) =>
+      facts.fromReachable ||
+      `${facts.from} is unreachable: the lease fences it (its lease check refuses to start services while the lease names ${facts.to})`,
+    state: 'the old primary fenced',
+    idempotent: true,
+    async apply({ $, params }) {
+      await $`systemctl disable ${params.unit}`;
+    },
+    async verify({ probe, params, host: h }) {
+      const state = (
+        await probe(sh`systemctl is-enabled ${params.unit}`, { allowFail: true })
+      ).stdout.trim();
+      return condition(
+        `${params.unit} on ${h.name} does not start at boot`,
+        state === 'disabled' || state === 'masked',
+        {
+          expected: 'disabled',
+          found: state,
+        },
+      );
+    },
+    async undo({ $, params }) {
+      await $`systemctl enable ${params.unit}`;
+    },
+  };
+}
+
+export function linkStep(): Step {
+  return {
+    id: 'link',
+    title: "Let services link to the standby's ircd (validated, rehashed)",
+    targets: (ctx) => [ctx.facts.to],
+    when: ({ facts }) =>
+      !facts.standbyHasLink || `${facts.to} already has a link block for ${facts.servicesName}`,
+    idempotent: true,
+    async check({ facts, params }) {
+      return condition(
+        'a services link block to install',
+        facts.fromReachable || Boolean(params.linkPassword),
+        {
+          expected: `the primary's ${params.servicesLink}, or --param linkPassword`,
+          found: facts.fromReachable
+            ? 'the primary is reachable'
+            : 'the primary is unreachable and no link password was given',
+          remedy:
+            'Pass --param linkPassword=@file:PATH (the services link password from your secrets store).',
+        },
+      );
+    },
+    async apply({ $, pipe, params, facts }) {
+      const target = sh`umask 077 && cat > ${`${params.servicesLink}.new`} && chown --reference=${`${params.servicesLink}.before`} ${`${params.servicesLink}.new`} && chmod --reference=${`${params.servicesLink}.before`} ${`${params.servicesLink}.new`} && mv -f ${`${params.servicesLink}.new`} ${params.servicesLink}`;
+      await $`cp -p ${params.servicesLink} ${`${params.servicesLink}.before`}`;
+      if (facts.fromReachable) {
+        await pipe({ host: facts.from, command: sh`cat ${params.servicesLink}` }, target);
+      } else {
+        const pw = params.linkPassword ?? '';
+        const block =
+          `# services link, written by baton\n<link name="${facts.servicesName}" ipaddr="127.0.0.1" allowmask="127.0.0.0/8" ` +
+          `port="${params.linkPort}" sendpass="${pw}" recvpass="${pw}">\n`;
+        await $(target, { input: block });
+      }
+      await $`systemctl reload ${params.ircdUnit}`;
+    },
+    async verify({ probe, params, facts, host: h }) {
+      const info = await ircdFacts(probe, params.ircdConfig, facts.servicesName);
+      const state = (
+        await probe(sh`systemctl is-active ${params.ircdUnit}`, { allowFail: true })
+      ).stdout.trim();
+      return [
+        condition(`${h.name} has a <link> for ${facts.servicesName}`, info.links.length > 0, {
+          expected: 'a link block',
+          found: `${info.links.length}`,
+        }),
+        condition(`${params.ircdUnit} on ${h.name} runs after the rehash`, state === 'active', {
+          expected: 'active',
+          found: state,
+        }),
+      ];
+    },
+    async undo({ $, params }) {
+      await $`test ! -e ${`${params.servicesLink}.before`} || mv -f ${`${params.servicesLink}.before`} ${params.servicesLink}`;
+      await $`systemctl reload ${params.ircdUnit}`;
+    },
+  };
+}
+
+export function startStandbyStep(): Step {
+  return {
+    id: 'start-standby',
+    title: 'Start services on the standby and wait for them to link',
+    targets: (ctx) => [ctx.facts.to],
+    state: 'services running on the standby',
+    async apply({ $, params }) {
+      await $`systemctl enable ${params.unit} && systemctl start ${params.unit}`;
+    },
+    async verify(ctx) {
+      const { probe, params, facts, host: h } = ctx;
+      const state = (
+        await probe(sh`systemctl is-active ${params.unit}`, { allowFail: true })
+      ).stdout.trim();
+      if (state !== 'active') {
+        const log = await probe(sh`systemctl status ${params.unit}`, { allowFail: true });
+        return condition(`${params.unit} on ${h.name} runs`, false, {
+          expected: 'active',
+          found: `${state}: ${log.stdout.trim().split('\n').slice(-3).join(' | ')}`,
+        });
+      }
+      const trust = await waitForServices(
+        ctx,
+        h,
+        params.ircPort,
+        facts.servicesName,
+        45_000,
+        ctx.sleep,
+      );
+      return [
+        condition(`${params.unit} on ${h.name} runs`, true, { expected: 'active', found: state }),
+        trust.condition,
+      ];
+    },
+    async undo({ $, params }) {
+      await $`systemctl stop ${params.unit} && systemctl disable ${params.unit}`;
+    },
+  };
+}
+
+export function proveStep(): Step {
+  return {
+    id: 'prove',
+    title:
+      'Prove services from every ircd: NickServ identifies, ChanServ sets a topic all servers see',
+    targets: (ctx) => [ctx.facts.to],
+    async verify(ctx) {
+      const { params, facts, host: h } = ctx;
+      const ircds = Object.keys(facts.ircds)
+        .filter((n) => n !== facts.from || facts.fromReachable)
+        .map((n) => ctx.hostNamed(n));
+      const trust = await trustFrom(ctx, ircds, params.ircPort, facts.servicesName);
+      const identify = await identifyEverywhere(
+        ctx,
+        ircds,
+        params.ircPort,
+        params.canary,
+        params.canaryPassword,
+      );
+      const topic = await topicEverywhere(
+        ctx,
+        h,
+        ircds,
+        params.ircPort,
+        params.canaryChannel,
+        params.canary,
+        params.canaryPassword,
+      );
+      return [...trust.map((t) => t.condition), ...identify, ...topic];
+    },
+  };
+}
+
+export function cutDnsStep(): Step {
+  return {
+    id: 'cut-dns',
+    title: 'Point the service names at the standby and check every authoritative server',
+    targets: 'controller',
+    state: 'DNS names the standby',
+    idempotent: true,
+    async apply(ctx) {
+      const dns = dnsFor(ctx, dnsProbe(ctx));
+      const to = host(ctx, ctx.facts.to);
+      for (const r of ctx.facts.records) {
+        await ctx.act(`dns: set ${r.name} ${r.type} to ${to.address} (${to.name})`, async () => {
+          await dns.setTarget(r.name, r.type, to.address);
+        });
+      }
+    },
+    async verify(ctx) {
+      const to = host(ctx, ctx.facts.to);
+      return (
+        await Promise.all(
+          ctx.facts.records.map((r) => answerConditions(ctx, r.name, r.type, to.address)),
+        )
+      ).flat();
+    },
+    async undo(ctx) {
+      const dns = dnsFor(ctx, dnsProbe(ctx));
+      for (const r of ctx.facts.records) {
+        await ctx.act(`dns: set ${r.name} ${r.type} back to ${r.value}`, async () => {
+          await dns.setTarget(r.name, r.type, r.value);
+        });
+      }
+    },
+  };
+}
+
+export function unfreezeStep(): Step {
+  return {
+    id: 'unfreeze',
+    title: 'Lift the freeze on the new primary (OperServ READONLY OFF)',
+    state: 'services run on the standby, writable, and DNS names it; the old primary is fenced',
+    targets: (ctx) => [ctx.facts.to],
+    idempotent: true,
+    async apply(ctx) {
+      const { params, host: h } = ctx;
+      await ctx.act(`irc ${h.name}: OperServ READONLY OFF (as ${params.opsAccount})`, async () => {
+        const r = await operServ(
+          ctx,
+          h,
+          params.ircPort,
+          params.opsAccount,
+          params.opsPassword,
+          ['READONLY OFF'],
+          /no longer running in read-?only mode|read-?only mode is already disabled/i,
+        );
+        return r.replies.join(' / ');
+      });
+    },
+    async undo() {},
+  };
+}
+
+export function errorText(e: unknown): string {
+  return errorMessage(e);
+}
+
+// ---- failover ----------------------------------------------------------------
+
+interface Candidate {
+  host: string;
+  path: string;
+  mtime: number;
+}
+
+/** Facts for a failover: those of a handover, plus the newest copy that verifies. */
+export async function gatherFailoverFacts(
+  ctx: FactsContext<ServicesParams>,
+): Promise<ServicesFacts> {
+  const facts = await gatherServicesFacts(ctx, { kind: 'failover', toRole: 'standby' });
+  const { params } = ctx;
+  const candidates: Candidate[] = [];
+  const list = async (h: Host, pattern: Cmd): Promise<void> => {
+    const r = await ctx.probe(h)(pattern, { allowFail: true });
+    for (const line of r.stdout.split('\n')) {
+      const m = /^(\d+) (.+)$/.exec(line.trim());
+      if (m) candidates.push({ host: h.name, mtime: Number(m[1]), path: m[2]! });
+    }
+  };
+  for (const h of ctx.hosts('backup')) {
+    await list(
+      h,
+      sh`for f in ${params.backupDir}/services.db.*; do case $f in *.sha256) ;; *) test -f "$f" && stat -c '%Y %n' "$f";; esac; done`,
+    );
+  }
+  await list(ctx.hostNamed(facts.to), sh`test -f ${params.db} && stat -c '%Y %n' ${params.db}`);
+  candidates.sort((a, b) => b.mtime - a.mtime);
+  const rejected: string[] = [];
+  for (const c of candidates.slice(0, 10)) {
+    const probe = ctx.probe(c.host);
+    const sum = await probe(
+      sh`test ! -e ${`${c.path}.sha256`} || (cd ${posix.dirname(c.path)} && sha256sum -c --quiet ${`${posix.basename(c.path)}.sha256`})`,
+      { allowFail: true },
+    );
+    if (sum.exitCode !== 0) {
+      rejected.push(`${c.host}:${c.path}: sha256 does not match its .sha256 file`);
+      continue;
+    }
+    const db = await readDb(probe, c.path);
+    if (db.fault) {
+      rejected.push(`${c.host}:${c.path}: ${db.fault}`);
+      continue;
+    }
+    const age = Math.max(0, Math.round(ctx.now().getTime() / 1000 - c.mtime));
+    return {
+      ...facts,
+      dbBytes: db.bytes,
+      copy: {
+        host: c.host,
+        path: c.path,
+        takenAt: new Date(c.mtime * 1000).toISOString(),
+        ageSeconds: age,
+        summary: describeDb(db),
+      },
+      rejectedCopies: rejected,
+    };
+  }
+  return { ...facts, rejectedCopies: rejected };
+}
+
+function duration(seconds: number): string {
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  return h ? `${h} h ${m} min` : `${m} min`;
+}
+
+export function primaryDownStep(): Step {
+  return {
+    id: 'primary-down',
+    title: 'The primary is unreachable (otherwise this is a handover)',
+    targets: 'controller',
+    async check({ facts }) {
+      return condition(`${facts.from} is unreachable`, !facts.fromReachable, {
+        expected: `${facts.from} not answering over ssh`,
+        found: facts.fromReachable ? `${facts.from} answers` : 'no answer',
+        remedy: `${facts.from} is up: use \`baton run handover\`, which keeps every change, instead of a failover from a copy.`,
+      });
+    },
+  };
+}
+
+export function copyStep(): Step {
+  return {
+    id: 'copy',
+    title: 'Pick the newest verified copy of the services data',
+    targets: 'controller',
+    async check({ facts, params }) {
+      const c = facts.copy;
+      if (!c) {
+        return condition('a verified copy of services.db', false, {
+          expected: `a copy on ${facts.to} or in ${params.backupDir} on a backup host that parses and matches its sha256`,
+          found: facts.rejectedCopies?.length
+            ? `none verified: ${facts.rejectedCopies.join('; ')}`
+            : 'no copies',
+          remedy: 'Find a copy of services.db that Atheme can load; nothing has been changed.',
+        });
+      }
+      return {
+        ...condition(
+          `newest verified copy, ${duration(c.ageSeconds)} old`,
+          c.ageSeconds <= params.maxCopyAgeHours * 3600,
+          {
+            expected: `at most ${params.maxCopyAgeHours} h old`,
+            found: `${c.host}:${c.path}, taken ${c.takenAt}, ${duration(c.ageSeconds)} old: ${c.summary}${facts.rejectedCopies?.length ? `; newer copies refused: ${facts.rejectedCopies.join('; ')}` : ''}`,
+            remedy: `Everything since ${c.takenAt} would be lost. If that is accepted, pass --param maxCopyAgeHours=${Math.ceil(c.ageSeconds / 3600)}.`,
+          },
+        ),
+        notice: true,
+      };
+    },
+  };
+}
+
+export function ttlNoticeStep(): Step {
+  return {
+    id: 'ttl',
+    title: 'How long clients may keep the old address',
+    targets: 'controller',
+    async check({ facts, inventory }) {
+      const worst = Math.max(0, ...facts.records.map((r) => r.ttl));
+      return {
+        ...condition('DNS TTL of the cut records', facts.records.length > 0, {
+          expected: `an A record pointing at ${facts.from}`,
+          found: facts.records.length
+            ? `${facts.records.map((r) => `${fqdn(r.name, inventory.dns!.zone)} ${r.ttl} s`).join(', ')}: resolvers may keep the old address up to ${duration(worst)}`
+            : 'none',
+        }),
+        notice: true,
+      };
+    },
+  };
+}
+
+/**
+ * Failover: the network must have dropped the dead primary, and the services
+ * it carried, before services start elsewhere under the same name; otherwise
+ * the new link is refused ("Server ID already exists") or, worse, two
+ * instances meet when the split heals.
+ */
+export function networkDropsPrimaryStep(): Step {
+  return {
+    id: 'network-drops-primary',
+    title: 'Wait until no ircd still sees services on the dead primary',
+    targets: (ctx) => [ctx.facts.to],
+    async verify(ctx) {
+      const { params, facts } = ctx;
+      const ircds = Object.keys(facts.ircds)
+        .filter((n) => n !== facts.from)
+        .map((n) => ctx.hostNamed(n));
+      const until = ctx.now().getTime() + params.maxSplitWait * 1000;
+      for (;;) {
+        const seen = await trustFrom(ctx, ircds, params.ircPort, facts.servicesName);
+        const still = seen.filter((t) => t.present).map((t) => t.host);
+        if (still.length === 0 || ctx.now().getTime() >= until) {
+          return condition(`no ircd sees ${facts.servicesName} any more`, still.length === 0, {
+            expected: `${facts.from} and its services gone from the network within ${params.maxSplitWait} s`,
+            found: still.length ? `still seen from ${still.join(', ')}` : 'gone from every ircd',
+            remedy: `${facts.from} may not be dead: check it from outside before going on; if it is, SQUIT it from an oper on the hub, then run the failover again.`,
+          });
+        }
+        await ctx.sleep(2_000);
+      }
+    },
+  };
+}

@@ -1,0 +1,54 @@
+/**
+ * Emergency failover: the primary is gone. Services come up on the standby
+ * from the newest copy that verifies, whose age is shown before anyone says
+ * yes; the lease fences the old primary so it cannot start a second instance
+ * when it returns.
+ */
+import { defineRunbook } from '../lib/runbook.ts';
+import {
+  binaryStep,
+  clockStep,
+  copyStep,
+  cutDnsStep,
+  fenceStep,
+  gatherFailoverFacts,
+  installStep,
+  leaseStep,
+  linkStep,
+  networkDropsPrimaryStep,
+  primaryDownStep,
+  proveStep,
+  roomStep,
+  servicesParams,
+  startStandbyStep,
+  transferStep,
+  trustStep,
+  ttlNoticeStep,
+} from '../lib/steps/services.ts';
+
+export default defineRunbook({
+  name: 'failover',
+  summary:
+    'Bring IRC services up on the standby from the newest verified copy when the primary is gone.',
+  safeState: 'unchanged: services down, the primary unreachable, DNS naming it',
+  params: servicesParams,
+  facts: gatherFailoverFacts,
+  steps: [
+    primaryDownStep(),
+    copyStep(),
+    binaryStep(),
+    trustStep('failover'),
+    ttlNoticeStep(),
+    roomStep(),
+    clockStep(),
+    leaseStep(),
+    fenceStep(),
+    transferStep('copy'),
+    installStep(),
+    linkStep(),
+    networkDropsPrimaryStep(),
+    startStandbyStep(),
+    proveStep(),
+    cutDnsStep(),
+  ],
+});
