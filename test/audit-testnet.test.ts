@@ -430,7 +430,12 @@ describe.skipIf(skipUnless(missing, 'baton audit on the irc testnet'))(
       const alerts = join(home, 'alerts.txt');
       const page = join(home, 'failing.html');
       try {
-        await new Promise((r) => setTimeout(r, 500));
+        // The rehash is asynchronous: wait until paralysis itself refuses services.
+        for (let i = 0; i < 40; i++) {
+          const t = check(await auditOnly(['trust']), 'trust:atheme');
+          if (t.evidence.some((l) => l.startsWith('paralysis: live: 408'))) break;
+          await new Promise((r) => setTimeout(r, 250));
+        }
         const r = await cli(
           'audit',
           '--stack',
