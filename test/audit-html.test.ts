@@ -7,14 +7,14 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { runAudit, type AuditReport } from '../lib/audit/audit.ts';
 import { parseAuditConfig } from '../lib/audit/config.ts';
 import { memoryHistory } from '../lib/audit/history.ts';
 import { renderHtml } from '../lib/audit/html.ts';
 import { auditPaths } from '../lib/audit/state.ts';
 import { countColor, localAuditInventory, readPng, servicesDb } from './support/audit.ts';
-import { skipUnless } from './support/require.ts';
+import { assertPrerequisite, skipUnless } from './support/require.ts';
 
 const missing =
   spawnSync('sh', ['-c', 'command -v chromium']).status === 0
@@ -85,6 +85,8 @@ async function localReport(dir: string): Promise<AuditReport> {
 describe.skipIf(skipUnless(missing, 'the status page in Chromium'))(
   'the status page in Chromium',
   () => {
+    beforeAll(() => assertPrerequisite(missing));
+
     it('renders a failing check as failing: red banner, red section, the evidence', async () => {
       const dir = mkdtempSync(join(tmpdir(), 'baton-audit-html-'));
       try {

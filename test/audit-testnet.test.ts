@@ -414,6 +414,9 @@ describe.skipIf(skipUnless(missing, 'baton audit on the irc testnet'))(
           /^newest usable copy: emergency1:\/var\/lib\/atheme\/services\.db, modified .*, 3 d old by emergency1's clock \(4 accounts, 2 channels\)$/,
         );
         expect(c.evidence).toContain(`refused: vault:${newest}: does not match its .sha256`);
+        expect(c.evidence).toContain(
+          'against the primary nebula:/var/lib/atheme/services.db: the live data holds the same accounts, nicks and channels',
+        );
       } finally {
         await run('vault', sh`cp -p /root/kept ${newest} && rm -f /root/kept`.text);
         await run('emergency1', 'rm -f /var/lib/atheme/services.db');

@@ -89,6 +89,8 @@ export const standbySchema = z.object({
       }),
     )
     .min(1, 'at least one copy'),
+  /** The primary's live data (an Atheme services.db): what the copy lacks of it is named. */
+  primaryPath: absolutePath.optional(),
   /** The oldest copy acceptable: past it a failover loses more than you agreed to (fail). */
   maxCopyAge: duration.default('48h'),
   /** Warn past this age; default half of maxCopyAge. */

@@ -7,7 +7,7 @@
  * every ircd, and the TTLs of the records a failover cuts.
  */
 import { posix } from 'node:path';
-import { checkAthemeDb } from '../atheme/db.ts';
+import { checkAthemeDb, type AthemeDb } from '../atheme/db.ts';
 import { verifyAnswer } from '../dns/index.ts';
 import type { CommandRunner } from '../dns/command.ts';
 import { localRunner } from '../dns/command.ts';
@@ -16,6 +16,7 @@ import { errorMessage } from '../errors.ts';
 import { includes, parseTags } from '../inspircd/config.ts';
 import { verifyServiceTrust } from '../irc/verify.ts';
 import { sh } from '../shell.ts';
+import { compareAtheme } from './backup.ts';
 import type { AuditCheck, CheckContext, Finding, HostProbe, Verdict } from './check.ts';
 import { worst } from './check.ts';
 import type { StandbyConfig } from './config.ts';
@@ -63,7 +64,7 @@ export function standbyCopyCheck(service: string, s: StandbyConfig): AuditCheck 
     id: `standby-copy:${service}`,
     kind: 'standby-copy',
     title: `A recent copy of ${service}'s data is ready for ${s.standby} (the RPO of a failover now)`,
-    targets: [...new Set(s.copies.map((c) => c.host))],
+    targets: [...new Set([...s.copies.map((c) => c.host), ...(s.primaryPath ? [s.primary] : [])])],
     incident: '003: the backup services ran on a 48-hour-old database',
     async run(ctx): Promise<Finding> {
       const candidates: Copy[] = [];
@@ -89,6 +90,7 @@ export function standbyCopyCheck(service: string, s: StandbyConfig): AuditCheck 
           continue;
         }
         let detail = formatBytes(c.bytes);
+        const against: string[] = [];
         if (c.kind === 'atheme-db') {
           const text = (await probe(sh`cat -- ${c.path}`, { timeoutMs: 120_000 })).stdout;
           const check = checkAthemeDb(text, { file: c.path });
@@ -97,6 +99,7 @@ export function standbyCopyCheck(service: string, s: StandbyConfig): AuditCheck 
             continue;
           }
           detail = `${check.fingerprint.accounts} accounts, ${check.fingerprint.channels} channels`;
+          if (s.primaryPath) against.push(await againstPrimary(ctx, s, check.db, c.mtime));
         } else if (c.bytes === 0) {
           rejected.push(`${c.host}:${c.path}: empty`);
           continue;
@@ -109,6 +112,7 @@ export function standbyCopyCheck(service: string, s: StandbyConfig): AuditCheck 
           evidence: [
             `newest usable copy: ${c.host}:${c.path}, modified ${iso(c.mtime)}, ${formatDuration(ageMs)} old by ${c.host}'s clock (${detail})`,
             `RPO of a failover to ${s.standby} now: ${formatDuration(ageMs)} of changes lost`,
+            ...against,
             policy,
             ...rejected.map((r) => `refused: ${r}`),
             ...unreachable,
@@ -140,6 +144,28 @@ export function standbyCopyCheck(service: string, s: StandbyConfig): AuditCheck 
       };
     },
   };
+}
+
+/** What the copy lacks of the primary's live data, in one line; an unreachable primary is said, not failed. */
+async function againstPrimary(
+  ctx: CheckContext,
+  s: StandbyConfig,
+  copy: AthemeDb,
+  takenAt: number,
+): Promise<string> {
+  const where = `${s.primary}:${s.primaryPath}`;
+  try {
+    const r = await ctx.probe(s.primary)(sh`cat -- ${s.primaryPath!}`, {
+      allowFail: true,
+      timeoutMs: 30_000,
+    });
+    if (r.exitCode !== 0) return `primary ${where}: cannot be read (exit ${r.exitCode})`;
+    const live = checkAthemeDb(r.stdout, { file: s.primaryPath! });
+    if (!live.ok) return `primary ${where}: does not parse: ${live.fault.message}`;
+    return `against the primary ${where}: ${compareAtheme(copy, live.db, takenAt).lines.join('; ')}`;
+  } catch (e) {
+    return `primary ${where}: unreachable (${errorMessage(e).split('\n')[0]}): nothing to compare with`;
+  }
 }
 
 export function standbyBinaryCheck(service: string, s: StandbyConfig): AuditCheck {

@@ -72,6 +72,7 @@ export function testnetAuditConfigInput(paths: TestnetPaths = testnetPaths()): A
             { host: SERVICES_STANDBY, path: ATHEME.db, kind: 'atheme-db' },
             { host: BACKUP_HOST, path: `${BACKUP.dir}/services.db.*`, kind: 'atheme-db' },
           ],
+          primaryPath: ATHEME.db,
           maxCopyAge: '48h',
           dns: {
             records: [
