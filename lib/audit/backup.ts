@@ -8,7 +8,7 @@
  */
 import { posix } from 'node:path';
 import { checkAthemeDb, fingerprint, type AthemeDb } from '../atheme/db.ts';
-import { errorMessage } from '../errors.ts';
+import { BatonError, errorMessage } from '../errors.ts';
 import { sh } from '../shell.ts';
 import type { AuditCheck, CheckContext, Finding, HostProbe, Verdict } from './check.ts';
 import { worst } from './check.ts';
@@ -343,7 +343,10 @@ async function makeScratch(probe: HostProbe, base: string): Promise<string> {
   const made = await probe(sh`mktemp -d ${`${base}/baton-audit-restore.XXXXXX`}`);
   const dir = made.stdout.trim();
   if (!dir.startsWith(`${base}/baton-audit-restore.`))
-    throw new Error(`mktemp returned ${JSON.stringify(dir)}, not a directory under ${base}`);
+    throw new BatonError(
+      'COMMAND_FAILED',
+      `mktemp returned ${JSON.stringify(dir)}, not a directory under ${base}`,
+    );
   return dir;
 }
 

@@ -4,6 +4,7 @@
  * that grew the most named (incident 002: a log rewritten on every retry
  * filled the disk over a week, and nobody looked at the slope).
  */
+import { BatonError } from '../errors.ts';
 import { sh } from '../shell.ts';
 import type { AuditCheck, Finding, Verdict } from './check.ts';
 import { worst } from './check.ts';
@@ -93,7 +94,8 @@ export function diskCheck(fs: FilesystemConfig): AuditCheck {
       ];
       const mount = cols.slice(5).join(' ');
       if (!Number.isFinite(size) || !Number.isFinite(avail)) {
-        throw new Error(
+        throw new BatonError(
+          'COMMAND_FAILED',
           `df on ${fs.host} printed nothing usable for ${fs.path}: ${df.stdout.trim()}`,
         );
       }

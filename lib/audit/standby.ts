@@ -12,7 +12,7 @@ import { verifyAnswer } from '../dns/index.ts';
 import type { CommandRunner } from '../dns/command.ts';
 import { localRunner } from '../dns/command.ts';
 import { checkPortability, readRemoteElf, remoteResolver } from '../elf.ts';
-import { errorMessage } from '../errors.ts';
+import { BatonError, errorMessage } from '../errors.ts';
 import { includes, parseTags } from '../inspircd/config.ts';
 import { verifyServiceTrust } from '../irc/verify.ts';
 import { sh } from '../shell.ts';
@@ -241,7 +241,8 @@ async function readIrcdConfig(
     if (files.includes(file)) continue;
     const r = await probe(sh`cat -- ${file}`, { allowFail: true });
     if (r.exitCode !== 0) {
-      if (file === config) throw new Error(`cannot read ${config}: ${r.stderr.trim()}`);
+      if (file === config)
+        throw new BatonError('COMMAND_FAILED', `cannot read ${config}: ${r.stderr.trim()}`);
       continue;
     }
     files.push(file);
