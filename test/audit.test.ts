@@ -5,12 +5,13 @@ import {
   mkdtempSync,
   readFileSync,
   readdirSync,
+  rmSync,
   utimesSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { parseAthemeDb } from '../lib/atheme/db.ts';
 import {
   alertFailures,
@@ -36,9 +37,15 @@ import { localAuditInventory, servicesDb } from './support/audit.ts';
 const HOUR = 3_600_000;
 const now0 = Math.floor(Date.now() / 1000);
 
+const made: string[] = [];
 function scratch(): string {
-  return mkdtempSync(join(tmpdir(), 'baton-audit-'));
+  const dir = mkdtempSync(join(tmpdir(), 'baton-audit-'));
+  made.push(dir);
+  return dir;
 }
+afterAll(() => {
+  for (const dir of made) rmSync(dir, { recursive: true, force: true });
+});
 
 const inventory = localAuditInventory(['vault', 'nebula']);
 
