@@ -20,6 +20,7 @@ import { LOCAL_STACK, readTestnetInventory } from './testnet/stack.ts';
 import { renderPlan, renderPreflightFailures, preflightFailures, type Plan } from './plan.ts';
 import { buildReport, renderMarkdown } from './report.ts';
 import { approvalFileName, sign } from './approval.ts';
+import { isReported, registerAuditCommands } from './audit/cli.ts';
 import type { Gate } from './gate.ts';
 import {
   invocationFromPlan,
@@ -520,12 +521,15 @@ Exits 1 when the journal fails verification (tampered or truncated).`,
     });
 
   registerTestnetCommands(program, { out: io.out, json: () => json });
+  registerAuditCommands(program, { out: io.out, err: io.err, json: () => json });
 
   try {
     await program.parseAsync(argv, { from: 'user' });
     return EXIT.done;
   } catch (e) {
     if (e instanceof Exit) return e.code;
+    // An audit prints its own results; its failure is only the exit code.
+    if (isReported(e)) return exitCodeFor((e as BatonError).code);
     if (e instanceof CommanderError) {
       if (
         e.code === 'commander.helpDisplayed' ||
