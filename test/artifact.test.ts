@@ -229,7 +229,7 @@ describe.skipIf(skipUnless(localMissing, 'static artifact steps on local hosts')
       expect(result.outcome).toBe('rolled-back');
       expect(result.state).toBe('unchanged: as before the run');
       expect(result.error).toMatch(
-        /^step irc-health-verify failed on [ab]: verify failed: irc-health is statically linked \(policy static\) for [ab]: expected no interpreter and no needed libraries, found interpreter \/\S*ld-linux\S*; NEEDED libc\.so\.6$/,
+        /^step irc-health-verify failed on [ab]: verify failed: irc-health is statically linked \(policy static\) for [ab]: expected no interpreter and no needed libraries, found interpreter \/\S*ld-linux\S*; NEEDED libc\.so\.6 \(to do: Rebuild irc-health statically \(musl-gcc -static or gcc -static\) and ship that build\.\)$/,
       );
       // Nothing reached a host, and the build it refused was removed.
       expect(existsSync(s.hosts)).toBe(false);
