@@ -6,5 +6,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // Test files bring up whole testnets (sshd, ircds, services, DNS); on a
+    // two-core machine they run one after another, not against each other.
+    fileParallelism: false,
   },
 });

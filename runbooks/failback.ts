@@ -3,7 +3,7 @@
  * standby back to the primary, carrying every change made meanwhile.
  */
 import { defineRunbook } from '../lib/runbook.ts';
-import handover from './handover.ts';
+import handover, { healthProbe } from './handover.ts';
 import { gatherServicesFacts } from '../lib/steps/services.ts';
 
 export default defineRunbook({
@@ -11,5 +11,8 @@ export default defineRunbook({
   name: 'failback',
   summary: 'Move IRC services back from the standby to the primary after maintenance.',
   safeState: 'unchanged: services run on the standby, writable, and DNS names it',
-  facts: (ctx) => gatherServicesFacts(ctx, { kind: 'handover', toRole: 'primary' }),
+  facts: async (ctx) => ({
+    ...(await gatherServicesFacts(ctx, { kind: 'handover', toRole: 'primary' })),
+    probe: await healthProbe.gather(ctx),
+  }),
 });

@@ -3,7 +3,10 @@
  * before maintenance: incident 003 done right. Everything is checked before the
  * first change; the snapshot must load while the primary can still carry on.
  */
+import { join } from 'node:path';
 import { defineRunbook } from '../lib/runbook.ts';
+import { batonHome, PACKAGE_ROOT } from '../lib/runs.ts';
+import { staticArtifact, type ArtifactFacts } from '../lib/steps/artifact.ts';
 import {
   binaryStep,
   clockStep,
@@ -28,7 +31,33 @@ import {
   ttlStep,
   unfreezeStep,
   windowStep,
+  type ServicesFacts,
+  type ServicesParams,
 } from '../lib/steps/services.ts';
+
+type Facts = ServicesFacts & { probe: ArtifactFacts };
+
+/**
+ * irc-health, built statically, shipped to every ircd and run there in an
+ * empty root against the ircd's own port: services must answer on each.
+ */
+export const healthProbe = staticArtifact<ServicesParams, Facts>({
+  name: 'irc-health',
+  recipe: {
+    kind: 'compile',
+    sources: [join(PACKAGE_ROOT, 'tools', 'irc-health', 'irc-health.c')],
+    toolchains: ['musl-gcc', 'gcc'],
+    cflags: ['-std=c99', '-O2', '-Wall', '-s'],
+  },
+  buildRoot: join(batonHome(), 'builds'),
+  targets: { role: 'ircd' },
+  installPath: '/var/lib/baton/bin/irc-health',
+  prove: {
+    args: ({ params }) => ['-t', '10', '127.0.0.1', String(params.ircPort)],
+    expect: { exitCodes: [0], output: '^ok: ' },
+  },
+  facts: (f) => f.probe,
+});
 
 export default defineRunbook({
   name: 'handover',
@@ -36,7 +65,10 @@ export default defineRunbook({
     'Move IRC services from the primary to the standby before maintenance, checked, fenced and proven.',
   safeState: 'unchanged: services run on the primary, writable, and DNS names it',
   params: servicesParams,
-  facts: (ctx) => gatherServicesFacts(ctx, { kind: 'handover', toRole: 'standby' }),
+  facts: async (ctx): Promise<Facts> => ({
+    ...(await gatherServicesFacts(ctx, { kind: 'handover', toRole: 'standby' })),
+    probe: await healthProbe.gather(ctx),
+  }),
   steps: [
     windowStep(),
     databaseStep(),
@@ -57,6 +89,7 @@ export default defineRunbook({
     linkStep(),
     startStandbyStep(),
     proveStep(),
+    ...healthProbe.steps,
     cutDnsStep(),
     unfreezeStep(),
   ],

@@ -563,7 +563,7 @@ export function freezeStep(): Step {
     id: 'freeze',
     title: 'Freeze writes on the primary (OperServ READONLY ON)',
     targets: (ctx) => [ctx.facts.from],
-    state: 'services read-only on the primary',
+    state: 'services read-only on the source host',
     idempotent: true,
     async apply(ctx) {
       const { params, host: h } = ctx;
@@ -631,7 +631,7 @@ export function snapshotStep(): Step {
     title: 'Snapshot the saved db and prove it loads, while the primary still runs',
     targets: (ctx) => [ctx.facts.from],
     idempotent: true,
-    state: 'snapshot taken; services read-only on the primary',
+    state: 'snapshot taken; services read-only on the source host',
     async apply({ $, params, facts }) {
       await $`cp -p ${params.db} ${facts.snapshot} && sha256sum ${facts.snapshot} > ${`${facts.snapshot}.sha256`}`;
     },
@@ -668,7 +668,7 @@ export function stopPrimaryStep(): Step {
     id: 'stop-primary',
     title: 'Stop services on the primary cleanly',
     targets: (ctx) => [ctx.facts.from],
-    state: 'services stopped on the primary; snapshot taken',
+    state: 'services stopped on the source host; snapshot taken',
     async apply({ $, params }) {
       await $`systemctl stop ${params.unit}`;
     },
@@ -757,7 +757,7 @@ export function installStep(): Step {
     id: 'install',
     title: 'Put the transferred db in place on the standby',
     targets: (ctx) => [ctx.facts.to],
-    state: 'the primary data in place on the standby; services not started there',
+    state: 'the data in place on the target host; services not started there',
     async apply({ $, params, facts }) {
       if (facts.standbyHasDb) await $`mv -f ${params.db} ${`${facts.incoming}.before`}`;
       await $`mv -f ${facts.incoming} ${params.db}`;
@@ -782,7 +782,7 @@ export function leaseStep(): Step {
     id: 'lease',
     title: 'Move the services lease to the standby (the old primary may no longer start services)',
     targets: 'controller',
-    state: 'the lease names the standby: the old primary cannot start services',
+    state: 'the lease names the target host: the source host cannot start services',
     idempotent: true,
     async check(ctx) {
       const { facts } = ctx;
@@ -826,7 +826,7 @@ export function fenceStep(): Step {
     when: ({ facts }) =>
       facts.fromReachable ||
       `${facts.from} is unreachable: the lease fences it (its lease check refuses to start services while the lease names ${facts.to})`,
-    state: 'the old primary fenced',
+    state: 'the source host fenced',
     idempotent: true,
     async apply({ $, params }) {
       await $`systemctl disable ${params.unit}`;
@@ -914,7 +914,7 @@ export function startStandbyStep(): Step {
     id: 'start-standby',
     title: 'Start services on the standby and wait for them to link',
     targets: (ctx) => [ctx.facts.to],
-    state: 'services running on the standby',
+    state: 'services running on the target host',
     async apply({ $, params }) {
       await $`systemctl enable ${params.unit} && systemctl start ${params.unit}`;
     },
@@ -987,7 +987,7 @@ export function cutDnsStep(): Step {
     id: 'cut-dns',
     title: 'Point the service names at the standby and check every authoritative server',
     targets: 'controller',
-    state: 'DNS names the standby',
+    state: 'services running on the target host, and DNS names it',
     idempotent: true,
     async apply(ctx) {
       const dns = dnsFor(ctx, dnsProbe(ctx));
@@ -1021,7 +1021,8 @@ export function unfreezeStep(): Step {
   return {
     id: 'unfreeze',
     title: 'Lift the freeze on the new primary (OperServ READONLY OFF)',
-    state: 'services run on the standby, writable, and DNS names it; the old primary is fenced',
+    state:
+      'handed over: services run on the target host, writable, DNS names it, the source host is fenced',
     targets: (ctx) => [ctx.facts.to],
     idempotent: true,
     async apply(ctx) {
