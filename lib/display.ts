@@ -37,7 +37,7 @@ const lineFor: EventFormatters<string | undefined> = {
       ? `cleared to run${e.emergency ? ' as an EMERGENCY' : ''}: approved by ${e.approvers.join(', ')}${e.reconfirmedBy.length ? `, reconfirmed by ${e.reconfirmedBy.join(', ')}` : ''}`
       : 'cleared to run',
   'step-start': (e) => `${e.step}: starting on ${e.hosts.join(', ')}`,
-  intent: (e) => `${e.step} ${e.host}: applying${e.attempt > 1 ? ` (attempt ${e.attempt})` : ''}`,
+  intent: (e) => `${e.step} ${e.host}: running${e.attempt > 1 ? ` (attempt ${e.attempt})` : ''}`,
   command: () => undefined,
   retry: (e) => `${e.step} ${e.host}: transient failure, retry in ${e.delayMs} ms: ${e.error}`,
   outcome: (e) =>

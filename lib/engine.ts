@@ -660,6 +660,8 @@ export class Session {
     for (const plannedStep of plan.steps) {
       if (plannedStep.skipped) continue;
       const step = this.findStep(plannedStep.id);
+      // A check-only step did its work in preflight; the run has nothing to do for it.
+      if (!step.apply && !step.verify) continue;
       const hosts = plannedStep.hosts.map((h) => this.hostOf(h.host));
       const pending = hosts.filter((h) => !progress.done.has(key(step.id, h.name)));
       if (pending.length === 0) continue;
