@@ -189,6 +189,14 @@ describe.skipIf(skipUnless(missing, 'the irc testnet'))('the irc testnet', () =>
       connectIrc(pool, host('nebula'), 'receiver'),
     ]);
     try {
+      // A new nick reaches the other servers a moment after its own server welcomed it.
+      for (let tries = 0; ; tries++) {
+        const whois = await from.request('WHOIS receiver', (m) => m.command === '318', {
+          keep: (m) => m.command === '311',
+        });
+        if (whois.some((m) => m.command === '311') || tries >= 20) break;
+        await new Promise((r) => setTimeout(r, 250));
+      }
       const got = to.waitFor((m) => m.command === 'PRIVMSG' && m.source === 'crosser');
       from.privmsg('receiver', 'over paralysis');
       expect((await got).params[1]).toBe('over paralysis');

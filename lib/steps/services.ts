@@ -15,6 +15,7 @@ import type { DnsInventory, Host, Inventory } from '../inventory.ts';
 import { secret } from '../params.ts';
 import {
   condition,
+  type ApplyContext,
   type Condition,
   type Exec,
   type FactsContext,
@@ -558,6 +559,35 @@ export function lowerTtlStep(): Step {
   };
 }
 
+/** OperServ answers that prove a command took effect. */
+const OPERSERV = {
+  'READONLY ON': /now running in read-?only mode/i,
+  'READONLY OFF': /no longer running in read-?only mode|read-?only mode is already disabled/i,
+  UPDATE: /updat|sav/i,
+} as const;
+
+/** One OperServ command on a host's services, as a planned, journaled action. */
+async function operServAct(
+  ctx: ApplyContext<ServicesParams, ServicesFacts>,
+  command: keyof typeof OPERSERV,
+  before?: () => Promise<unknown>,
+): Promise<void> {
+  const { params, host: h } = ctx;
+  await ctx.act(`irc ${h.name}: OperServ ${command} (as ${params.opsAccount})`, async () => {
+    await before?.();
+    const r = await operServ(
+      ctx,
+      h,
+      params.ircPort,
+      params.opsAccount,
+      params.opsPassword,
+      [command],
+      OPERSERV[command],
+    );
+    return r.replies.join(' / ');
+  });
+}
+
 export function freezeStep(): Step {
   return {
     id: 'freeze',
@@ -566,35 +596,20 @@ export function freezeStep(): Step {
     state: 'services read-only on the source host',
     idempotent: true,
     async apply(ctx) {
-      const { params, host: h } = ctx;
-      await ctx.act(`irc ${h.name}: OperServ READONLY ON (as ${params.opsAccount})`, async () => {
-        const r = await operServ(
-          ctx,
-          h,
-          params.ircPort,
-          params.opsAccount,
-          params.opsPassword,
-          ['READONLY ON'],
-          /now running in read-?only mode/i,
-        );
-        return r.replies.join(' / ');
-      });
+      await operServAct(ctx, 'READONLY ON');
     },
     async undo(ctx) {
-      const { params, host: h, facts } = ctx;
-      await ctx.act(`irc ${h.name}: OperServ READONLY OFF (as ${params.opsAccount})`, async () => {
-        await waitForServices(ctx, h, params.ircPort, facts.servicesName, 30_000, ctx.sleep);
-        const r = await operServ(
+      // After a rollback restarted services, they take a few seconds to link again.
+      await operServAct(ctx, 'READONLY OFF', () =>
+        waitForServices(
           ctx,
-          h,
-          params.ircPort,
-          params.opsAccount,
-          params.opsPassword,
-          ['READONLY OFF'],
-          /no longer running in read-?only mode|read-?only mode is already disabled/i,
-        );
-        return r.replies.join(' / ');
-      });
+          ctx.host,
+          ctx.params.ircPort,
+          ctx.facts.servicesName,
+          30_000,
+          ctx.sleep,
+        ),
+      );
     },
   };
 }
@@ -606,19 +621,7 @@ export function saveStep(): Step {
     targets: (ctx) => [ctx.facts.from],
     idempotent: true,
     async apply(ctx) {
-      const { params, host: h } = ctx;
-      await ctx.act(`irc ${h.name}: OperServ UPDATE (as ${params.opsAccount})`, async () => {
-        const r = await operServ(
-          ctx,
-          h,
-          params.ircPort,
-          params.opsAccount,
-          params.opsPassword,
-          ['UPDATE'],
-          /updat|sav/i,
-        );
-        return r.replies.join(' / ');
-      });
+      await operServAct(ctx, 'UPDATE');
     },
     // A save changes no state a person relies on; there is nothing to undo.
     async undo() {},
@@ -1026,19 +1029,7 @@ export function unfreezeStep(): Step {
     targets: (ctx) => [ctx.facts.to],
     idempotent: true,
     async apply(ctx) {
-      const { params, host: h } = ctx;
-      await ctx.act(`irc ${h.name}: OperServ READONLY OFF (as ${params.opsAccount})`, async () => {
-        const r = await operServ(
-          ctx,
-          h,
-          params.ircPort,
-          params.opsAccount,
-          params.opsPassword,
-          ['READONLY OFF'],
-          /no longer running in read-?only mode|read-?only mode is already disabled/i,
-        );
-        return r.replies.join(' / ');
-      });
+      await operServAct(ctx, 'READONLY OFF');
     },
     async undo() {},
   };
