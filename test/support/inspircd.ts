@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { IrcClient } from '../../lib/irc/client.ts';
 import { findExecutable } from '../../lib/which.ts';
 import { freePort } from './sshd.ts';
+import { INSPIRCD_MODULES } from '../../lib/testnet/irc.ts';
 
 export const INSPIRCD_BIN = '/usr/sbin/inspircd';
 const NOBODY = 65534;
@@ -30,20 +31,6 @@ export function inspircdUnavailable(): string | undefined {
   }
   return undefined;
 }
-
-/** Modules every server of a network with Atheme needs (see TESTNET-NOTES), the same on all. */
-export const INSPIRCD_MODULES = [
-  'spanningtree',
-  'services_account',
-  'svshold',
-  'chghost',
-  'cban',
-  'topiclock',
-  'globops',
-  'deaf',
-  'servprotect',
-  'alias',
-];
 
 export interface ServerSpec {
   /** Short host name (`nebula`); the server is `NAME.baton.test`. */
