@@ -34,6 +34,15 @@ const STACK = /^[A-Za-z0-9][A-Za-z0-9._/-]*$/;
 const NO_SUCH_STACK =
   /no stack named|stack .*not found|could not find (a )?stack|no stack .* found/i;
 
+/** Whether `recordActiveHost` can run here: a pulumi CLI and the Pulumi project of infra/. */
+export function canRecordActiveHost(options: PulumiStackOptions & { cwd?: string } = {}): boolean {
+  const dir = infraDirFor(options.cwd ?? process.cwd(), options);
+  return (
+    Boolean(findExecutable('pulumi', options.env ?? process.env)) &&
+    existsSync(join(dir, 'Pulumi.yaml'))
+  );
+}
+
 function infraDirFor(cwd: string, options: PulumiStackOptions): string {
   const env = options.env ?? process.env;
   return resolve(cwd, options.infraDir ?? env['BATON_INFRA_DIR'] ?? 'infra');

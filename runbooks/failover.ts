@@ -18,6 +18,7 @@ import {
   networkDropsPrimaryStep,
   primaryDownStep,
   proveStep,
+  recordActiveHostStep,
   roomStep,
   servicesParams,
   startStandbyStep,
@@ -50,5 +51,6 @@ export default defineRunbook({
     startStandbyStep(),
     proveStep(),
     cutDnsStep(),
+    recordActiveHostStep(),
   ],
 });

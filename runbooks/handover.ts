@@ -20,6 +20,7 @@ import {
   linkStep,
   lowerTtlStep,
   proveStep,
+  recordActiveHostStep,
   roomStep,
   saveStep,
   servicesParams,
@@ -91,6 +92,7 @@ export default defineRunbook({
     proveStep(),
     ...healthProbe.steps,
     cutDnsStep(),
+    recordActiveHostStep(),
     unfreezeStep(),
   ],
 });

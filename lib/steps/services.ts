@@ -9,7 +9,9 @@ import { dnsProviderFor, verifyAnswer, type DnsProvider } from '../dns/index.ts'
 import type { CommandRunner } from '../dns/command.ts';
 import type { RecordType } from '../dns/provider.ts';
 import { checkPortability, readRemoteElf, remoteResolver } from '../elf.ts';
+import { BUILTIN_TESTNETS } from '../approval.ts';
 import { errorMessage } from '../errors.ts';
+import { canRecordActiveHost, recordActiveHost } from '../pulumi-stack.ts';
 import { includes, servicesTrust, type ServicesTrust } from '../inspircd/config.ts';
 import type { DnsInventory, Host, Inventory } from '../inventory.ts';
 import { secret } from '../params.ts';
@@ -141,6 +143,8 @@ export interface ServicesFacts {
   rejectedCopies?: string[];
   snapshot: string;
   incoming: string;
+  /** A pulumi CLI and infra/ are here, so the stack can be told which host is active. */
+  pulumi: boolean;
 }
 
 type Ctx = RunbookContext<ServicesParams, ServicesFacts>;
@@ -316,6 +320,7 @@ export async function gatherServicesFacts(
     standbyHasLink: Boolean(toIrcd && toIrcd.links.length > 0),
     fromReachable,
     dbBytes: primaryDb?.bytes ?? 0,
+    pulumi: canRecordActiveHost(),
     // Fixed names: a plan must not change with the run id, or no approval would ever match it.
     snapshot: `${params.db}.handover`,
     incoming: `${params.db}.incoming`,
@@ -1204,6 +1209,36 @@ export function networkDropsPrimaryStep(): Step {
         }
         await ctx.sleep(2_000);
       }
+    },
+  };
+}
+
+/**
+ * After a cut, the Pulumi stack must say which host is active, or the next
+ * `pulumi up` points the records back (infra/README.md: DNS cutover vs pulumi up).
+ */
+export function recordActiveHostStep(): Step {
+  const manual = (facts: ServicesFacts, stack: string): string =>
+    `cd infra && pulumi config set baton:activeHost ${facts.to} --stack ${stack}`;
+  return {
+    id: 'record-active-host',
+    title: 'Record the new active host in the Pulumi stack, so the next pulumi up keeps the cut',
+    targets: 'controller',
+    idempotent: true,
+    when: ({ stack, facts }) =>
+      BUILTIN_TESTNETS.includes(stack)
+        ? `stack ${stack} is not a Pulumi stack`
+        : facts.pulumi ||
+          `no pulumi CLI or infra/ here: after the run, \`${manual(facts, stack)}\`, or the next pulumi up undoes the cut`,
+    async apply({ act, facts, stack }) {
+      await act(`pulumi config set baton:activeHost ${facts.to} --stack ${stack}`, () =>
+        recordActiveHost(stack, facts.to),
+      );
+    },
+    async undo({ act, facts, stack }) {
+      await act(`pulumi config set baton:activeHost ${facts.from} --stack ${stack}`, () =>
+        recordActiveHost(stack, facts.from),
+      );
     },
   };
 }
