@@ -262,16 +262,8 @@ export async function verifyApproval(
         'Only people listed in the approvers file can approve; ask one of them.',
       );
     }
-    const body = {
-      purpose: approval.purpose,
-      planHash: approval.planHash,
-      runbook: approval.runbook,
-      stack: approval.stack,
-      emergency: approval.emergency,
-      ...(approval.token ? { token: approval.token } : {}),
-    };
     const verified = await $({
-      input: signedMessage(body),
+      input: signedMessage(approval),
       nothrow: true,
       quiet: true,
     })`ssh-keygen -Y verify -f ${allowed} -I ${principal} -n ${NAMESPACE} -s ${sig}`;

@@ -419,20 +419,10 @@ export class Session {
   async plan(): Promise<PlanResult> {
     const { runbook } = this.input;
     if (runbook.facts) {
-      const base = this.baseContext();
+      const { facts: _none, ...base } = this.baseContext();
       this.facts = await runbook.facts({
-        params: base.params,
-        inventory: base.inventory,
-        stack: base.stack,
-        runId: base.runId,
-        hosts: base.hosts,
-        hostNamed: base.hostNamed,
-        now: base.now,
-        sleep: base.sleep,
-        probe: (h) =>
-          this.exec(typeof h === 'string' ? findHost(this.input.inventory, h) : h, {
-            kind: 'probe',
-          }),
+        ...base,
+        probe: (h) => this.exec(this.hostArg(h), { kind: 'probe' }),
       });
     }
     const preflight: Plan['preflight'] = [];

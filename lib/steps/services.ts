@@ -10,7 +10,6 @@ import type { CommandRunner } from '../dns/command.ts';
 import type { RecordType } from '../dns/provider.ts';
 import { checkPortability, readRemoteElf, remoteResolver } from '../elf.ts';
 import { BUILTIN_TESTNETS } from '../approval.ts';
-import { errorMessage } from '../errors.ts';
 import { canRecordActiveHost, recordActiveHost } from '../pulumi-stack.ts';
 import { includes, servicesTrust, type ServicesTrust } from '../inspircd/config.ts';
 import type { DnsInventory, Host, Inventory } from '../inventory.ts';
@@ -157,16 +156,9 @@ function dnsOf(inventory: Inventory): DnsInventory {
 
 /** A DNS provider whose tools (dig, knsupdate) run on `via` through the step's probes. */
 export function dnsFor(ctx: Pick<Ctx, 'inventory' | 'params'>, probe: Exec): DnsProvider {
-  const run: CommandRunner = async (command, options = {}) => {
-    const r = await probe(command, {
-      allowFail: true,
-      ...(options.input ? { input: options.input } : {}),
-    });
-    return { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr };
-  };
   return dnsProviderFor(dnsOf(ctx.inventory), {
     env: { ...process.env, ...(ctx.params.tsigKey ? { BATON_TSIG_KEY: ctx.params.tsigKey } : {}) },
-    run,
+    run: runnerOf(probe),
   });
 }
 
@@ -326,8 +318,6 @@ export async function gatherServicesFacts(
     incoming: `${params.db}.incoming`,
   };
 }
-
-const host = (ctx: Ctx, name: string): Host => ctx.hostNamed(name);
 
 // ---- preflight -------------------------------------------------------------
 
@@ -999,7 +989,7 @@ export function cutDnsStep(): Step {
     idempotent: true,
     async apply(ctx) {
       const dns = dnsFor(ctx, dnsProbe(ctx));
-      const to = host(ctx, ctx.facts.to);
+      const to = ctx.hostNamed(ctx.facts.to);
       for (const r of ctx.facts.records) {
         await ctx.act(`dns: set ${r.name} ${r.type} to ${to.address} (${to.name})`, async () => {
           await dns.setTarget(r.name, r.type, to.address);
@@ -1007,7 +997,7 @@ export function cutDnsStep(): Step {
       }
     },
     async verify(ctx) {
-      const to = host(ctx, ctx.facts.to);
+      const to = ctx.hostNamed(ctx.facts.to);
       return (
         await Promise.all(
           ctx.facts.records.map((r) => answerConditions(ctx, r.name, r.type, to.address)),
@@ -1038,10 +1028,6 @@ export function unfreezeStep(): Step {
     },
     async undo() {},
   };
-}
-
-export function errorText(e: unknown): string {
-  return errorMessage(e);
 }
 
 // ---- failover ----------------------------------------------------------------
