@@ -263,21 +263,23 @@ export async function startRun(opts: StartOptions): Promise<RunResult> {
   try {
     const journal = Journal.create(dir, undefined, p.now);
     opts.onStart?.(p.runId, dir);
-    return await p.session.run(journal, {
-      kind: 'run-start',
-      runId: p.runId,
-      runbook: p.loaded.runbook.name,
-      runbookFile: p.loaded.file,
-      codeVersion: p.loaded.codeVersion,
-      stack: p.stack,
-      mode: opts.mode ?? 'run',
-      operator: operatorName(),
-      params: p.recordedParams,
-      secretParams: p.secretNames,
-      inventory: p.inventory,
-      inventoryHash: inventoryHash(p.inventory),
-      pid: process.pid,
-    });
+    return await stopped(p.runId, () =>
+      p.session.run(journal, {
+        kind: 'run-start',
+        runId: p.runId,
+        runbook: p.loaded.runbook.name,
+        runbookFile: p.loaded.file,
+        codeVersion: p.loaded.codeVersion,
+        stack: p.stack,
+        mode: opts.mode ?? 'run',
+        operator: operatorName(),
+        params: p.recordedParams,
+        secretParams: p.secretNames,
+        inventory: p.inventory,
+        inventoryHash: inventoryHash(p.inventory),
+        pid: process.pid,
+      }),
+    );
   } finally {
     await p.transports.close();
     release();
@@ -363,12 +365,36 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
           ...opts.deps,
         },
       );
-      return await session.resume(Journal.reopen(dir, validated.redactor, now), history);
+      return await stopped(opts.runId, () =>
+        session.resume(Journal.reopen(dir, validated.redactor, now), history),
+      );
     } finally {
       await transports.close();
     }
   } finally {
     release();
+  }
+}
+
+/**
+ * A run that throws instead of ending (the journal could not be written, the
+ * disk is full) has left the hosts somewhere between two records: that is a
+ * person's call, never "failed and safe".
+ */
+async function stopped(runId: string, drive: () => Promise<RunResult>): Promise<RunResult> {
+  try {
+    return await drive();
+  } catch (e) {
+    const error = e instanceof Error ? e.message : String(e);
+    return {
+      runId,
+      outcome: 'needs-human',
+      state: 'unknown: the controller stopped in the middle of the run',
+      error,
+      next:
+        `Fix the cause (${error}), then \`baton resume ${runId}\`: it re-verifies the interrupted step ` +
+        `and continues or rolls back. \`baton report ${runId}\` shows the last recorded step.`,
+    };
   }
 }
 

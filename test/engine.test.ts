@@ -365,3 +365,27 @@ describe('the journal and what hosts print', () => {
     expect(journal).toContain('changed it');
   });
 });
+
+describe('a controller that cannot finish its run', () => {
+  it('ends in needs-human, pointing at resume, when recording fails mid-run', async () => {
+    const ws = workspace(['a']);
+    let broken = false;
+    const result = await startRun({
+      runbook: ORDERED,
+      stack: 'nodes',
+      params: [`dir=${ws.data}`],
+      cwd: ws.cwd,
+      deps: {
+        onEvent(e) {
+          if (e.kind === 'outcome' && e.step === 's1') broken = true;
+          if (broken) throw new Error('ENOSPC: no space left on device, write');
+        },
+      },
+    });
+    expect(result.outcome).toBe('needs-human');
+    expect(result.state).toBe('unknown: the controller stopped in the middle of the run');
+    expect(result.next).toContain(`baton resume ${result.runId}`);
+    expect(result.next).toContain('ENOSPC');
+    expect(ws.log()).toEqual(['apply:s1:a']);
+  });
+});
