@@ -43,6 +43,11 @@ const lineFor: EventFormatters<string | undefined> = {
   outcome: (e) =>
     `${e.step} ${e.host}: ${e.ok ? (e.recovered ? 'verified after restart' : 'ok') : `FAILED: ${e.error ?? ''}`} (${e.durationMs} ms)`,
   'step-end': () => undefined,
+  note: (e) =>
+    `${e.step} ${e.host}: found ${Object.entries(e.data)
+      .map(([k, v]) => `${k}=${String(v)}`)
+      .join(' ')}`,
+  forward: (e) => `past the point of no return (${e.step}): going forward only: ${e.reason}`,
   'rollback-start': (e) => `rolling back: ${e.reason}`,
   'undo-intent': (e) => `${e.step} ${e.host}: undoing`,
   'undo-outcome': (e) =>

@@ -26,6 +26,7 @@ import {
   type CommandOptions,
   type Condition,
   type Exec,
+  type Notes,
   type ProbeContext,
   type RunbookContext,
 } from './runbook.ts';
@@ -186,6 +187,8 @@ export class Session {
   private facts: unknown = undefined;
   private readonly targets = new Map<string, Host[]>();
   private journal: Journal | undefined;
+  /** What each step found on each host before changing it, for its undo. */
+  private readonly notes = new Map<string, Notes>();
 
   constructor(
     private readonly input: RunInput,
@@ -349,6 +352,13 @@ export class Session {
       ...ctx,
       ...(probe ? { probe: this.exec(host, probe) } : {}),
       $: this.exec(host, mutate),
+      notes: this.notes.get(key(step, host.name)) ?? {},
+      note: (data) => {
+        if (mutate.kind !== 'live') return;
+        const k = key(step, host.name);
+        this.notes.set(k, { ...this.notes.get(k), ...data });
+        this.emit({ kind: 'note', step, host: host.name, data });
+      },
       act: async (description, fn) => {
         await this.perform(host, mutate, description, async () => {
           const started = this.deps.now().getTime();
@@ -433,6 +443,7 @@ export class Session {
         title: step.title,
         destructive: Boolean(step.destructive),
         pointOfNoReturn: isPointOfNoReturn(step),
+        ...(step.commit ? { commit: true } : {}),
         ...(step.state ? { state: step.state } : {}),
         hosts: [],
       };
@@ -557,6 +568,7 @@ export class Session {
   async resume(journal: Journal, history: RunHistory): Promise<RunResult> {
     this.journal = journal;
     this.facts = history.plan.facts;
+    for (const [k, data] of history.notes) this.notes.set(k, data);
     const interrupted = history.started.filter(
       (s) => !history.done.has(key(s.step, s.host)) && !history.failed.has(key(s.step, s.host)),
     );
@@ -571,6 +583,8 @@ export class Session {
     if (history.rollingBack) {
       return this.rollback(history.plan, history.started, history.rollbackReason, history.undone);
     }
+    const commit = this.commitStarted(history.started);
+    if (commit) return this.resumeForward(history, commit);
     const failedOnResume: string[] = [];
     for (const s of interrupted) {
       const step = this.findStep(s.step);
@@ -621,6 +635,81 @@ export class Session {
     return this.execute(history.plan, history.planHash, {
       done: history.done,
       started: history.started,
+    });
+  }
+
+  /** The first commit step that has started, if any: past it, the run only goes forward. */
+  private commitStarted(started: Array<{ step: string; host: string }>): AnyStep | undefined {
+    return this.input.runbook.steps.find((s) => s.commit && started.some((x) => x.step === s.id));
+  }
+
+  /**
+   * Resume past the point of no return: whatever verifies is done, an
+   * idempotent step that does not is applied again, and anything else stops
+   * for a person. Nothing is undone.
+   */
+  private async resumeForward(history: RunHistory, commit: AnyStep): Promise<RunResult> {
+    const unfinished = history.started.filter((s) => !history.done.has(key(s.step, s.host)));
+    for (const s of unfinished) {
+      const step = this.findStep(s.step);
+      const host = this.hostOf(s.host);
+      let conditions: Condition[] = [];
+      let error: string | undefined;
+      if (step.verify) {
+        try {
+          conditions = asConditions(await step.verify(this.probeContext(host, step.id)));
+        } catch (e) {
+          error = errorMessage(e);
+        }
+      } else error = 'the step has no verify, so its effect cannot be checked';
+      const ok = !error && conditions.every((c) => c.ok);
+      if (ok) {
+        this.emit({
+          kind: 'outcome',
+          step: step.id,
+          host: host.name,
+          ok: true,
+          durationMs: 0,
+          recovered: true,
+          conditions,
+        });
+        history.done.add(key(step.id, host.name));
+      } else if (!step.idempotent) {
+        return this.stopForward(
+          history.plan,
+          commit,
+          `step ${step.id} on ${host.name} was interrupted or failed and does not verify (${error ?? failedText(conditions)}), and it is not safe to apply again`,
+          history.done,
+          history.planHash,
+        );
+      }
+    }
+    return this.execute(history.plan, history.planHash, {
+      done: history.done,
+      started: history.started,
+    });
+  }
+
+  /** A failure past the point of no return: stop for a person, undo nothing, say how to finish. */
+  private stopForward(
+    plan: Plan,
+    commit: AnyStep,
+    reason: string,
+    done: Set<string>,
+    hash?: string,
+  ): RunResult {
+    this.emit({ kind: 'forward', step: commit.id, reason });
+    const completed = plan.steps.filter(
+      (p) => !p.skipped && p.state && p.hosts.every((h) => done.has(key(p.id, h.host))),
+    );
+    const state = completed.at(-1)?.state ?? commit.state ?? `after step ${commit.id}`;
+    return this.end('needs-human', `past the point of no return: ${state}`, {
+      error: reason,
+      next:
+        `Step ${commit.id} (${commit.title}) had started, so writes may exist on the new side: baton undoes nothing from here, since an undo would discard them. ` +
+        `Fix the cause, then \`baton resume ${this.input.runId}\` to finish the run forward. ` +
+        `To go back instead, finish this run and run the failback, which carries the data back.`,
+      ...(hash ? { planHash: hash } : {}),
     });
   }
 
@@ -676,6 +765,16 @@ export class Session {
         () => failure !== undefined,
       );
       this.emit({ kind: 'step-end', step: step.id, ok: !failure });
+      const commit = failure ? this.commitStarted(started) : undefined;
+      if (failure && commit) {
+        return this.stopForward(
+          plan,
+          commit,
+          `step ${failure.step} failed on ${failure.host}: ${failure.message}`,
+          progress.done,
+          hash,
+        );
+      }
       if (failure) {
         return this.rollback(
           plan,
@@ -925,6 +1024,8 @@ export interface RunHistory {
   rollingBack: boolean;
   rollbackReason: string;
   undone: Set<string>;
+  /** What steps noted per host (`step\0host`), for their undo. */
+  notes: Map<string, Notes>;
   /** The gate (approvals, hold, confirmation) was passed: mutations may have started. */
   cleared: boolean;
   ended?: Extract<RunEvent, { kind: 'run-end' }>;
@@ -945,6 +1046,7 @@ export function historyFrom(events: RunEvent[], operator: string): RunHistory | 
     rollingBack: false,
     rollbackReason: '',
     undone: new Set(),
+    notes: new Map(),
     cleared: false,
   };
   for (const e of events) {
@@ -964,6 +1066,9 @@ export function historyFrom(events: RunEvent[], operator: string): RunHistory | 
       history.rollbackReason = e.reason;
     } else if (e.kind === 'undo-outcome' && e.ok) {
       history.undone.add(key(e.step, e.host));
+    } else if (e.kind === 'note') {
+      const k = key(e.step, e.host);
+      history.notes.set(k, { ...history.notes.get(k), ...e.data });
     } else if (e.kind === 'cleared') {
       history.cleared = true;
     } else if (e.kind === 'run-end') {

@@ -74,8 +74,11 @@ export type RunEvent =
       conditions?: Condition[];
       recovered?: boolean;
     }
+  | { kind: 'note'; step: string; host: string; data: Record<string, string | number | boolean> }
   | { kind: 'step-end'; step: string; ok: boolean }
   | { kind: 'rollback-start'; reason: string }
+  /** A failure past a commit step: nothing is undone, the run can only be finished. */
+  | { kind: 'forward'; step: string; reason: string }
   | { kind: 'undo-intent'; step: string; host: string }
   | {
       kind: 'undo-outcome';

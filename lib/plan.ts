@@ -20,6 +20,8 @@ export interface PlannedStep {
   destructive: boolean;
   /** Mutates without an undo: once done, the run cannot roll back past it. */
   pointOfNoReturn: boolean;
+  /** From this step on, the run goes only forward (writes may exist on the new side). */
+  commit?: boolean;
   /** Why the step will not run, when it will not. */
   skipped?: string;
   state?: string;
@@ -53,6 +55,7 @@ export function planHash(plan: Plan): string {
         id: s.id,
         destructive: s.destructive,
         pointOfNoReturn: s.pointOfNoReturn,
+        commit: s.commit ?? false,
         skipped: s.skipped ?? null,
         hosts: s.hosts,
       })),
@@ -84,6 +87,7 @@ export function renderPlan(plan: Plan, hash: string): string {
     const marks = [
       step.destructive ? 'DESTRUCTIVE' : '',
       step.pointOfNoReturn ? 'POINT OF NO RETURN (no undo)' : '',
+      step.commit ? 'POINT OF NO RETURN (writes may exist after it: forward only)' : '',
       step.skipped ? `SKIPPED: ${step.skipped}` : '',
     ].filter(Boolean);
     lines.push(

@@ -188,6 +188,15 @@ export function buildReport(read: JournalRead): Report {
       case 'step-start':
       case 'step-end':
       case 'log':
+      case 'note':
+        break;
+      case 'forward':
+        push(r, {
+          step: e.step,
+          host: '-',
+          outcome: 'past the point of no return: forward only',
+          detail: e.reason,
+        });
         break;
     }
   }

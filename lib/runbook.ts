@@ -80,11 +80,20 @@ export interface ApplyContext<P, F> extends ProbeContext<P, F> {
    * `fn` runs only in a live run. Its string result is journaled as output.
    */
   act(description: string, fn: () => Promise<string | void>): Promise<void>;
+  /**
+   * Record what this step found on this host before changing it (journaled, kept
+   * across a resume), so that its undo reverts only what this run did.
+   */
+  note(data: Notes): void;
+  /** What this step noted on this host so far in the run. */
+  readonly notes: Readonly<Notes>;
   /** A mutation on this host fed by a read-only command on another: data flows host to host. */
   pipe(from: { host: Host | string; command: Cmd }, command: Cmd): Promise<PipeResult>;
 }
 
 export type CheckResult = Condition | Condition[] | void;
+
+export type Notes = Record<string, string | number | boolean>;
 
 export type Targets<P, F> =
   | 'controller'
@@ -103,6 +112,13 @@ export interface StepDef<P, F> {
   destructive?: boolean;
   /** Safe to apply again when a connection dropped mid-command. */
   idempotent?: boolean;
+  /**
+   * Once this step has started, writes may exist on the new side (a primary that
+   * accepts writes): from then on the run only goes forward. A failure stops for
+   * a person and a resume finishes the run; nothing is undone, because an undo
+   * would discard those writes.
+   */
+  commit?: boolean;
   /** Retries for transient (connection) failures; default 3. */
   retries?: number;
   /** Name of the state the hosts are in once this step has completed. */

@@ -302,7 +302,8 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
   if (!start || start.kind !== 'run-start')
     throw new JournalCorruptError(`${dir}: the journal does not begin with run-start`);
   const history = historyFrom(events, operatorName());
-  if (history?.ended) {
+  // A run that stopped for a person can be resumed once the cause is fixed; one that ended cannot.
+  if (history?.ended && history.ended.outcome !== 'needs-human') {
     throw new InvalidInputError(
       `run ${opts.runId} already ended: ${history.ended.outcome} (${history.ended.state})`,
       `Nothing to resume. \`baton report ${opts.runId}\` shows what it did.`,

@@ -16,6 +16,7 @@ import type { Inventory } from '../lib/inventory.ts';
 export const ROOT = resolve(import.meta.dirname, '..');
 export const ORDERED = join(ROOT, 'test', 'fixtures', 'ordered.ts');
 export const ORDERED_PONR = join(ROOT, 'test', 'fixtures', 'ordered-ponr.ts');
+export const ORDERED_COMMIT = join(ROOT, 'test', 'fixtures', 'ordered-commit.ts');
 
 export interface Workspace {
   /** The controller's working directory: holds .baton/ */

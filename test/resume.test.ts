@@ -1,10 +1,10 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readJournal } from '../lib/journal.ts';
 import { runsDir } from '../lib/runs.ts';
-import { ORDERED, ROOT, workspace, type Workspace } from './helpers.ts';
+import { ORDERED, ORDERED_COMMIT, ROOT, workspace, type Workspace } from './helpers.ts';
 
 const BATON = join(ROOT, 'bin', 'baton.js');
 const orphans: number[] = [];
@@ -28,13 +28,17 @@ async function waitFor(what: string, cond: () => boolean, ms = 30_000): Promise<
 }
 
 /** Start a real controller, let it reach s2 on host b, and kill -9 it there. */
-async function runAndKillMidStep(ws: Workspace, effect: 'before' | 'after'): Promise<string> {
+async function runAndKillMidStep(
+  ws: Workspace,
+  effect: 'before' | 'after',
+  runbook = ORDERED,
+): Promise<string> {
   const child = spawn(
     process.execPath,
     [
       BATON,
       'run',
-      ORDERED,
+      runbook,
       '--stack',
       'nodes',
       '--yes',
@@ -140,5 +144,74 @@ describe('resume after the controller was killed mid-step', () => {
     });
     expect(again.status).toBe(2);
     expect(again.stderr).toContain(`run ${id} already ended: done`);
+  });
+});
+
+describe('past the point of no return', () => {
+  function run(ws: Workspace, ...params: string[]): { status: number | null; stdout: string } {
+    const r = spawnSync(
+      process.execPath,
+      [
+        BATON,
+        'run',
+        ORDERED_COMMIT,
+        '--stack',
+        'nodes',
+        '--yes',
+        '--json',
+        '--param',
+        `dir=${ws.data}`,
+        ...params.flatMap((p) => ['--param', p]),
+      ],
+      { cwd: ws.cwd, encoding: 'utf8' },
+    );
+    return { status: r.status, stdout: r.stdout };
+  }
+
+  it('a failure after the commit step undoes nothing, stops for a person, and a resume finishes the run', () => {
+    const ws = workspace();
+    const r = run(ws, 'failAt=s3:a');
+    expect(r.status).toBe(3);
+    const result = JSON.parse(r.stdout) as { outcome: string; state: string; next: string };
+    expect(result.outcome).toBe('needs-human');
+    expect(result.state).toBe('past the point of no return: s2 done');
+    expect(result.next).toContain('baton undoes nothing from here');
+    expect(ws.log().filter((l) => l.startsWith('undo:'))).toEqual([]);
+    for (const f of ['s1-a', 's1-b', 's2-a', 's2-b'])
+      expect(existsSync(join(ws.data, `${f}.done`))).toBe(true);
+
+    writeFileSync(join(ws.data, 'healed'), '');
+    const [runId] = readdirSync(runsDir(ws.cwd));
+    const again = resume(ws, runId!);
+    expect(JSON.parse(again.stdout)).toMatchObject({ outcome: 'done', exitCode: 0 });
+    expect(ws.log()).toEqual([
+      'apply:s1:a',
+      'apply:s1:b',
+      'apply:s2:a',
+      'apply:s2:b',
+      'apply:s3:a',
+      'apply:s3:a',
+      'apply:s3:b',
+    ]);
+  });
+
+  it('a resume after a kill inside the commit step goes forward even when the step did not verify', async () => {
+    const ws = workspace();
+    const runId = await runAndKillMidStep(ws, 'after', ORDERED_COMMIT);
+    expect(existsSync(join(ws.data, 's2-b.done'))).toBe(false);
+    const r = resume(ws, runId);
+    expect(JSON.parse(r.stdout)).toMatchObject({ outcome: 'done', exitCode: 0 });
+    expect(ws.log().filter((l) => l.startsWith('undo:'))).toEqual([]);
+    expect(ws.log().slice(-3)).toEqual(['apply:s2:b', 'apply:s3:a', 'apply:s3:b']);
+    for (const f of ['s1-a', 's1-b', 's2-a', 's2-b', 's3-a', 's3-b'])
+      expect(existsSync(join(ws.data, `${f}.done`))).toBe(true);
+  });
+
+  it('before the commit step, a failure still rolls back', () => {
+    const ws = workspace();
+    const r = run(ws, 'failAt=s1:b');
+    expect(r.status).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ outcome: 'rolled-back' });
+    expect(ws.log()).toEqual(['apply:s1:a', 'apply:s1:b', 'undo:s1:b', 'undo:s1:a']);
   });
 });
