@@ -443,7 +443,7 @@ export class Session {
         title: step.title,
         destructive: Boolean(step.destructive),
         pointOfNoReturn: isPointOfNoReturn(step),
-        ...(step.commit ? { commit: true } : {}),
+        ...(commitsAt(step, this.baseContext()) ? { commit: true } : {}),
         ...(step.state ? { state: step.state } : {}),
         hosts: [],
       };
@@ -583,7 +583,7 @@ export class Session {
     if (history.rollingBack) {
       return this.rollback(history.plan, history.started, history.rollbackReason, history.undone);
     }
-    const commit = this.commitStarted(history.started);
+    const commit = this.commitStarted(history.plan, history.started);
     if (commit) return this.resumeForward(history, commit);
     const failedOnResume: string[] = [];
     for (const s of interrupted) {
@@ -639,8 +639,12 @@ export class Session {
   }
 
   /** The first commit step that has started, if any: past it, the run only goes forward. */
-  private commitStarted(started: Array<{ step: string; host: string }>): AnyStep | undefined {
-    return this.input.runbook.steps.find((s) => s.commit && started.some((x) => x.step === s.id));
+  private commitStarted(
+    plan: Plan,
+    started: Array<{ step: string; host: string }>,
+  ): AnyStep | undefined {
+    const planned = plan.steps.find((s) => s.commit && started.some((x) => x.step === s.id));
+    return planned ? this.findStep(planned.id) : undefined;
   }
 
   /**
@@ -765,7 +769,7 @@ export class Session {
         () => failure !== undefined,
       );
       this.emit({ kind: 'step-end', step: step.id, ok: !failure });
-      const commit = failure ? this.commitStarted(started) : undefined;
+      const commit = failure ? this.commitStarted(plan, started) : undefined;
       if (failure && commit) {
         return this.stopForward(
           plan,
@@ -975,6 +979,10 @@ export class Session {
       ...(extra.planHash ? { planHash: extra.planHash } : {}),
     };
   }
+}
+
+function commitsAt(step: AnyStep, ctx: RunbookContext<unknown, unknown>): boolean {
+  return typeof step.commit === 'function' ? step.commit(ctx) : Boolean(step.commit);
 }
 
 function key(step: string, host: string): string {

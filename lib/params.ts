@@ -144,6 +144,16 @@ export function validateParams<S extends z.ZodObject>(
       `Pass a valid value with --param ${String(issue.path[0])}=…`,
     );
   }
+  for (const [name, value] of Object.entries(parsed.data as Record<string, unknown>)) {
+    if (secretNames.includes(name) || allowsControl(shape[name]!)) continue;
+    const bad = controlCharacter(value);
+    if (bad) {
+      throw new InvalidInputError(
+        `parameter ${name} of runbook ${runbook} is invalid: it contains ${bad} (got ${JSON.stringify(value)})`,
+        `A parameter is one line of text; pass --param ${name}=… without control characters.`,
+      );
+    }
+  }
   const recorded: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(parsed.data as Record<string, unknown>)) {
     recorded[name] = secretNames.includes(name)
@@ -151,6 +161,42 @@ export function validateParams<S extends z.ZodObject>(
       : value;
   }
   return { params: parsed.data, redactor, recorded, secretNames };
+}
+
+/**
+ * Allow newlines and other control characters in a parameter (a message body):
+ * every other string parameter is refused when it holds one, before anything runs.
+ */
+export function multiline<T extends z.ZodType>(schema: T): T {
+  return schema.meta({ ...(z.globalRegistry.get(schema) ?? {}), multiline: true }) as T;
+}
+
+function allowsControl(schema: z.ZodType): boolean {
+  let s = schema;
+  for (;;) {
+    if ((z.globalRegistry.get(s) as { multiline?: unknown } | undefined)?.multiline === true)
+      return true;
+    if (s instanceof z.ZodOptional || s instanceof z.ZodDefault || s instanceof z.ZodNullable) {
+      s = s.unwrap() as z.ZodType;
+    } else return false;
+  }
+}
+
+function controlCharacter(value: unknown): string | undefined {
+  const texts = typeof value === 'string' ? [value] : Array.isArray(value) ? value : [];
+  for (const t of texts) {
+    if (typeof t !== 'string') continue;
+    const m = /[\x00-\x08\x0a-\x1f\x7f]/.exec(t);
+    if (m) {
+      const code = m[0].charCodeAt(0);
+      return code === 10
+        ? 'a newline'
+        : code === 13
+          ? 'a carriage return'
+          : `the control character 0x${code.toString(16).padStart(2, '0')}`;
+    }
+  }
+  return undefined;
 }
 
 /** CLI values are strings; numbers, booleans and lists are read as JSON when the schema wants them. */

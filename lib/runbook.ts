@@ -116,9 +116,9 @@ export interface StepDef<P, F> {
    * Once this step has started, writes may exist on the new side (a primary that
    * accepts writes): from then on the run only goes forward. A failure stops for
    * a person and a resume finishes the run; nothing is undone, because an undo
-   * would discard those writes.
+   * would discard those writes. A function decides it at plan time, from the facts.
    */
-  commit?: boolean;
+  commit?: boolean | ((ctx: RunbookContext<P, F>) => boolean);
   /** Retries for transient (connection) failures; default 3. */
   retries?: number;
   /** Name of the state the hosts are in once this step has completed. */

@@ -25,6 +25,7 @@ import {
   transferStep,
   trustStep,
   ttlNoticeStep,
+  unfreezeStep,
 } from '../lib/steps/services.ts';
 
 export default defineRunbook({
@@ -46,11 +47,12 @@ export default defineRunbook({
     fenceStep(),
     transferStep('copy'),
     installStep(),
-    linkStep(),
     networkDropsPrimaryStep(),
     startStandbyStep(),
+    linkStep(),
     proveStep(),
     cutDnsStep(),
     recordActiveHostStep(),
+    unfreezeStep(),
   ],
 });

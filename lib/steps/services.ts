@@ -25,6 +25,7 @@ import {
   type StepDef,
 } from '../runbook.ts';
 import { sh, type Cmd } from '../shell.ts';
+import { BatonError, errorMessage, isBatonError, TransientError } from '../errors.ts';
 import { describeDb, lostSince, readDb, type DbSummary } from './atheme.ts';
 import {
   identifyEverywhere,
@@ -34,27 +35,66 @@ import {
   waitForServices,
 } from './irc.ts';
 
+/** Parameters are checked by their real type before anything runs: a stray newline is refused, not sent. */
+const hostName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/, 'must be a host name of the inventory');
+const unitName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9:_.@\\-]{0,250}$/, 'must be a systemd unit name');
+const absolutePath = z
+  .string()
+  .regex(/^\/[^\x00-\x1f\x7f]*$/, 'must be an absolute path without control characters')
+  .refine((p) => !p.split('/').includes('..'), 'must not contain ..');
+const userName = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a user name');
+const port = z.number().int().min(1).max(65535);
+const ircName = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9_`^{}|\[\]\\-]{1,32}$/,
+    'must be an IRC account name (letters, digits, _-[]{}|^`)',
+  );
+const ircChannel = z
+  .string()
+  .regex(
+    /^[#&][^\x00-\x20,\x07:]{1,49}$/,
+    'must be a channel name (#name, no spaces or control characters)',
+  );
+/** Sent inside an IRC line: a newline would end the line and start another command. */
+const ircPassword = z
+  .string()
+  .min(1)
+  .regex(/^[^\x00-\x1f\x7f ]+$/, 'must not contain spaces or control characters');
+const dnsName = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?$/,
+    'must be a DNS name',
+  );
+
 export const servicesParams = z.object({
-  from: z
-    .string()
+  from: hostName
     .optional()
     .describe('the host services run on now (default: where the unit is active)'),
-  to: z.string().optional().describe('the host to move services to (default: the standby)'),
-  unit: z.string().default('atheme').describe('the services unit'),
-  binary: z
-    .string()
+  to: hostName.optional().describe('the host to move services to (default: the standby)'),
+  unit: unitName.default('atheme').describe('the services unit'),
+  binary: absolutePath
     .default('/usr/bin/atheme-services')
     .describe('the services binary on the target'),
-  config: z.string().default('/etc/atheme/atheme.conf'),
-  db: z.string().default('/var/lib/atheme/services.db'),
-  dbOwner: z.string().default('atheme').describe('owner of the services.db'),
-  ircdConfig: z.string().default('/etc/inspircd/inspircd.conf'),
-  ircdUnit: z.string().default('inspircd'),
-  servicesLink: z
-    .string()
+  config: absolutePath.default('/etc/atheme/atheme.conf'),
+  db: absolutePath.default('/var/lib/atheme/services.db'),
+  dbOwner: userName.default('atheme').describe('owner of the services.db'),
+  startFlags: absolutePath
+    .default('/etc/atheme/start.env')
+    .describe(
+      'the EnvironmentFile of the services unit whose ATHEME_FLAGS the ExecStart passes on: -r starts services read-only',
+    ),
+  ircdConfig: absolutePath.default('/etc/inspircd/inspircd.conf'),
+  ircdUnit: unitName.default('inspircd'),
+  servicesLink: absolutePath
     .default('/etc/inspircd/services-link.conf')
     .describe('the include file with the services <link> block'),
-  ircPort: z.number().int().default(6667),
+  ircPort: port.default(6667),
   binaryPolicy: z.enum(['resolvable', 'static']).default('resolvable'),
   window: z.iso
     .datetime({ offset: true })
@@ -73,30 +113,41 @@ export const servicesParams = z.object({
     .default(3600)
     .describe('longest TTL the run waits out after lowering it'),
   maxClockSkew: z.number().min(0).default(5).describe('seconds'),
-  lease: z
-    .string()
+  lease: dnsName
     .default('_lease.services')
     .describe('TXT record naming the host allowed to run services'),
-  opsAccount: z.string().default('batonops'),
-  opsPassword: secret(z.string().min(1)).describe('password of the services operator account'),
-  canary: z
-    .string()
+  opsAccount: ircName.default('batonops'),
+  opsPassword: secret(ircPassword).describe('password of the services operator account'),
+  canary: ircName
     .default('alice')
     .describe('an account registered before the move, identified after it'),
-  canaryPassword: secret(z.string().min(1)),
-  canaryChannel: z
-    .string()
+  canaryPassword: secret(ircPassword),
+  canaryChannel: ircChannel
     .default('#ops')
     .describe('a channel the canary account may set the topic of'),
-  tsigKey: secret(z.string().min(1))
+  tsigKey: secret(
+    z
+      .string()
+      .regex(
+        /^[A-Za-z0-9-]+:[A-Za-z0-9._-]+:[A-Za-z0-9+/=]+$/,
+        'must be algorithm:name:base64secret',
+      ),
+  )
     .optional()
     .describe('TSIG key for RFC 2136 DNS (algorithm:name:secret)'),
-  linkPassword: secret(z.string().min(1))
+  linkPassword: secret(
+    z
+      .string()
+      .min(1)
+      .regex(
+        /^[^\x00-\x1f\x7f"<>]+$/,
+        'must not contain quotes, angle brackets or control characters',
+      ),
+  )
     .optional()
     .describe("the services link password, needed when the primary's link block cannot be copied"),
-  linkPort: z.number().int().default(7000),
-  backupDir: z
-    .string()
+  linkPort: port.default(7000),
+  backupDir: absolutePath
     .default('/srv/backup/atheme')
     .describe('where backup hosts keep services.db copies'),
   maxCopyAgeHours: z.number().min(0).default(48).describe('oldest copy a failover may start from'),
@@ -175,13 +226,32 @@ function runnerOf(probe: Exec): CommandRunner {
 const fqdn = (name: string, zone: string): string =>
   name.endsWith('.') ? name.slice(0, -1) : `${name}.${zone}`;
 
-async function reachable(probe: Exec): Promise<boolean> {
+/**
+ * Whether a host answers. Down means no answer at the network level (a
+ * timeout, no route); a changed host key, a refused login or a host that
+ * answers but cannot run a command are errors that stop the run, never "down".
+ */
+export async function reachable(probe: Exec, name: string): Promise<boolean> {
   try {
     await probe(sh`true`, { timeoutMs: 10_000 });
     return true;
-  } catch {
-    return false;
+  } catch (e) {
+    if (isDown(e)) return false;
+    throw new BatonError(
+      isBatonError(e) && e.code === 'HOSTKEY_MISMATCH' ? 'HOSTKEY_MISMATCH' : 'PRECONDITION_FAILED',
+      `${name} answers but cannot be used, so it is not "down": ${errorMessage(e)}`,
+      isBatonError(e) && e.hint
+        ? e.hint
+        : `Find out what is wrong with ${name} before anything else; a failover needs a primary that does not answer at all.`,
+    );
   }
+}
+
+const NO_ANSWER =
+  /ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EHOSTDOWN|Timed out while waiting for handshake|timed out|No response from server/i;
+
+function isDown(e: unknown): boolean {
+  return e instanceof TransientError && !e.startedCommand && NO_ANSWER.test(e.message);
 }
 
 async function activeUnit(probe: Exec, unit: string): Promise<boolean> {
@@ -226,7 +296,9 @@ export async function gatherServicesFacts(
     h.roles.some((r) => ['ircd', 'services', 'primary', 'standby'].includes(r)),
   );
   const reach = new Map<string, boolean>();
-  await Promise.all(candidates.map(async (h) => reach.set(h.name, await reachable(ctx.probe(h)))));
+  await Promise.all(
+    candidates.map(async (h) => reach.set(h.name, await reachable(ctx.probe(h), h.name))),
+  );
   let from = params.from;
   if (!from) {
     const active: string[] = [];
@@ -254,7 +326,7 @@ export async function gatherServicesFacts(
     );
   if (to === from) throw new Error(`from and to are both ${to}`);
   const toHost = ctx.hostNamed(to);
-  const fromReachable = reach.get(from) ?? (await reachable(ctx.probe(fromHost)));
+  const fromReachable = reach.get(from) ?? (await reachable(ctx.probe(fromHost), from));
 
   const configHost = fromReachable ? fromHost : toHost;
   const conf = await ctx.probe(configHost)(sh`cat ${params.config}`);
@@ -289,7 +361,7 @@ export async function gatherServicesFacts(
 
   const ircdInfo: Record<string, IrcdFacts> = {};
   for (const h of ircds) {
-    if (!reach.get(h.name) && !(await reachable(ctx.probe(h)))) continue;
+    if (!reach.get(h.name) && !(await reachable(ctx.probe(h), h.name))) continue;
     ircdInfo[h.name] = await ircdFacts(ctx.probe(h), params.ircdConfig, servicesName);
   }
   const toIrcd = ircdInfo[to];
@@ -554,9 +626,9 @@ export function lowerTtlStep(): Step {
   };
 }
 
-/** OperServ answers that prove a command took effect. */
+/** OperServ answers that prove a command took effect (or found it in effect). */
 const OPERSERV = {
-  'READONLY ON': /now running in read-?only mode/i,
+  'READONLY ON': /now running in read-?only mode|read-?only mode is already enabled/i,
   'READONLY OFF': /no longer running in read-?only mode|read-?only mode is already disabled/i,
   UPDATE: /updat|sav/i,
 } as const;
@@ -565,11 +637,11 @@ const OPERSERV = {
 async function operServAct(
   ctx: ApplyContext<ServicesParams, ServicesFacts>,
   command: keyof typeof OPERSERV,
-  before?: () => Promise<unknown>,
+  hooks: { before?: () => Promise<unknown>; after?: (said: string) => void } = {},
 ): Promise<void> {
   const { params, host: h } = ctx;
   await ctx.act(`irc ${h.name}: OperServ ${command} (as ${params.opsAccount})`, async () => {
-    await before?.();
+    await hooks.before?.();
     const r = await operServ(
       ctx,
       h,
@@ -579,7 +651,9 @@ async function operServAct(
       [command],
       OPERSERV[command],
     );
-    return r.replies.join(' / ');
+    const said = r.replies.join(' / ');
+    hooks.after?.(said);
+    return said;
   });
 }
 
@@ -591,20 +665,35 @@ export function freezeStep(): Step {
     state: 'services read-only on the source host',
     idempotent: true,
     async apply(ctx) {
-      await operServAct(ctx, 'READONLY ON');
+      await operServAct(ctx, 'READONLY ON', {
+        after: (said) => {
+          if (/already enabled/i.test(said)) {
+            ctx.note({ alreadyReadOnly: true });
+            throw new BatonError(
+              'PRECONDITION_FAILED',
+              `services on ${ctx.host.name} were already read-only before this run froze them (OperServ: ${said})`,
+              'Someone else froze them: another run or a person. Find out who before anything else; baton does not lift a freeze it did not set.',
+            );
+          }
+          ctx.note({ froze: true });
+        },
+      });
     },
     async undo(ctx) {
+      // Only a freeze this run set is lifted (a resume knows it from the journal).
+      if (!ctx.notes.froze) return;
       // After a rollback restarted services, they take a few seconds to link again.
-      await operServAct(ctx, 'READONLY OFF', () =>
-        waitForServices(
-          ctx,
-          ctx.host,
-          ctx.params.ircPort,
-          ctx.facts.servicesName,
-          30_000,
-          ctx.sleep,
-        ),
-      );
+      await operServAct(ctx, 'READONLY OFF', {
+        before: () =>
+          waitForServices(
+            ctx,
+            ctx.host,
+            ctx.params.ircPort,
+            ctx.facts.servicesName,
+            30_000,
+            ctx.sleep,
+          ),
+      });
     },
   };
 }
@@ -667,8 +756,13 @@ export function stopPrimaryStep(): Step {
     title: 'Stop services on the primary cleanly',
     targets: (ctx) => [ctx.facts.from],
     state: 'services stopped on the source host; snapshot taken',
-    async apply({ $, params }) {
+    async apply(ctx) {
+      const { $, params, facts } = ctx;
+      // Atheme accepts changes while read-only and only forgets to save them (measured):
+      // lift the freeze just before the stop, whose save then keeps every change it accepted.
+      await operServAct(ctx, 'READONLY OFF');
       await $`systemctl stop ${params.unit}`;
+      await $`cp -p ${params.db} ${facts.snapshot} && sha256sum ${facts.snapshot} > ${`${facts.snapshot}.sha256`}`;
     },
     async verify({ probe, params, facts, host: h }) {
       const state = (
@@ -676,20 +770,31 @@ export function stopPrimaryStep(): Step {
       ).stdout.trim();
       const snap = await readDb(probe, facts.snapshot);
       const disk = await readDb(probe, params.db);
+      const lost = facts.primaryDb ? lostSince(facts.primaryDb, disk) : [];
       return [
         condition(`${params.unit} on ${h.name} is stopped`, state !== 'active', {
           expected: 'inactive',
           found: state,
         }),
+        condition(`the db ${h.name} saved as it stopped loads`, !disk.fault, {
+          expected: 'every record readable',
+          found: describeDb(disk),
+          remedy: `Do not start services from it. Repair the record named on ${h.name}, then plan again.`,
+        }),
         condition(
-          'the db on disk after the stop is the snapshot',
+          'the snapshot is the db saved at the stop',
           disk.fingerprint?.sha256 === snap.fingerprint?.sha256,
           {
-            expected: describeDb(snap),
-            found: describeDb(disk),
-            remedy: 'Something wrote after the snapshot; take the snapshot again.',
+            expected: describeDb(disk),
+            found: describeDb(snap),
+            remedy: 'Something wrote after the stop; find out what before going on.',
           },
         ),
+        condition('the saved db keeps what the primary held at planning', lost.length === 0, {
+          expected: facts.primaryDb ? `everything in ${describeDb(facts.primaryDb)}` : 'nothing',
+          found: lost.length ? `missing ${lost.join('; ')}` : 'all present',
+          remedy: 'Find out why the stop lost data before moving anything.',
+        }),
       ];
     },
     async undo({ $, params }) {
@@ -851,28 +956,46 @@ export function fenceStep(): Step {
 export function linkStep(): Step {
   return {
     id: 'link',
-    title: "Let services link to the standby's ircd (validated, rehashed)",
+    title:
+      "Let services link to the standby's ircd (validated, rehashed); from here the new instance may take writes",
     targets: (ctx) => [ctx.facts.to],
     when: ({ facts }) =>
       !facts.standbyHasLink || `${facts.to} already has a link block for ${facts.servicesName}`,
     idempotent: true,
-    async check({ facts, params }) {
-      return condition(
-        'a services link block to install',
-        facts.fromReachable || Boolean(params.linkPassword),
-        {
-          expected: `the primary's ${params.servicesLink}, or --param linkPassword`,
-          found: facts.fromReachable
-            ? 'the primary is reachable'
-            : 'the primary is unreachable and no link password was given',
-          remedy:
-            'Pass --param linkPassword=@file:PATH (the services link password from your secrets store).',
-        },
+    // Once linked, the new instance answers users, and Atheme accepts changes even
+    // read-only: an undo would discard them, so the run only goes forward.
+    commit: true,
+    state: 'services linked on the target host, read-only',
+    async check({ facts, params, probe }) {
+      const before = `${params.servicesLink}.before`;
+      const stale = await probe(
+        sh`test ! -e ${before} || cmp -s ${before} ${params.servicesLink}`,
+        { allowFail: true },
       );
+      return [
+        condition(
+          'a services link block to install',
+          facts.fromReachable || Boolean(params.linkPassword),
+          {
+            expected: `the primary's ${params.servicesLink}, or --param linkPassword`,
+            found: facts.fromReachable
+              ? 'the primary is reachable'
+              : 'the primary is unreachable and no link password was given',
+            remedy:
+              'Pass --param linkPassword=@file:PATH (the services link password from your secrets store).',
+          },
+        ),
+        condition(`no stale backup ${before}`, stale.exitCode === 0, {
+          expected: `no ${before}, or one equal to ${params.servicesLink}`,
+          found: `${before} from an earlier run, different from ${params.servicesLink}`,
+          remedy: `Compare the two files and remove or move aside ${before}; baton keeps the first backup it makes and will not take one over.`,
+        }),
+      ];
     },
     async apply({ $, pipe, params, facts }) {
       const target = sh`umask 077 && cat > ${`${params.servicesLink}.new`} && chown --reference=${`${params.servicesLink}.before`} ${`${params.servicesLink}.new`} && chmod --reference=${`${params.servicesLink}.before`} ${`${params.servicesLink}.new`} && mv -f ${`${params.servicesLink}.new`} ${params.servicesLink}`;
-      await $`cp -p ${params.servicesLink} ${`${params.servicesLink}.before`}`;
+      // A retry keeps the backup of the file as it was before the first attempt.
+      await $`test -e ${`${params.servicesLink}.before`} || cp -p ${params.servicesLink} ${`${params.servicesLink}.before`}`;
       if (facts.fromReachable) {
         await pipe({ host: facts.from, command: sh`cat ${params.servicesLink}` }, target);
       } else {
@@ -884,12 +1007,13 @@ export function linkStep(): Step {
       }
       await $`systemctl reload ${params.ircdUnit}`;
     },
-    async verify({ probe, params, facts, host: h }) {
+    async verify(ctx) {
+      const { probe, params, facts, host: h } = ctx;
       const info = await ircdFacts(probe, params.ircdConfig, facts.servicesName);
       const state = (
         await probe(sh`systemctl is-active ${params.ircdUnit}`, { allowFail: true })
       ).stdout.trim();
-      return [
+      const conditions = [
         condition(`${h.name} has a <link> for ${facts.servicesName}`, info.links.length > 0, {
           expected: 'a link block',
           found: `${info.links.length}`,
@@ -899,6 +1023,16 @@ export function linkStep(): Step {
           found: state,
         }),
       ];
+      if (conditions.some((c) => !c.ok)) return conditions;
+      const trust = await waitForServices(
+        ctx,
+        h,
+        params.ircPort,
+        facts.servicesName,
+        45_000,
+        ctx.sleep,
+      );
+      return [...conditions, trust.condition];
     },
     async undo({ $, params }) {
       await $`test ! -e ${`${params.servicesLink}.before`} || mv -f ${`${params.servicesLink}.before`} ${params.servicesLink}`;
@@ -910,10 +1044,26 @@ export function linkStep(): Step {
 export function startStandbyStep(): Step {
   return {
     id: 'start-standby',
-    title: 'Start services on the standby and wait for them to link',
+    title: 'Start services on the standby, read-only (atheme-services -r) until proven',
     targets: (ctx) => [ctx.facts.to],
-    state: 'services running on the target host',
+    state: 'services running read-only on the target host',
+    // Where the standby's ircd already has the services link, they link as they start.
+    commit: ({ facts }) => facts.standbyHasLink,
+    async check({ probe, params, host: h }) {
+      const unit = await probe(sh`systemctl cat ${params.unit}`, { allowFail: true });
+      const flags = new RegExp(`^EnvironmentFile=-?${escapeRegExp(params.startFlags)}\\s*$`, 'm');
+      const ok =
+        unit.exitCode === 0 &&
+        flags.test(unit.stdout) &&
+        /^ExecStart=.*\$\{?ATHEME_FLAGS\}?/m.test(unit.stdout);
+      return condition(`${params.unit} on ${h.name} can start read-only`, ok, {
+        expected: `EnvironmentFile=-${params.startFlags} and $ATHEME_FLAGS on its ExecStart`,
+        found: unit.exitCode === 0 ? 'not both in the unit' : `no unit: ${unit.stderr.trim()}`,
+        remedy: `Add \`EnvironmentFile=-${params.startFlags}\` and \`$ATHEME_FLAGS\` at the end of ExecStart to ${params.unit}.service on ${h.name}, then systemctl daemon-reload: baton starts the new instance read-only until it is proven.`,
+      });
+    },
     async apply({ $, params }) {
+      await $`umask 022 && printf 'ATHEME_FLAGS=-r\n' > ${`${params.startFlags}.new`} && mv -f ${`${params.startFlags}.new`} ${params.startFlags}`;
       await $`systemctl enable ${params.unit} && systemctl start ${params.unit}`;
     },
     async verify(ctx) {
@@ -928,6 +1078,22 @@ export function startStandbyStep(): Step {
           found: `${state}: ${log.stdout.trim().split('\n').slice(-3).join(' | ')}`,
         });
       }
+      const args = await probe(
+        sh`pid=$(systemctl show -p MainPID --value ${params.unit}) && xargs -0 < /proc/"$pid"/cmdline`,
+        { allowFail: true },
+      );
+      const conditions = [
+        condition(`${params.unit} on ${h.name} runs`, true, { expected: 'active', found: state }),
+        condition(
+          `${params.unit} on ${h.name} runs read-only`,
+          /(^|\s)-r(\s|$)/.test(args.stdout),
+          {
+            expected: 'atheme-services … -r',
+            found: args.stdout.trim() || args.stderr.trim() || 'no process',
+          },
+        ),
+      ];
+      if (!facts.standbyHasLink) return conditions;
       const trust = await waitForServices(
         ctx,
         h,
@@ -936,15 +1102,16 @@ export function startStandbyStep(): Step {
         45_000,
         ctx.sleep,
       );
-      return [
-        condition(`${params.unit} on ${h.name} runs`, true, { expected: 'active', found: state }),
-        trust.condition,
-      ];
+      return [...conditions, trust.condition];
     },
     async undo({ $, params }) {
-      await $`systemctl stop ${params.unit} && systemctl disable ${params.unit}`;
+      await $`systemctl stop ${params.unit} && systemctl disable ${params.unit} && rm -f ${params.startFlags}`;
     },
   };
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 export function proveStep(): Step {
@@ -1025,8 +1192,16 @@ export function unfreezeStep(): Step {
     idempotent: true,
     async apply(ctx) {
       await operServAct(ctx, 'READONLY OFF');
+      // A restart of the new primary must come up writable too.
+      await ctx.$`rm -f ${ctx.params.startFlags}`;
     },
-    async undo() {},
+    async verify({ probe, params, host: h }) {
+      const flags = await probe(sh`test ! -e ${params.startFlags}`, { allowFail: true });
+      return condition(`${params.unit} on ${h.name} starts writable`, flags.exitCode === 0, {
+        expected: `no ${params.startFlags}`,
+        found: flags.exitCode === 0 ? 'none' : 'still there',
+      });
+    },
   };
 }
 

@@ -204,7 +204,9 @@ User=${ATHEME.user}
 Group=${ATHEME.user}
 # Self-fencing: never start unless the DNS lease names this host.
 ExecStartPre=${ATHEME.leaseCheck}
-ExecStart=${ATHEME_COMMAND}
+# A handover starts the new instance read-only (ATHEME_FLAGS=-r) until it is proven.
+EnvironmentFile=-${ATHEME.startFlags}
+ExecStart=${ATHEME_COMMAND} $ATHEME_FLAGS
 ExecReload=/bin/kill -HUP $MAINPID
 RuntimeDirectory=atheme
 TimeoutStopSec=30

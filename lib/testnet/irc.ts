@@ -77,6 +77,8 @@ export const ATHEME = {
   db: '/var/lib/atheme/services.db',
   /** ExecStartPre of the unit: refuses to start unless the DNS lease names this host. */
   leaseCheck: '/etc/atheme/lease-check',
+  /** EnvironmentFile of the unit: ATHEME_FLAGS=-r starts services read-only (a handover does, until proven). */
+  startFlags: '/etc/atheme/start.env',
   log: '/var/log/atheme/atheme.log',
   pidFile: '/run/atheme/atheme.pid',
 } as const;
