@@ -33,6 +33,7 @@ import {
   resumeRun,
   runDir,
   startRun,
+  unlockStack,
   type Invocation,
 } from './runs.ts';
 import { plainDisplay, taskListDisplay, type Display } from './display.ts';
@@ -45,6 +46,7 @@ export function exitCodeFor(code: ErrorCode): number {
       return EXIT.invalid;
     case 'NEEDS_HUMAN':
     case 'RUN_LOCKED':
+    case 'STACK_LOCKED':
       return EXIT.needsHuman;
     default:
       return EXIT.failed;
@@ -478,6 +480,31 @@ Exits 1 when the journal fails verification (tampered or truncated).`,
           );
           if (r.journal !== 'verified') io.out(`  journal: ${r.journal}`);
         }
+      throw new Exit(EXIT.done);
+    });
+
+  withCommon(
+    program
+      .command('unlock <stack> <lock-id>')
+      .description(
+        'Break a stale stack lock (its controller is gone for good), on every host that holds it; journaled.',
+      ),
+  )
+    .addHelpText(
+      'after',
+      '\nThe refusal of a run names the lock id, its run, operator, controller and age.\n\nExamples:\n  npx baton unlock production 3f9a1c2e',
+    )
+    .action(async (stack: string, lockId: string) => {
+      const r = await unlockStack({ stack, lockId });
+      if (json) io.out(JSON.stringify(r, null, 2));
+      else {
+        io.out(
+          `Lock ${lockId} of stack ${stack} broken on ${r.removed.join(', ') || 'no place'}${r.holder ? ` (it was held by run ${r.holder.runId}, ${r.holder.operator} on ${r.holder.controller}, since ${r.holder.takenAt})` : ''}.`,
+        );
+        if (r.unreachable.length)
+          io.out(`Unreachable, check them when they are back: ${r.unreachable.join(', ')}.`);
+        io.out(`Journal: ${r.journal}`);
+      }
       throw new Exit(EXIT.done);
     });
 

@@ -54,6 +54,8 @@ const lineFor: EventFormatters<string | undefined> = {
     `${e.step} ${e.host}: ${e.ok ? 'undone' : `UNDO FAILED: ${e.error ?? ''}`}`,
   resume: (e) =>
     `resumed by ${e.operator}${e.interrupted.length ? `; interrupted: ${e.interrupted.map((i) => `${i.step} on ${i.host}`).join(', ')}` : ''}`,
+  unlock: (e) =>
+    `lock ${e.lockId} of stack ${e.stack} broken by ${e.by}: removed on ${e.removed.join(', ') || 'no place'}${e.unreachable.length ? `; unreachable: ${e.unreachable.join(', ')}` : ''}`,
   log: (e) => `${e.step ?? ''} ${e.host ?? ''}: ${e.message}`.trim(),
   'run-end': (e) => `run ended: ${e.outcome}; hosts are ${e.state}`,
 };

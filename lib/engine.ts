@@ -53,6 +53,16 @@ export interface EngineDeps {
   gate?(plan: Plan, hash: string, record: (event: RunEvent) => void): Promise<GateResult>;
   /** Base delay for retries of transient failures. */
   backoffMs?: number;
+  /**
+   * Called after each mutation of a live apply has returned: fault injection
+   * (a test throws a TransientError here to drop the connection mid-step).
+   */
+  afterMutation?(at: {
+    step: string;
+    host: string;
+    index: number;
+    command: string;
+  }): Promise<void> | void;
 }
 
 export type GateResult =
@@ -287,6 +297,14 @@ export class Session {
         host: host.name,
         phase: mode.phase,
         result: record(result, isMutation),
+      });
+    }
+    if (mode.kind === 'live' && isMutation && mode.phase === 'apply' && this.deps.afterMutation) {
+      await this.deps.afterMutation({
+        step: mode.step,
+        host: host.name,
+        index: mode.counter.started,
+        command: this.input.redactor.redact(text),
       });
     }
     if (!allowFail && (result.exitCode !== 0 || result.signal)) {

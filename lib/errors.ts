@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'HOSTKEY_UNKNOWN'
   | 'JOURNAL_CORRUPT'
   | 'RUN_LOCKED'
+  | 'STACK_LOCKED'
   | 'PLAN_DRIFT'
   | 'NEEDS_HUMAN'
   | 'NOT_ROOT'

@@ -34,6 +34,8 @@ export type RunEvent =
       inventory: Inventory;
       inventoryHash: string;
       pid: number;
+      /** The stack lock this run holds (lib/stacklock.ts), and the places that granted it. */
+      lock?: { lockId: string; places: string[] };
     }
   | { kind: 'planned'; planHash: string; plan: Plan }
   | { kind: 'preflight'; conditions: Array<Condition & { step: string; host: string }> }
@@ -95,6 +97,16 @@ export type RunEvent =
       interrupted: Array<{ step: string; host: string }>;
     }
   | { kind: 'log'; step?: string; host?: string; message: string }
+  /** `baton unlock`: a person broke a stack lock. */
+  | {
+      kind: 'unlock';
+      stack: string;
+      lockId: string;
+      by: string;
+      removed: string[];
+      unreachable: string[];
+      holder?: { runId: string; operator: string; controller: string; takenAt: string };
+    }
   | {
       kind: 'run-end';
       outcome: RunOutcome;

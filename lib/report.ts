@@ -189,6 +189,7 @@ export function buildReport(read: JournalRead): Report {
       case 'step-end':
       case 'log':
       case 'note':
+      case 'unlock':
         break;
       case 'forward':
         push(r, {

@@ -30,6 +30,13 @@ import { approvalGate, gates, type Gate } from './gate.ts';
 import { planHash as hashOf, type Plan } from './plan.ts';
 import type { AnyRunbook } from './runbook.ts';
 import { defaultTransports, type Transports } from './transports.ts';
+import {
+  acquireStackLock,
+  breakStackLock,
+  newLockId,
+  type LockHolder,
+  type StackLock,
+} from './stacklock.ts';
 
 export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -257,13 +264,31 @@ export async function startRun(opts: StartOptions): Promise<RunResult> {
     opts.gate,
   );
   const p = await prepare({ ...opts, deps: { ...opts.deps, gate } });
+  // Before any fact is gathered: one run per stack, whichever controller starts it.
+  let lock: StackLock;
+  try {
+    lock = await acquireStackLock(
+      p.inventory,
+      {
+        lockId: newLockId(),
+        runId: p.runId,
+        runbook: p.loaded.runbook.name,
+        operator: operatorName(),
+      },
+      { transportFor: p.transports.transportFor, now: p.now, home: batonHome(opts.cwd) },
+    );
+  } catch (e) {
+    await p.transports.close();
+    throw e;
+  }
   const dir = join(runsDir(opts.cwd), p.runId);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const release = acquireLock(dir, p.runId);
+  let result: RunResult | undefined;
   try {
     const journal = Journal.create(dir, undefined, p.now);
     opts.onStart?.(p.runId, dir);
-    return await stopped(p.runId, () =>
+    result = await stopped(p.runId, () =>
       p.session.run(journal, {
         kind: 'run-start',
         runId: p.runId,
@@ -278,12 +303,23 @@ export async function startRun(opts: StartOptions): Promise<RunResult> {
         inventory: p.inventory,
         inventoryHash: inventoryHash(p.inventory),
         pid: process.pid,
+        lock: {
+          lockId: lock.holder.lockId,
+          places: lock.places.filter((x) => x.outcome === 'taken').map((x) => x.place),
+        },
       }),
     );
+    return result;
   } finally {
+    await endLock(lock, result);
     await p.transports.close();
     release();
   }
+}
+
+/** A run that stopped for a person keeps the stack locked: its resume takes it up again. */
+async function endLock(lock: StackLock, result: RunResult | undefined): Promise<void> {
+  if (result && result.outcome !== 'needs-human') await lock.release();
 }
 
 export interface ResumeOptions {
@@ -346,7 +382,19 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
     }
     const now = opts.deps?.now ?? (() => new Date());
     const transports = defaultTransports();
+    let lock: StackLock | undefined;
+    let result: RunResult | undefined;
     try {
+      lock = await acquireStackLock(
+        start.inventory,
+        {
+          lockId: start.lock?.lockId ?? newLockId(),
+          runId: opts.runId,
+          runbook: start.runbook,
+          operator: operatorName(),
+        },
+        { transportFor: transports.transportFor, now, home: batonHome(opts.cwd) },
+      );
       const session = new Session(
         {
           runbook: loaded.runbook,
@@ -366,10 +414,12 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
           ...opts.deps,
         },
       );
-      return await stopped(opts.runId, () =>
+      result = await stopped(opts.runId, () =>
         session.resume(Journal.reopen(dir, validated.redactor, now), history),
       );
+      return result;
     } finally {
+      if (lock) await endLock(lock, result);
       await transports.close();
     }
   } finally {
@@ -556,4 +606,64 @@ export async function invocationFromPlan(
     ),
     ...(cwd ? { cwd } : {}),
   };
+}
+
+export interface UnlockResult {
+  stack: string;
+  lockId: string;
+  removed: string[];
+  unreachable: string[];
+  holder?: LockHolder;
+  /** The journal of the unlock, under .baton/unlocks/. */
+  journal: string;
+}
+
+/** `baton unlock`: break a stack lock by its id, journaled here and logged on each place. */
+export async function unlockStack(opts: {
+  stack: string;
+  lockId: string;
+  cwd?: string;
+  inventory?: Inventory;
+}): Promise<UnlockResult> {
+  const inventory = opts.inventory ?? (await loadInventory(opts.stack, opts.cwd));
+  const transports = defaultTransports();
+  const now = (): Date => new Date();
+  const by = operatorName();
+  try {
+    const r = await breakStackLock(inventory, opts.lockId, by, {
+      transportFor: transports.transportFor,
+      now,
+      home: batonHome(opts.cwd),
+    });
+    const stamp = newRunId(`unlock-${opts.stack}`, now());
+    const dir = join(batonHome(opts.cwd), 'unlocks', stamp);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    Journal.create(dir, undefined, now).append({
+      kind: 'unlock',
+      stack: opts.stack,
+      lockId: opts.lockId,
+      by,
+      removed: r.removed,
+      unreachable: r.unreachable,
+      ...(r.holder
+        ? {
+            holder: {
+              runId: r.holder.runId,
+              operator: r.holder.operator,
+              controller: r.holder.controller,
+              takenAt: r.holder.takenAt,
+            },
+          }
+        : {}),
+    });
+    if (r.removed.length === 0 && r.unreachable.length === 0) {
+      throw new InvalidInputError(
+        `no place of stack ${opts.stack} holds lock ${opts.lockId}`,
+        'The lock was released or broken already; a run refused for a lock names the lock id that holds it.',
+      );
+    }
+    return { stack: opts.stack, lockId: opts.lockId, ...r, journal: dir };
+  } finally {
+    await transports.close();
+  }
 }

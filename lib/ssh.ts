@@ -250,7 +250,14 @@ export class SshPool implements Transport {
       fromChannel = await this.openExec(fromConn, from.host, from.command);
     } catch (e) {
       toChannel.close();
-      throw e;
+      // The destination already ran (with empty input, say a `cat >` that truncated
+      // its file): the stream has started, whatever the source said.
+      throw new TransientError(
+        to.host.name,
+        `${errorMessage(e)}; but \`${clip(to.command)}\` had already started on ${to.host.name}, so the stream may have had an effect`,
+        true,
+        { cause: e },
+      );
     }
     const hash = hashing(options.onProgress);
     let sourceAbandoned = false;

@@ -68,7 +68,8 @@ export interface TestnetPaths {
 
 export function testnetPaths(cwd = process.cwd(), env = process.env): TestnetPaths {
   const home = resolve(cwd, env['BATON_HOME'] || '.baton');
-  const dir = join(home, 'testnet');
+  // BATON_TESTNET: a second controller (another checkout, another BATON_HOME) on the same testnet.
+  const dir = env['BATON_TESTNET'] ? resolve(cwd, env['BATON_TESTNET']) : join(home, 'testnet');
   // Namespace names are global: derive them from the state directory so two
   // testnets (say, two checkouts, or parallel test files) never collide.
   const id = createHash('sha256').update(dir).digest('hex').slice(0, 6);

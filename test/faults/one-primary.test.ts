@@ -1,0 +1,306 @@
+/**
+ * One primary and every byte, tried the way a second controller, a killed
+ * process, a dropped connection and a changed host key would try it, on the
+ * irc testnet, and checked from outside baton: systemctl on the hosts, the
+ * services.db on disk, a raw IRC session, dig.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { checkAthemeDb } from '../../lib/atheme/db.ts';
+import type { RunResult } from '../../lib/engine.ts';
+import type { RunEvent } from '../../lib/events.ts';
+import { TransientError } from '../../lib/errors.ts';
+import { findHost, type Inventory } from '../../lib/inventory.ts';
+import { readJournal } from '../../lib/journal.ts';
+import { loadRunbook, startRun } from '../../lib/runs.ts';
+import type { SshPool } from '../../lib/ssh.ts';
+import * as testnet from '../../lib/testnet/index.ts';
+import { readIrcSecrets, OPERATOR_ACCOUNT } from '../../lib/testnet/irc.ts';
+import { askService, connectIrc } from '../../lib/testnet/irc-seed.ts';
+import { rehearsalParams } from '../../lib/testnet/rehearsal.ts';
+import '../../lib/testnet/stack.ts';
+import { ROOT } from '../helpers.ts';
+import { assertPrerequisite, skipUnless } from '../support/require.ts';
+
+const missing = process.getuid?.() !== 0 ? 'needs root (the testnet)' : undefined;
+const home = mkdtempSync(join(tmpdir(), 'baton-one-primary-'));
+const BATON = join(ROOT, 'bin', 'baton.js');
+const DB = '/var/lib/atheme/services.db';
+const LINK = '/etc/inspircd/services-link.conf';
+/** The full matrix kills at every step past the point of no return; CI takes a sample. */
+const KILL_AT = process.env.BATON_FULL_MATRIX
+  ? ['prove', 'irc-health-build', 'irc-health-ship', 'irc-health-prove', 'cut-dns', 'unfreeze']
+  : ['prove', 'cut-dns', 'unfreeze'];
+
+/** The journal of a run that is still writing it: a read between a record and its head is retried. */
+function readWhileWritten(dir: string): RunEvent[] {
+  try {
+    return readJournal(dir).records.map((r) => r.event);
+  } catch {
+    return [];
+  }
+}
+
+describe.skipIf(skipUnless(missing, 'one primary on the testnet'))(
+  'one primary and every byte',
+  () => {
+    let pool: SshPool;
+    let inv: Inventory;
+    let params: string[];
+
+    const on = async (host: string, command: string): Promise<string> => {
+      const r = await pool.exec(findHost(inv, host), command, { timeoutMs: 60_000 });
+      if (r.exitCode !== 0)
+        throw new Error(`on ${host}: ${command}: exit ${r.exitCode}: ${r.stderr}`);
+      return r.stdout;
+    };
+    const active = async (host: string): Promise<string> =>
+      (
+        await pool.exec(findHost(inv, host), 'systemctl is-active atheme', { timeoutMs: 20_000 })
+      ).stdout.trim();
+    const dig = async (name: string, type: string): Promise<string> =>
+      (await on('ns1', `dig +norec +short @192.0.2.53 ${name} ${type}`)).trim();
+    const accounts = async (host: string): Promise<string[]> => {
+      const check = checkAthemeDb(await on(host, `cat ${DB}`));
+      if (!check.ok) throw new Error(`${host}: ${check.fault.message}`);
+      return (await on(host, `cat ${DB}`))
+        .split('\n')
+        .filter((l) => l.startsWith('MU '))
+        .map((l) => l.split(' ')[2]!);
+    };
+    /** The run's CLI in its own process, as an operator starts it. */
+    const cli = (args: string[], env: Record<string, string> = {}): ReturnType<typeof spawn> =>
+      spawn(process.execPath, [BATON, ...args], {
+        cwd: env.BATON_HOME ?? home,
+        env: { ...process.env, BATON_HOME: home, ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+    const exited = (
+      child: ReturnType<typeof spawn>,
+    ): Promise<{ code: number | null; out: string }> =>
+      new Promise((resolve) => {
+        let out = '';
+        child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+        child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+        child.once('exit', (code) => resolve({ code, out }));
+      });
+    const run = async (runbook: string, deps = {}): Promise<RunResult> => {
+      const { runbook: rb } = await loadRunbook(runbook);
+      return startRun({
+        runbook,
+        stack: 'local',
+        params: rehearsalParams(rb, []),
+        cwd: home,
+        deps,
+      });
+    };
+    const runsNow = (): string[] =>
+      existsSync(join(home, 'runs')) ? readdirSync(join(home, 'runs')).sort() : [];
+    /** Ask services, through paralysis (not the services host's own ircd), with a raw client. */
+    const services = async (
+      service: string,
+      lines: Array<[string, RegExp]>,
+      identify = false,
+    ): Promise<string[]> => {
+      const secrets = readIrcSecrets();
+      const client = await connectIrc(pool, findHost(inv, 'paralysis'));
+      try {
+        const said: string[] = [];
+        if (identify) {
+          const pw = secrets.passwords[OPERATOR_ACCOUNT]!;
+          await askService(
+            client,
+            'NickServ',
+            `IDENTIFY ${OPERATOR_ACCOUNT} ${pw}`,
+            /identified/i,
+            {
+              secrets: [pw],
+            },
+          );
+        }
+        for (const [text, expect] of lines)
+          said.push(await askService(client, service, text, expect, { refuse: /^\b$/ }));
+        return said;
+      } finally {
+        client.quit();
+      }
+    };
+    const expectServicesOn = async (host: 'nebula' | 'emergency1'): Promise<void> => {
+      const other = host === 'nebula' ? 'emergency1' : 'nebula';
+      expect(await active(host)).toBe('active');
+      expect(await active(other)).not.toBe('active');
+      const address = host === 'nebula' ? '192.0.2.12' : '192.0.2.13';
+      expect(await dig('services.irc.test', 'A')).toBe(address);
+      expect(await dig('_lease.services.irc.test', 'TXT')).toBe(`"${host}"`);
+    };
+
+    beforeAll(async () => {
+      assertPrerequisite(missing);
+      process.env.BATON_HOME = home;
+      inv = (await testnet.up({ topology: 'irc' })).inventory;
+      pool = testnet.testnetPool({ readyTimeoutMs: 20_000 });
+      params = rehearsalParams((await loadRunbook('handover')).runbook, []).flatMap((p) => [
+        '--param',
+        p,
+      ]);
+    }, 900_000);
+
+    afterAll(async () => {
+      await pool?.close();
+      if (existsSync(join(home, 'testnet'))) await testnet.down();
+      delete process.env.BATON_HOME;
+      rmSync(home, { recursive: true, force: true });
+    });
+
+    it('a link step whose connection drops after it wrote keeps the first backup, and the handover goes on', async () => {
+      const original = (await on('emergency1', `sha256sum ${LINK}`)).slice(0, 64);
+      let dropped = false;
+      const result = await run('handover', {
+        afterMutation: (at: { step: string; index: number; host: string }) => {
+          if (at.step === 'link' && at.index === 2 && !dropped) {
+            dropped = true;
+            throw new TransientError(at.host, 'connection dropped (injected)', true);
+          }
+        },
+      });
+      expect(dropped).toBe(true);
+      expect(result.error).toBeUndefined();
+      expect(result.outcome).toBe('done');
+      expect((await on('emergency1', `sha256sum ${LINK}.before`)).slice(0, 64)).toBe(original);
+      expect(await on('emergency1', `cat ${LINK}`)).toContain('<link name="services.irc.test"');
+      await expectServicesOn('emergency1');
+      const back = await run('failback');
+      expect(back.outcome).toBe('done');
+      await expectServicesOn('nebula');
+    }, 300_000);
+
+    it('a second controller on the same stack is refused, naming the first, and one instance runs', async () => {
+      const second = mkdtempSync(join(tmpdir(), 'baton-second-controller-'));
+      try {
+        const earlier = runsNow();
+        const first = cli(['run', 'handover', '--stack', 'local', '--yes', ...params]);
+        const firstDone = exited(first);
+        const until = Date.now() + 60_000;
+        let firstRun: string | undefined;
+        while (!(firstRun = runsNow().find((r) => !earlier.includes(r))) && Date.now() < until)
+          await new Promise((r) => setTimeout(r, 100));
+        await new Promise((r) => setTimeout(r, 1_000));
+        const other = await exited(
+          cli(['run', 'handover', '--stack', 'local', '--yes', ...params], {
+            BATON_HOME: second,
+            BATON_TESTNET: join(home, 'testnet'),
+          }),
+        );
+        expect(other.code).toBe(3);
+        expect(other.out).toContain(`stack local is locked by run ${firstRun}`);
+        expect(existsSync(join(second, 'runs'))).toBe(false);
+        const done = await firstDone;
+        expect(done.out).toContain(': done');
+        expect(done.code).toBe(0);
+        await expectServicesOn('emergency1');
+        expect((await run('failback')).outcome).toBe('done');
+        await expectServicesOn('nebula');
+      } finally {
+        rmSync(second, { recursive: true, force: true });
+      }
+    }, 300_000);
+
+    for (const step of KILL_AT) {
+      it(`a controller killed at ${step}, past the point of no return, resumes forward and keeps an account registered meanwhile`, async () => {
+        const before = runsNow();
+        const child = cli(['run', 'handover', '--stack', 'local', '--yes', ...params]);
+        const gone = exited(child);
+        const until = Date.now() + 120_000;
+        let runId: string | undefined;
+        for (;;) {
+          runId = runsNow().find((r) => !before.includes(r));
+          const events = runId ? readWhileWritten(join(home, 'runs', runId)) : [];
+          if (events.some((e) => e.kind === 'intent' && e.step === step)) break;
+          if (events.some((e) => e.kind === 'run-end')) {
+            child.kill('SIGKILL');
+            throw new Error(`the run ended before ${step}`);
+          }
+          if (Date.now() > until) {
+            child.kill('SIGKILL');
+            throw new Error(`the run never reached ${step}`);
+          }
+          await new Promise((r) => setTimeout(r, 25));
+        }
+        child.kill('SIGKILL');
+        await gone;
+        // Past the link, services on emergency1 answer users: one registers.
+        const nick = `late${step.replace(/[^a-z]/g, '').slice(0, 8)}`;
+        const client = await connectIrc(pool, findHost(inv, 'paralysis'), nick);
+        try {
+          await askService(
+            client,
+            'NickServ',
+            `REGISTER ${nick}pw1 ${nick}@example.org`,
+            /registered/i,
+          );
+        } finally {
+          client.quit();
+        }
+
+        const resumed = spawnSync(process.execPath, [BATON, 'resume', runId!, '--json'], {
+          cwd: home,
+          env: { ...process.env, BATON_HOME: home },
+          encoding: 'utf8',
+        });
+        expect(resumed.stdout + resumed.stderr).toContain('"outcome": "done"');
+        expect(resumed.status).toBe(0);
+        await expectServicesOn('emergency1');
+        const events = readJournal(join(home, 'runs', runId!)).records.map((r) => r.event);
+        expect(events.filter((e) => e.kind === 'undo-intent')).toEqual([]);
+        // Writable now: a forced save must hold the account registered in between.
+        await services('OperServ', [['UPDATE', /UPDATE completed/i]], true);
+        expect(await accounts('emergency1')).toContain(nick);
+
+        const back = await run('failback');
+        expect(back.outcome).toBe('done');
+        await expectServicesOn('nebula');
+        expect(await accounts('nebula')).toContain(nick);
+      }, 400_000);
+    }
+
+    it('a freeze someone else set stops the handover, and its undo leaves that freeze in place', async () => {
+      await services('OperServ', [['READONLY ON', /read-?only/i]], true);
+      try {
+        const result = await run('handover');
+        expect(result.outcome).toBe('rolled-back');
+        expect(result.error).toContain('were already read-only before this run froze them');
+        await expectServicesOn('nebula');
+        const [said] = await services('OperServ', [['READONLY ON', /read-?only/i]], true);
+        expect(said).toMatch(/already enabled/i);
+      } finally {
+        await services('OperServ', [['READONLY OFF', /read-?only/i]], true);
+      }
+    }, 300_000);
+
+    it('a failover stops when the primary answers with another host key, instead of calling it down', async () => {
+      const forged: Inventory = {
+        ...inv,
+        hosts: inv.hosts.map((h) =>
+          h.name === 'nebula' && h.ssh
+            ? { ...h, ssh: { ...h.ssh, hostKeys: ['SHA256:' + 'A'.repeat(43)] } }
+            : h,
+        ),
+      };
+      const { runbook: rb } = await loadRunbook('failover');
+      const result = await startRun({
+        runbook: 'failover',
+        stack: 'local',
+        params: rehearsalParams(rb, []),
+        cwd: home,
+        inventory: forged,
+      });
+      expect(result.outcome).toBe('precondition-failed');
+      expect(result.error).toContain('nebula answers but cannot be used, so it is not "down"');
+      expect(result.error).toContain('presented host key');
+      await expectServicesOn('nebula');
+    }, 120_000);
+  },
+);
