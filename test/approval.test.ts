@@ -44,9 +44,14 @@ const pub = (name: string): string =>
     .slice(0, 2)
     .join(' ');
 
-/** A workspace whose `nodes` stack needs two senior approvers, a hold and a reconfirmation. */
+/**
+ * A workspace whose `nodes` stack (directories on this machine, not a testnet)
+ * needs two senior approvers, a hold and a reconfirmation; `ordered` may take
+ * the emergency path.
+ */
 function production(
   rules: Record<string, unknown> = {},
+  top: Record<string, unknown> = { emergency: { runbooks: ['ordered'] } },
 ): Workspace & { plan: string; approvals: string } {
   const ws = workspace();
   writeFileSync(
@@ -72,6 +77,7 @@ function production(
           ...rules,
         },
       },
+      ...top,
     }),
   );
   const approvals = join(ws.cwd, 'approvals');
@@ -154,6 +160,7 @@ async function runApproved(
             sign({
               purpose: 'reconfirm',
               planHash: file.planHash,
+              policyHash: file.plan.policyHash,
               runbook: 'ordered',
               stack: 'nodes',
               emergency: false,
@@ -171,6 +178,31 @@ async function runApproved(
   const events = readJournal(join(runsDir(ws.cwd), result.runId)).records.map((r) => r.event);
   return { ...result, events };
 }
+
+async function cli(
+  ws: Workspace,
+  args: string[],
+): Promise<{ code: number; text: string; stdout: string }> {
+  const io = captureIo();
+  const code = await inDir(ws.cwd, () => main(args, io));
+  return { code, text: io.text(), stdout: io.stdout.join('\n') };
+}
+
+async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  const before = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, vars);
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of Object.entries(before)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
+const journalEvents = (ws: Workspace, runId: string): RunEvent[] =>
+  readJournal(join(runsDir(ws.cwd), runId)).records.map((r) => r.event);
 
 const refusals = (events: RunEvent[]): string[] =>
   events
@@ -304,6 +336,7 @@ describe('two-person rule', () => {
     const good = await sign({
       purpose: 'approve',
       planHash: plan.planHash,
+      policyHash: plan.plan.policyHash,
       runbook: 'ordered',
       stack: 'nodes',
       emergency: false,
@@ -340,6 +373,7 @@ describe('two-person rule', () => {
     const early = await sign({
       purpose: 'reconfirm',
       planHash: plan.planHash,
+      policyHash: plan.plan.policyHash,
       runbook: 'ordered',
       stack: 'nodes',
       emergency: false,
@@ -425,51 +459,47 @@ describe('two-person rule', () => {
     );
   });
 
-  it('rehearses on a testnet under the production policy', async () => {
+  it("practises production's rules on the built-in demo stack, which baton made", async () => {
     const ws = production();
     writeFileSync(
       join(ws.cwd, 'baton.policy.json'),
       JSON.stringify({
-        testnets: ['nodes'],
         stacks: {
           production: { approvers: 1, holdSeconds: 0, reconfirm: false, roles: ['senior'] },
         },
       }),
     );
-    const plan = await makePlan(ws);
+    const onDemo = ['--param', `dir=${ws.data}`, '--param', 'role=web'];
+    expect(
+      (await cli(ws, ['plan', ORDERED, '--stack', 'demo', ...onDemo, '--out', ws.plan])).code,
+    ).toBe(0);
+    const plan = readPlanFile(ws.plan);
     // The testnet alone needs nothing...
-    const free = await startRun({
-      runbook: ORDERED,
-      stack: 'nodes',
-      params: [`dir=${ws.data}`],
-      cwd: ws.cwd,
-    });
-    expect(free.outcome).toBe('done');
+    const free = await cli(ws, ['run', ORDERED, '--stack', 'demo', '--yes', ...onDemo]);
+    expect(free.code, free.text).toBe(0);
     // ...under production's rules it needs the approval flow.
-    await expect(
-      startRun({
-        runbook: ORDERED,
-        stack: 'nodes',
-        params: [`dir=${ws.data}`],
-        cwd: ws.cwd,
-        policyOf: 'production',
-      }),
-    ).rejects.toThrow('ordered on stack production needs 1 approval(s)');
+    const unapproved = await cli(ws, ['rehearse', '--plan', ws.plan, '--policy-of', 'production']);
+    expect(unapproved.code).toBe(2);
+    expect(unapproved.text).toContain('ordered on stack production needs 1 approval(s)');
     await approve(ws, 'alice');
-    const r = await startRun({
-      runbook: ORDERED,
-      stack: 'nodes',
-      params: [`dir=${ws.data}`],
-      cwd: ws.cwd,
-      policyOf: 'production',
-      approvals: ws.approvals,
-      approvedHash: plan.planHash,
-    });
-    expect(r.outcome).toBe('done');
-    const events = readJournal(join(runsDir(ws.cwd), r.runId)).records.map((x) => x.event);
+    const r = await cli(ws, [
+      'rehearse',
+      '--plan',
+      ws.plan,
+      '--policy-of',
+      'production',
+      '--approvals',
+      ws.approvals,
+      '--json',
+    ]);
+    expect(r.code, r.text).toBe(0);
+    const { runId } = JSON.parse(r.stdout) as { runId: string };
+    const events = journalEvents(ws, runId);
+    expect(events[0]).toMatchObject({ kind: 'run-start', mode: 'rehearse', stack: 'demo' });
     expect(events.find((e) => e.kind === 'approval')).toMatchObject({
       principal: 'alice@example.org',
       purpose: 'approve',
     });
+    expect(plan.plan.policyHash).toMatch(/^[0-9a-f]{64}$/);
   });
 });
