@@ -163,8 +163,16 @@ export interface ResolveOptions {
 
 type Layer = z.output<typeof stackRulesSchema>;
 
+/** The stack's rules, with the runbook's own rules for that stack over them field by field. */
 function layerFor(data: PolicyFileData, runbook: string, stack: string): Layer {
-  return data.runbooks?.[runbook]?.[stack] ?? data.stacks?.[stack] ?? {};
+  const onStack = data.stacks?.[stack] ?? {};
+  const own = data.runbooks?.[runbook]?.[stack] ?? {};
+  const emergency = { ...onStack.emergency, ...own.emergency };
+  return {
+    ...onStack,
+    ...own,
+    ...(onStack.emergency || own.emergency ? { emergency } : {}),
+  };
 }
 
 function applyLayer(
@@ -190,7 +198,7 @@ function applyLayer(
 
 /**
  * The rules for a runbook on a stack: the repository's `baton.policy.json`
- * (runbook+stack, then stack), else the defaults — two approvers, a
+ * (the stack's rules, the runbook's on that stack over them), else the defaults — two approvers, a
  * five-minute hold and a reconfirmation for destructive runbooks (one approver
  * otherwise), none on a testnet — then the caller's overlay, which may only
  * make them stricter.

@@ -33,6 +33,26 @@ describe('the repository policy', () => {
     expect(on(false)).toMatchObject({ approvers: 2, holdSeconds: 300, reconfirm: true });
   });
 
+  it("lays a runbook's rules for a stack over the stack's, field by field", () => {
+    const r = loadRepositoryPolicy(
+      repo({
+        'baton.policy.json': JSON.stringify({
+          stacks: { prod: { approvers: 2, roles: ['senior'], emergency: { approvers: 2 } } },
+          runbooks: { failover: { prod: { holdSeconds: 0, emergency: { holdSeconds: 60 } } } },
+        }),
+      }),
+    );
+    const p = resolvePolicy({
+      repo: r,
+      runbook: 'failover',
+      stack: 'prod',
+      destructive: true,
+      testnet: false,
+    });
+    expect(p).toMatchObject({ approvers: 2, roles: ['senior'], holdSeconds: 0 });
+    expect(p.emergency).toMatchObject({ approvers: 2, holdSeconds: 60 });
+  });
+
   it('lets an overlay raise the hold and narrow the roles', () => {
     const r = loadRepositoryPolicy(
       repo({ 'baton.policy.json': JSON.stringify({ stacks: { prod: { roles: ['a', 'b'] } } }) }),
