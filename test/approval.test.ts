@@ -876,6 +876,21 @@ describe('emergency is narrow and reviewed', () => {
       ]);
       const passed = await cli(ws, ['audit', '--stack', 'nodes']);
       expect(passed.code, passed.text).toBe(0);
+
+      // Its countersignature, copied to another solo run, does not count there.
+      // bob approves afresh: the file of the used approval is overwritten.
+      await approve(ws, 'bob', ['--emergency']);
+      const next = await runApproved(ws, [], { emergency: true });
+      expect(next.outcome).toBe('done');
+      writeFileSync(
+        join(runsDir(ws.cwd), next.runId, 'countersignature.json'),
+        readFileSync(join(runsDir(ws.cwd), r.runId, 'countersignature.json')),
+      );
+      const copied = await cli(ws, ['runs']);
+      expect(copied.text).toContain(
+        `countersignature INVALID: ${join(runsDir(ws.cwd), next.runId, 'countersignature.json')} countersigns run ${r.runId}, not run ${next.runId}`,
+      );
+      expect((await cli(ws, ['audit', '--stack', 'nodes'])).code).toBe(1);
     });
   });
 });

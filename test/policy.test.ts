@@ -152,7 +152,7 @@ describe('whether a stack is a testnet', () => {
     const { testnet: _mark, ...unmarked } = inventory;
     expect(testnetOrigin(unmarked, cwd)).toEqual({
       testnet: false,
-      why: 'stack local is not a testnet: its hosts were not made by `baton testnet up`',
+      why: 'stack local is not a testnet: its hosts were not made by `baton testnet up` (a testnet brought up before testnets were marked: run `sudo npx baton testnet up` again)',
     });
   });
 

@@ -45,7 +45,12 @@ export function testnetOrigin(inventory: Inventory, cwd = process.cwd()): Testne
     testnet: false,
     why: `stack ${inventory.stack} is not a testnet: ${why}`,
   });
-  if (!inventory.testnet) return not('its hosts were not made by `baton testnet up`');
+  if (!inventory.testnet)
+    return not(
+      inventory.stack === LOCAL_STACK
+        ? 'its hosts were not made by `baton testnet up` (a testnet brought up before testnets were marked: run `sudo npx baton testnet up` again)'
+        : 'its hosts were not made by `baton testnet up`',
+    );
   const paths = testnetPaths(cwd);
   const state = readState(paths);
   if (!state || state.id !== inventory.testnet.id || paths.id !== inventory.testnet.id)
