@@ -1,26 +1,38 @@
 /**
  * The two-person rule. An approval is an SSH signature (`ssh-keygen -Y sign`,
- * namespace `baton-plan`) over a plan's hash, made with the approver's own key
- * and checked against the approvers file kept in the operator's repository.
- * A reconfirmation signs the same plan plus a token that only exists once the
- * hold has ended, so it cannot be made early.
+ * namespace `baton-plan`) over a plan's hash and the policy's hash, with the
+ * time it was signed and when it expires, made with the approver's own key and
+ * checked against the approvers file kept in the operator's repository. A
+ * reconfirmation signs the same plan plus a token that only exists once the
+ * hold has ended, so it cannot be made early. A countersignature (namespace
+ * `baton-countersign`) is a second approver's review of a finished run.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { $ } from 'zx';
 import { z } from 'zod';
 import { BatonError, InvalidInputError } from './errors.ts';
+import type { Rules } from './policy.ts';
 
 export const NAMESPACE = 'baton-plan';
+export const COUNTERSIGN_NAMESPACE = 'baton-countersign';
+/** How far ahead of this controller's clock a signing time may be. */
+export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
+
+/** Stack names that are never Pulumi stacks. Not what makes a stack a testnet: see testnetOrigin. */
+export const BUILTIN_TESTNETS = ['local', 'demo', 'testnet'];
 
 export type Purpose = 'approve' | 'reconfirm';
 
 export interface ApprovalFile {
   kind: 'baton.approval';
+  version: 2;
   purpose: Purpose;
   planHash: string;
+  /** The repository policy the plan was made under (its rules and approvers file). */
+  policyHash: string;
   runbook: string;
   stack: string;
   emergency: boolean;
@@ -29,19 +41,25 @@ export interface ApprovalFile {
   /** Who the signer says they are; the signature decides. */
   signer?: string;
   signedAt: string;
+  expiresAt: string;
   signature: string;
 }
 
+const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/);
+
 const approvalFileSchema = z.object({
   kind: z.literal('baton.approval'),
+  version: z.literal(2),
   purpose: z.enum(['approve', 'reconfirm']),
-  planHash: z.string().regex(/^[0-9a-f]{64}$/),
+  planHash: sha256Hex,
+  policyHash: sha256Hex,
   runbook: z.string(),
   stack: z.string(),
   emergency: z.boolean(),
   token: z.string().optional(),
   signer: z.string().optional(),
   signedAt: z.string(),
+  expiresAt: z.string(),
   signature: z.string().min(1),
 });
 
@@ -54,15 +72,18 @@ export class ApprovalRefused extends BatonError {
 
 /** The exact bytes an approver signs. */
 export function signedMessage(
-  a: Omit<ApprovalFile, 'kind' | 'signature' | 'signedAt' | 'signer'>,
+  a: Omit<ApprovalFile, 'kind' | 'version' | 'signature' | 'signer'>,
 ): string {
   return [
-    'baton plan approval v1',
+    'baton plan approval v2',
     `purpose: ${a.purpose}`,
     `plan: ${a.planHash}`,
+    `policy: ${a.policyHash}`,
     `runbook: ${a.runbook}`,
     `stack: ${a.stack}`,
     `emergency: ${a.emergency ? 'yes' : 'no'}`,
+    `signed: ${a.signedAt}`,
+    `expires: ${a.expiresAt}`,
     ...(a.token ? [`token: ${a.token}`] : []),
     '',
   ].join('\n');
@@ -109,8 +130,8 @@ export function loadApprovers(file: string): Approver[] {
   return parseApprovers(readFileSync(file, 'utf8'), file);
 }
 
-function allowedSigners(approvers: Approver[]): string {
-  return approvers.map((a) => `${a.principal} namespaces="${NAMESPACE}" ${a.publicKey}\n`).join('');
+function allowedSigners(approvers: Approver[], namespace: string): string {
+  return approvers.map((a) => `${a.principal} namespaces="${namespace}" ${a.publicKey}\n`).join('');
 }
 
 async function withScratch<T>(fn: (dir: string) => Promise<T>): Promise<T> {
@@ -122,9 +143,85 @@ async function withScratch<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   }
 }
 
+async function sshSign(keyPath: string, namespace: string, message: string): Promise<string> {
+  if (!existsSync(keyPath)) {
+    throw new InvalidInputError(
+      `no key at ${keyPath}`,
+      'Pass --key with the path of your ssh private key.',
+    );
+  }
+  const out = await $({
+    input: message,
+    nothrow: true,
+    quiet: true,
+  })`ssh-keygen -q -Y sign -f ${keyPath} -n ${namespace}`;
+  if (out.exitCode !== 0 || !out.stdout.includes('BEGIN SSH SIGNATURE')) {
+    throw new BatonError(
+      'APPROVAL_REFUSED',
+      `ssh-keygen could not sign with ${keyPath}: ${out.stderr.trim() || `exit ${out.exitCode}`}`,
+      'Check the key path, and that ssh-agent holds the key if it has a passphrase.',
+    );
+  }
+  return out.stdout;
+}
+
+interface Signed {
+  approver: Approver;
+  keyFingerprint: string;
+}
+
+/** Which listed approver made `signature` over `message`; refused with the reason otherwise. */
+async function verifySignature(
+  signature: string,
+  message: string,
+  namespace: string,
+  approvers: Approver[],
+  source: string,
+  claimed: string | undefined,
+): Promise<Signed> {
+  return withScratch(async (dir) => {
+    const sig = join(dir, 'approval.sig');
+    const allowed = join(dir, 'allowed_signers');
+    writeFileSync(sig, signature);
+    writeFileSync(allowed, allowedSigners(approvers, namespace));
+    const found = await $({
+      nothrow: true,
+      quiet: true,
+    })`ssh-keygen -Y find-principals -s ${sig} -f ${allowed}`;
+    const principal = found.stdout.trim().split('\n')[0]?.trim();
+    if (found.exitCode !== 0 || !principal) {
+      const why =
+        /Couldn't parse|invalid format|not a signature|truncated|incomplete|parse signature|error in libcrypto/i.test(
+          found.stderr,
+        )
+          ? 'its signature is damaged or not an SSH signature'
+          : 'its key is not in the approvers file';
+      throw new ApprovalRefused(
+        `${source} is refused: ${why}${claimed ? ` (it says it is from ${claimed})` : ''}`,
+        'Only people listed in the approvers file can approve; ask one of them.',
+      );
+    }
+    const verified = await $({
+      input: message,
+      nothrow: true,
+      quiet: true,
+    })`ssh-keygen -Y verify -f ${allowed} -I ${principal} -n ${namespace} -s ${sig}`;
+    if (verified.exitCode !== 0) {
+      throw new ApprovalRefused(
+        `${source} is refused: the signature by ${principal} does not match what the file says (forged or edited)`,
+        `Ask ${principal} to sign again.`,
+      );
+    }
+    const keyFingerprint =
+      /key (SHA256:[A-Za-z0-9+/]+)/.exec(verified.stdout + verified.stderr)?.[1] ?? 'unknown';
+    return { approver: approvers.find((a) => a.principal === principal)!, keyFingerprint };
+  });
+}
+
 export interface SignInput {
   purpose: Purpose;
   planHash: string;
+  policyHash: string;
   runbook: string;
   stack: string;
   emergency: boolean;
@@ -133,42 +230,32 @@ export interface SignInput {
   keyPath: string;
   signer?: string;
   now?: Date;
+  /** How long the approval stays valid; default 24 h. */
+  ttlHours?: number;
 }
 
 /** Sign with the approver's own key through ssh-keygen. */
 export async function sign(input: SignInput): Promise<ApprovalFile> {
-  if (!existsSync(input.keyPath)) {
-    throw new InvalidInputError(
-      `no key at ${input.keyPath}`,
-      'Pass --key with the path of your ssh private key.',
-    );
-  }
+  const signedAt = input.now ?? new Date();
+  const expiresAt = new Date(signedAt.getTime() + (input.ttlHours ?? 24) * 3_600_000);
   const body = {
     purpose: input.purpose,
     planHash: input.planHash,
+    policyHash: input.policyHash,
     runbook: input.runbook,
     stack: input.stack,
     emergency: input.emergency,
     ...(input.token ? { token: input.token } : {}),
+    signedAt: signedAt.toISOString(),
+    expiresAt: expiresAt.toISOString(),
   };
-  const out = await $({
-    input: signedMessage(body),
-    nothrow: true,
-    quiet: true,
-  })`ssh-keygen -q -Y sign -f ${input.keyPath} -n ${NAMESPACE}`;
-  if (out.exitCode !== 0 || !out.stdout.includes('BEGIN SSH SIGNATURE')) {
-    throw new BatonError(
-      'APPROVAL_REFUSED',
-      `ssh-keygen could not sign with ${input.keyPath}: ${out.stderr.trim() || `exit ${out.exitCode}`}`,
-      'Check the key path, and that ssh-agent holds the key if it has a passphrase.',
-    );
-  }
+  const signature = await sshSign(input.keyPath, NAMESPACE, signedMessage(body));
   return {
     kind: 'baton.approval',
+    version: 2,
     ...body,
     ...(input.signer ? { signer: input.signer } : {}),
-    signedAt: (input.now ?? new Date()).toISOString(),
-    signature: out.stdout,
+    signature,
   };
 }
 
@@ -177,18 +264,29 @@ export interface VerifiedApproval {
   principal: string;
   roles: string[];
   keyFingerprint: string;
+  publicKey: string;
   emergency: boolean;
-  /** sha256 of the signature, to tell approvals apart in the journal. */
+  /** sha256 of the signature: what makes an approval single-use. */
   signatureSha256: string;
   source: string;
+  approval: ApprovalFile;
 }
 
 export interface Expectation {
   planHash: string;
+  policyHash: string;
   runbook: string;
   stack: string;
   purpose: Purpose;
   token?: string;
+  /** The time to judge expiry at. */
+  now: Date;
+  /** The longest validity the policy allows. */
+  ttlHours: number;
+}
+
+export function signatureSha256(signature: string): string {
+  return createHash('sha256').update(signature).digest('hex');
 }
 
 export function parseApprovalFile(text: string, source: string): ApprovalFile {
@@ -201,6 +299,21 @@ export function parseApprovalFile(text: string, source: string): ApprovalFile {
       'Ask the approver to send the file again.',
     );
   }
+  return parseApproval(data, source);
+}
+
+export function parseApproval(data: unknown, source: string): ApprovalFile {
+  if (
+    data &&
+    typeof data === 'object' &&
+    (data as { kind?: unknown }).kind === 'baton.approval' &&
+    (data as { version?: unknown }).version === undefined
+  ) {
+    throw new ApprovalRefused(
+      `${source} is an approval of an older kind, which signs neither the policy nor a time nor an expiry`,
+      'Ask the approver to approve the plan again with this baton.',
+    );
+  }
   const parsed = approvalFileSchema.safeParse(data);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
@@ -211,7 +324,38 @@ export function parseApprovalFile(text: string, source: string): ApprovalFile {
   return parsed.data as ApprovalFile;
 }
 
-/** Verify one approval: it is for this plan and purpose, and its signature is good and made by a listed approver. */
+const hoursText = (ms: number): string => `${Math.round((ms / 3_600_000) * 10) / 10} h`;
+
+/** Refuse an approval whose signing time or expiry does not hold at `now` under a validity of `ttlHours`. */
+function checkTimes(a: ApprovalFile, now: Date, ttlHours: number, source: string): void {
+  const signed = Date.parse(a.signedAt);
+  const expires = Date.parse(a.expiresAt);
+  if (Number.isNaN(signed) || Number.isNaN(expires) || expires <= signed) {
+    throw new ApprovalRefused(
+      `${source} is refused: its signing time ${a.signedAt} and expiry ${a.expiresAt} are not a time span`,
+    );
+  }
+  if (signed > now.getTime() + MAX_CLOCK_SKEW_MS) {
+    throw new ApprovalRefused(
+      `${source} is refused: it was signed in the future (${a.signedAt}, ${hoursText(signed - now.getTime())} ahead of this controller's clock ${now.toISOString()})`,
+      "Check the approver's clock and this one's, then have it signed again.",
+    );
+  }
+  if (expires - signed > ttlHours * 3_600_000) {
+    throw new ApprovalRefused(
+      `${source} is refused: it is valid for ${hoursText(expires - signed)}, and the policy allows approvals of at most ${ttlHours} h`,
+      "Have it signed again (baton approve uses the policy's approvalTtlHours).",
+    );
+  }
+  if (now.getTime() >= expires) {
+    throw new ApprovalRefused(
+      `${source} is refused: it expired at ${a.expiresAt} (signed ${a.signedAt})`,
+      'Have the plan approved again.',
+    );
+  }
+}
+
+/** Verify one approval: it is for this plan, policy and purpose, current, and signed by a listed approver. */
 export async function verifyApproval(
   approval: ApprovalFile,
   expected: Expectation,
@@ -221,6 +365,12 @@ export async function verifyApproval(
   if (approval.purpose !== expected.purpose) {
     throw new ApprovalRefused(
       `${source} is ${approval.purpose === 'approve' ? 'an approval' : 'a reconfirmation'}, not ${expected.purpose === 'approve' ? 'an approval' : 'a reconfirmation'}`,
+    );
+  }
+  if (approval.policyHash !== expected.policyHash) {
+    throw new ApprovalRefused(
+      `${source} was signed under policy ${approval.policyHash.slice(0, 12)}, and this run's policy is ${expected.policyHash.slice(0, 12)}: baton.policy.json or the approvers file changed`,
+      'Plan again under the current policy and have the new plan approved.',
     );
   }
   if (approval.planHash !== expected.planHash) {
@@ -240,52 +390,185 @@ export async function verifyApproval(
       'Reconfirm after the hold ends, with the token the run prints then.',
     );
   }
-  return withScratch(async (dir) => {
-    const sig = join(dir, 'approval.sig');
-    const allowed = join(dir, 'allowed_signers');
-    writeFileSync(sig, approval.signature);
-    writeFileSync(allowed, allowedSigners(approvers));
-    const found = await $({
-      nothrow: true,
-      quiet: true,
-    })`ssh-keygen -Y find-principals -s ${sig} -f ${allowed}`;
-    const principal = found.stdout.trim().split('\n')[0]?.trim();
-    if (found.exitCode !== 0 || !principal) {
-      const why =
-        /Couldn't parse|invalid format|not a signature|truncated|incomplete|parse signature|error in libcrypto/i.test(
-          found.stderr,
-        )
-          ? 'its signature is damaged or not an SSH signature'
-          : 'its key is not in the approvers file';
-      throw new ApprovalRefused(
-        `${source} is refused: ${why}${approval.signer ? ` (it says it is from ${approval.signer})` : ''}`,
-        'Only people listed in the approvers file can approve; ask one of them.',
-      );
+  checkTimes(approval, expected.now, expected.ttlHours, source);
+  const { approver, keyFingerprint } = await verifySignature(
+    approval.signature,
+    signedMessage(approval),
+    NAMESPACE,
+    approvers,
+    source,
+    approval.signer,
+  );
+  return {
+    purpose: approval.purpose,
+    principal: approver.principal,
+    roles: approver.roles,
+    keyFingerprint,
+    publicKey: approver.publicKey,
+    emergency: approval.emergency,
+    signatureSha256: signatureSha256(approval.signature),
+    source,
+    approval,
+  };
+}
+
+// ---- countersignatures ------------------------------------------------------
+
+/** A second approver's review of a finished run: they sign its id, its plan and its journal's head. */
+export interface Countersignature {
+  kind: 'baton.countersignature';
+  version: 1;
+  runId: string;
+  planHash: string;
+  /** The journal's last record when it was signed: the report is made from exactly that journal. */
+  journalHead: { seq: number; hash: string };
+  signer?: string;
+  signedAt: string;
+  signature: string;
+}
+
+const countersignatureSchema = z.object({
+  kind: z.literal('baton.countersignature'),
+  version: z.literal(1),
+  runId: z.string(),
+  planHash: sha256Hex,
+  journalHead: z.object({ seq: z.number().int().min(0), hash: sha256Hex }),
+  signer: z.string().optional(),
+  signedAt: z.string(),
+  signature: z.string().min(1),
+});
+
+export function countersignMessage(
+  c: Omit<Countersignature, 'kind' | 'version' | 'signature' | 'signer'>,
+): string {
+  return [
+    'baton run countersignature v1',
+    `run: ${c.runId}`,
+    `plan: ${c.planHash}`,
+    `journal: ${c.journalHead.seq} ${c.journalHead.hash}`,
+    `signed: ${c.signedAt}`,
+    '',
+  ].join('\n');
+}
+
+export async function signCountersignature(input: {
+  runId: string;
+  planHash: string;
+  journalHead: { seq: number; hash: string };
+  keyPath: string;
+  signer?: string;
+  now?: Date;
+}): Promise<Countersignature> {
+  const body = {
+    runId: input.runId,
+    planHash: input.planHash,
+    journalHead: input.journalHead,
+    signedAt: (input.now ?? new Date()).toISOString(),
+  };
+  const signature = await sshSign(input.keyPath, COUNTERSIGN_NAMESPACE, countersignMessage(body));
+  return {
+    kind: 'baton.countersignature',
+    version: 1,
+    ...body,
+    ...(input.signer ? { signer: input.signer } : {}),
+    signature,
+  };
+}
+
+/** Verify a countersignature over this run and this journal; returns who made it. */
+export async function verifyCountersignature(
+  data: unknown,
+  expected: { runId: string; planHash: string; journalHead: { seq: number; hash: string } },
+  approvers: Approver[],
+  source: string,
+): Promise<{ principal: string; publicKey: string; keyFingerprint: string }> {
+  const parsed = countersignatureSchema.safeParse(data);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new ApprovalRefused(
+      `${source} is not a countersignature: ${issue.path.join('.')}: ${issue.message}`,
+    );
+  }
+  const c = parsed.data;
+  if (c.runId !== expected.runId || c.planHash !== expected.planHash) {
+    throw new ApprovalRefused(`${source} countersigns run ${c.runId}, not run ${expected.runId}`);
+  }
+  if (
+    c.journalHead.seq !== expected.journalHead.seq ||
+    c.journalHead.hash !== expected.journalHead.hash
+  ) {
+    throw new ApprovalRefused(
+      `${source} countersigns the journal up to record ${c.journalHead.seq}, and the journal now ends at record ${expected.journalHead.seq} with another hash`,
+      'The run went on after it was countersigned: have it countersigned again.',
+    );
+  }
+  const { approver, keyFingerprint } = await verifySignature(
+    c.signature,
+    countersignMessage(c),
+    COUNTERSIGN_NAMESPACE,
+    approvers,
+    source,
+    c.signer,
+  );
+  return { principal: approver.principal, publicKey: approver.publicKey, keyFingerprint };
+}
+
+// ---- the operator -----------------------------------------------------------
+
+/** Who runs baton: their name, the approver principals that are theirs, and their public keys. */
+export interface OperatorIdentity {
+  name: string;
+  principals: string[];
+  /** `keytype base64` of every public key the operator holds on this controller. */
+  keys: string[];
+}
+
+/**
+ * The public keys of the person at this controller: `~/.ssh/*.pub` and the
+ * keys in their ssh-agent. An approval made with one of them is the operator's own.
+ */
+export async function operatorKeys(home = process.env.HOME ?? homedir()): Promise<string[]> {
+  const keys = new Set<string>();
+  const add = (line: string): void => {
+    const [type, blob] = line.trim().split(/\s+/);
+    if (type && blob && /^(ssh-|ecdsa-|sk-)/.test(type)) keys.add(`${type} ${blob}`);
+  };
+  const dir = join(home, '.ssh');
+  if (existsSync(dir)) {
+    for (const f of readdirSync(dir).filter((f) => f.endsWith('.pub'))) {
+      try {
+        readFileSync(join(dir, f), 'utf8').split('\n').forEach(add);
+      } catch {
+        // unreadable: not a key this operator can show
+      }
     }
-    const verified = await $({
-      input: signedMessage(approval),
-      nothrow: true,
-      quiet: true,
-    })`ssh-keygen -Y verify -f ${allowed} -I ${principal} -n ${NAMESPACE} -s ${sig}`;
-    if (verified.exitCode !== 0) {
-      throw new ApprovalRefused(
-        `${source} is refused: the signature by ${principal} does not match what the file says (forged or edited)`,
-        `Ask ${principal} to approve again.`,
-      );
-    }
-    const fingerprint =
-      /key (SHA256:[A-Za-z0-9+/]+)/.exec(verified.stdout + verified.stderr)?.[1] ?? 'unknown';
-    const approver = approvers.find((a) => a.principal === principal)!;
-    return {
-      purpose: approval.purpose,
-      principal,
-      roles: approver.roles,
-      keyFingerprint: fingerprint,
-      emergency: approval.emergency,
-      signatureSha256: createHash('sha256').update(approval.signature).digest('hex'),
-      source,
-    };
-  });
+  }
+  if (process.env.SSH_AUTH_SOCK) {
+    const agent = await $({ nothrow: true, quiet: true, timeout: '5s' })`ssh-add -L`;
+    if (agent.exitCode === 0) agent.stdout.split('\n').forEach(add);
+  }
+  return [...keys];
+}
+
+export function operatorIdentity(
+  name: string,
+  operators: Record<string, string[]>,
+  keys: string[],
+): OperatorIdentity {
+  const principals = [
+    name,
+    ...Object.entries(operators)
+      .filter(([, names]) => names.includes(name))
+      .map(([principal]) => principal),
+  ];
+  return { name, principals, keys };
+}
+
+export function isOperators(
+  a: { principal: string; publicKey: string },
+  operator: OperatorIdentity,
+): boolean {
+  return operator.principals.includes(a.principal) || operator.keys.includes(a.publicKey);
 }
 
 /** Approval files from a directory (`*.json`) or `-` for standard input (one JSON document per line). */
@@ -314,118 +597,6 @@ export function newToken(): string {
 export function approvalFileName(a: ApprovalFile, principalHint: string): string {
   const who = principalHint.replace(/[^A-Za-z0-9._-]/g, '_');
   return `${a.purpose}-${a.planHash.slice(0, 12)}-${who}.json`;
-}
-
-// ---- policy -----------------------------------------------------------------
-
-/** Rules as written in the policy file: every field optional; what is left out comes from the defaults. */
-const rulesSchema = z
-  .object({
-    approvers: z.number().int().min(0).max(10),
-    holdSeconds: z.number().min(0),
-    reconfirm: z.boolean(),
-    /** Roles an approver must hold; empty means any listed approver. */
-    roles: z.array(z.string()),
-    reconfirmTimeoutSeconds: z.number().min(1),
-  })
-  .partial()
-  .strict();
-
-const policyRulesSchema = rulesSchema.extend({ emergency: rulesSchema.optional() }).strict();
-
-export const policyFileSchema = z.object({
-  /** The approvers file, relative to the policy file. */
-  approvers: z.string().default('approvers'),
-  /** Stacks that are testnets: no approvals by default. */
-  testnets: z.array(z.string()).default([]),
-  stacks: z.record(z.string(), policyRulesSchema).default({}),
-  runbooks: z.record(z.string(), z.record(z.string(), policyRulesSchema)).default({}),
-});
-
-export interface Rules {
-  approvers: number;
-  holdSeconds: number;
-  reconfirm: boolean;
-  roles: string[];
-  reconfirmTimeoutSeconds: number;
-}
-
-export interface Policy extends Rules {
-  emergency: Rules;
-  /** Where the approvers file is. */
-  approversFile: string;
-  /** Where the rules came from, for the journal. */
-  source: string;
-}
-
-export const BUILTIN_TESTNETS = ['local', 'demo', 'testnet'];
-export const POLICY_FILE = 'baton.policy.json';
-
-/**
- * The policy for a runbook on a stack: from `baton.policy.json` (runbook+stack,
- * then stack), else the defaults — two approvers, a five-minute hold and a
- * reconfirmation for destructive runbooks (one approver otherwise), none on testnets.
- */
-export function resolvePolicy(opts: {
-  runbook: string;
-  stack: string;
-  destructive: boolean;
-  file?: string;
-  cwd?: string;
-}): Policy {
-  const file = opts.file ?? join(resolve(opts.cwd ?? process.cwd()), POLICY_FILE);
-  let parsed: z.output<typeof policyFileSchema> = policyFileSchema.parse({});
-  let fromFile = false;
-  if (existsSync(file)) {
-    let data: unknown;
-    try {
-      data = JSON.parse(readFileSync(file, 'utf8'));
-    } catch (e) {
-      throw new InvalidInputError(`${file} is not valid JSON: ${(e as Error).message}`);
-    }
-    const r = policyFileSchema.safeParse(data);
-    if (!r.success) {
-      const issue = r.error.issues[0]!;
-      throw new InvalidInputError(
-        `${file} is invalid at ${issue.path.join('.')}: ${issue.message}`,
-      );
-    }
-    parsed = r.data;
-    fromFile = true;
-  } else if (opts.file) {
-    throw new InvalidInputError(`no policy file ${opts.file}`);
-  }
-  const testnet = BUILTIN_TESTNETS.includes(opts.stack) || parsed.testnets.includes(opts.stack);
-  const defaults: Rules = testnet
-    ? { approvers: 0, holdSeconds: 0, reconfirm: false, roles: [], reconfirmTimeoutSeconds: 1800 }
-    : {
-        approvers: opts.destructive ? 2 : 1,
-        holdSeconds: 300,
-        reconfirm: true,
-        roles: [],
-        reconfirmTimeoutSeconds: 1800,
-      };
-  const { emergency: emergencyLayer, ...layer } =
-    parsed.runbooks[opts.runbook]?.[opts.stack] ?? parsed.stacks[opts.stack] ?? {};
-  const rules: Rules = { ...defaults, ...stripUndefined(layer) };
-  if (rules.approvers === 0) rules.reconfirm = false;
-  const emergency: Rules = {
-    ...rules,
-    approvers: Math.min(rules.approvers, 1),
-    holdSeconds: 0,
-    reconfirm: false,
-    ...stripUndefined(emergencyLayer ?? {}),
-  };
-  return {
-    ...rules,
-    emergency,
-    approversFile: resolve(dirname(file), parsed.approvers),
-    source: fromFile ? file : testnet ? 'defaults for a testnet' : 'defaults',
-  };
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 /** Check verified approvals against the rules: distinct approvers, enough of them, with the right roles. */

@@ -20,6 +20,8 @@ import { LOCAL_STACK, readTestnetInventory } from './testnet/stack.ts';
 import { renderPlan, renderPreflightFailures, preflightFailures, type Plan } from './plan.ts';
 import { buildReport, renderMarkdown } from './report.ts';
 import { approvalFileName, sign } from './approval.ts';
+import { countersignatureState, countersignRun, type CountersignatureState } from './ledger.ts';
+import { loadRepositoryPolicy, resolvePolicy } from './policy.ts';
 import { isReported, registerAuditCommands } from './audit/cli.ts';
 import type { Gate } from './gate.ts';
 import {
@@ -257,6 +259,7 @@ Exits 0 when every precondition holds, 1 when one fails (nothing is changed eith
       ...(o.approvals ? { approvals: o.approvals } : {}),
       ...(o.approvals === '-' ? { stdinApprovals: readFileSync(0, 'utf8') } : {}),
       ...(planFile ? { approvedHash: planFile.planHash } : {}),
+      ...(planFile?.plan.policyHash ? { approvedPolicyHash: planFile.plan.policyHash } : {}),
       ...(o.emergency ? { emergency: true } : {}),
       ...(o.policy ? { policyFile: o.policy } : {}),
       ...(o.policyOf ? { policyOf: o.policyOf } : {}),
@@ -293,11 +296,11 @@ Exits 0 when every precondition holds, 1 when one fails (nothing is changed eith
         .option('--approvals <dir>', 'directory of approval files, or - for standard input')
         .option(
           '--emergency',
-          "use the policy's emergency path (one approver, marked as an emergency)",
+          "use the policy's emergency path (runbooks under emergency.runbooks only; marked as an emergency)",
         )
         .option(
           '--policy <file>',
-          'the approval policy (default ./baton.policy.json, else built-in defaults)',
+          "stricter rules on top of the repository's baton.policy.json (a looser file is refused)",
         ),
     ),
   )
@@ -317,7 +320,9 @@ ${EXIT_CODES_HELP}`,
   withCommon(
     program
       .command('rehearse [runbook]')
-      .description('Run a runbook end to end against the local testnet (stack local).')
+      .description(
+        'Run a runbook end to end on a testnet (stack local, or demo); any other inventory is refused.',
+      )
       .option('--param <name=value>', 'a runbook parameter; repeatable', collect, [])
       .option(
         '--policy-of <stack>',
@@ -325,7 +330,7 @@ ${EXIT_CODES_HELP}`,
       )
       .option('--plan <file>', 'rehearse this approved plan (made with --stack local)')
       .option('--approvals <dir>', 'directory of approval files')
-      .option('--policy <file>', 'the approval policy file'),
+      .option('--policy <file>', "stricter rules on top of the repository's policy"),
   )
     .addHelpText(
       'after',
@@ -372,10 +377,33 @@ Read the plan it prints before you sign: your signature covers exactly those com
         o: { key: string; out: string; reconfirm?: string; emergency?: boolean; as?: string },
       ) => {
         const planFile = readPlanFile(file);
-        io.err(renderPlan(planFile.plan, planFile.planHash));
+        const { plan } = planFile;
+        if (!plan.policyHash) {
+          throw new BatonError(
+            'INVALID_INPUT',
+            `${file} was made by an older baton and names no policy`,
+            'Plan again with this baton, then approve the new plan file.',
+          );
+        }
+        io.err(renderPlan(plan, planFile.planHash));
+        const repo = loadRepositoryPolicy();
+        if (repo.hash !== plan.policyHash) {
+          io.err(
+            `note: the plan was made under policy ${plan.policyHash.slice(0, 12)}, and baton.policy.json and the approvers file here give ${repo.hash.slice(0, 12)}; the run checks your approval against the policy the plan names`,
+          );
+        }
+        const rules = resolvePolicy({
+          repo,
+          runbook: plan.runbook,
+          stack: plan.stack,
+          destructive: plan.steps.some((s) => s.destructive),
+          testnet: false,
+        });
         const approval = await sign({
           purpose: o.reconfirm ? 'reconfirm' : 'approve',
           planHash: planFile.planHash,
+          policyHash: plan.policyHash,
+          ttlHours: (o.emergency ? rules.emergency : rules).approvalTtlHours,
           runbook: planFile.plan.runbook,
           stack: planFile.plan.stack,
           emergency: Boolean(o.emergency),
@@ -400,12 +428,51 @@ Read the plan it prints before you sign: your signature covers exactly those com
             );
           else {
             const what = approval.purpose === 'approve' ? 'approval' : 'reconfirmation';
-            io.out(`${what} of plan ${planFile.planHash.slice(0, 12)} written to ${path}`);
+            io.out(
+              `${what} of plan ${planFile.planHash.slice(0, 12)} written to ${path}; good for one run until ${approval.expiresAt}`,
+            );
           }
         }
         throw new Exit(EXIT.done);
       },
     );
+
+  withCommon(
+    program
+      .command('countersign <run-id>')
+      .description(
+        "Review a solo emergency run: sign its finished journal as a second approver, into the run's directory.",
+      )
+      .requiredOption(
+        '--key <path>',
+        'your ssh private key (or its .pub, with the key in ssh-agent)',
+      )
+      .option(
+        '--as <principal>',
+        'your name in the approvers file (informational; the signature decides)',
+      ),
+  )
+    .addHelpText(
+      'after',
+      `
+Examples:
+  npx baton report 20261121T060102Z-failover-1a2b      read what the run did first
+  npx baton countersign 20261121T060102Z-failover-1a2b --key ~/.ssh/id_ed25519
+Until it is countersigned, \`baton runs\` and \`baton audit\` show the run as owing it.`,
+    )
+    .action(async (runId: string, o: { key: string; as?: string }) => {
+      const dir = runDir(runId);
+      const report = buildReport(readJournal(dir));
+      io.err(renderMarkdown(report));
+      const { file, principal } = await countersignRun({
+        dir,
+        keyPath: o.key,
+        ...(o.as ? { signer: o.as } : {}),
+      });
+      if (json) io.out(JSON.stringify({ runId, file, countersignedBy: principal }));
+      else io.out(`run ${runId} countersigned by ${principal}: ${file}`);
+      throw new Exit(EXIT.done);
+    });
 
   withCommon(
     program
@@ -469,8 +536,15 @@ Exits 1 when the journal fails verification (tampered or truncated).`,
     program.command('runs').description('List runs, newest last, with their outcome and state.'),
   )
     .addHelpText('after', '\nExamples:\n  npx baton runs\n  npx baton runs --json')
-    .action(() => {
-      const runs = listRuns();
+    .action(async () => {
+      const runs = [];
+      for (const r of listRuns()) {
+        const c =
+          r.journal === 'verified'
+            ? await countersignatureState(runDir(r.runId))
+            : { state: 'not-owed' as const };
+        runs.push(c.state === 'not-owed' ? r : { ...r, countersignature: c });
+      }
       if (json) io.out(JSON.stringify(runs, null, 2));
       else if (runs.length === 0) io.out('no runs yet');
       else
@@ -479,6 +553,8 @@ Exits 1 when the journal fails verification (tampered or truncated).`,
             `${r.runId}  ${r.runbook}  ${r.stack}  ${r.operator}  ${r.outcome}${r.state ? ` (${r.state})` : ''}`,
           );
           if (r.journal !== 'verified') io.out(`  journal: ${r.journal}`);
+          if ('countersignature' in r)
+            io.out(`  ${countersignatureLine(r.runId, r.countersignature)}`);
         }
       throw new Exit(EXIT.done);
     });
@@ -589,6 +665,20 @@ Exits 1 when the journal fails verification (tampered or truncated).`,
       if (!isBatonError(e) && e instanceof Error && e.stack) io.err(e.stack);
     }
     return code;
+  }
+}
+
+function countersignatureLine(
+  runId: string,
+  c: Exclude<CountersignatureState, { state: 'not-owed' }>,
+): string {
+  switch (c.state) {
+    case 'due':
+      return `countersignature DUE: approved by the operator alone (${c.approvers.join(', ')}); a second approver runs \`baton countersign ${runId} --key KEY\``;
+    case 'invalid':
+      return `countersignature INVALID: ${c.reason}`;
+    case 'signed':
+      return `countersigned by ${c.by} (${c.keyFingerprint})`;
   }
 }
 

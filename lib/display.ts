@@ -34,7 +34,7 @@ const lineFor: EventFormatters<string | undefined> = {
     `hold over; reconfirm with: baton approve PLAN --reconfirm ${e.token} --key KEY (needed from ${e.reconfirmBy.join(', ')})`,
   cleared: (e) =>
     e.approvers.length
-      ? `cleared to run${e.emergency ? ' as an EMERGENCY' : ''}: approved by ${e.approvers.join(', ')}${e.reconfirmedBy.length ? `, reconfirmed by ${e.reconfirmedBy.join(', ')}` : ''}`
+      ? `cleared to run${e.emergency ? ' as an EMERGENCY' : ''}: approved by ${e.approvers.join(', ')}${e.reconfirmedBy.length ? `, reconfirmed by ${e.reconfirmedBy.join(', ')}` : ''}${e.countersignatureDue ? ' (alone: a second approver must countersign the run)' : ''}`
       : 'cleared to run',
   'step-start': (e) => `${e.step}: starting on ${e.hosts.join(', ')}`,
   intent: (e) => `${e.step} ${e.host}: running${e.attempt > 1 ? ` (attempt ${e.attempt})` : ''}`,

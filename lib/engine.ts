@@ -4,7 +4,7 @@
  * in reverse order, and resume a run whose controller died.
  */
 import { BatonError, errorMessage, isBatonError, TransientError } from './errors.ts';
-import type { CommandRecord, Phase, RunEvent, RunOutcome } from './events.ts';
+import type { Clearance, CommandRecord, Phase, RunEvent, RunOutcome } from './events.ts';
 import type { Duplex } from 'node:stream';
 import { CommandError, type CommandResult, type PipeResult, type Transport } from './exec.ts';
 import { findHost, hostsWithRole, type Host, type Inventory } from './inventory.ts';
@@ -73,6 +73,8 @@ export type GateResult =
       reconfirmedBy: string[];
       /** Time passed (a hold): plan again and require the same plan before going on. */
       replan: boolean;
+      /** The evidence for the journal's cleared record. */
+      clearance?: Clearance;
     }
   | { ok: false; reason: string; next: string };
 
@@ -86,6 +88,8 @@ export interface RunInput {
   redactor: Redactor;
   codeVersion: string;
   inventoryHash: string;
+  /** The repository's approval policy the plan is made under. */
+  policyHash: string;
   runId: string;
 }
 
@@ -498,6 +502,7 @@ export class Session {
       codeVersion: this.input.codeVersion,
       params: this.input.recordedParams,
       inventoryHash: this.input.inventoryHash,
+      policyHash: this.input.policyHash,
       facts: this.input.redactor.redactDeep(this.facts ?? null),
       preflight: this.input.redactor.redactDeep(preflight),
       steps,
@@ -578,6 +583,7 @@ export class Session {
       emergency: gate.emergency,
       approvers: gate.approvers,
       reconfirmedBy: gate.reconfirmedBy,
+      ...(gate.clearance ?? {}),
     });
     return this.execute(planned.plan, planned.hash, { done: new Set(), started: [] });
   }

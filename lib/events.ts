@@ -2,6 +2,7 @@
  * One union of run events. The journal stores them, the console shows them,
  * the report renders them; nothing else describes what a run did.
  */
+import type { ApprovalFile } from './approval.ts';
 import type { Condition } from './runbook.ts';
 import type { Inventory } from './inventory.ts';
 import type { Plan } from './plan.ts';
@@ -47,6 +48,8 @@ export type RunEvent =
       reconfirm: boolean;
       roles: string[];
       emergency: boolean;
+      /** The repository policy's hash (rules and approvers file). */
+      policyHash?: string;
     }
   | {
       kind: 'approval';
@@ -61,7 +64,12 @@ export type RunEvent =
   | { kind: 'approval-refused'; source: string; reason: string }
   | { kind: 'hold'; seconds: number; until: string }
   | { kind: 'hold-end'; token: string; reconfirmBy: string[] }
-  | { kind: 'cleared'; emergency: boolean; approvers: string[]; reconfirmedBy: string[] }
+  | ({
+      kind: 'cleared';
+      emergency: boolean;
+      approvers: string[];
+      reconfirmedBy: string[];
+    } & Clearance)
   | { kind: 'step-start'; step: string; hosts: string[] }
   | { kind: 'intent'; step: string; host: string; attempt: number; commands: string[] }
   | { kind: 'command'; step: string; host: string; phase: Phase; result: CommandRecord }
@@ -116,6 +124,15 @@ export type RunEvent =
       next?: string;
       error?: string;
     };
+
+/** What the gate hands the journal with its clearance, so that resume can check it again. */
+export interface Clearance {
+  policyHash?: string;
+  /** The approvals and reconfirmations the run used, as signed. */
+  approvals?: ApprovalFile[];
+  /** A solo emergency: a second approver must countersign the run afterwards. */
+  countersignatureDue?: boolean;
+}
 
 export type RunEventKind = RunEvent['kind'];
 export type EventOf<K extends RunEventKind> = Extract<RunEvent, { kind: K }>;

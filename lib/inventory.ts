@@ -57,6 +57,11 @@ export const inventorySchema = z.object({
   stack: z.string().min(1),
   hosts: z.array(hostSchema).min(1),
   dns: dnsSchema.optional(),
+  /** Set by `baton testnet up`: the id of the testnet that made these hosts (checked against its state). */
+  testnet: z
+    .object({ id: z.string().min(1) })
+    .strict()
+    .optional(),
 });
 
 export type Host = z.infer<typeof hostSchema>;

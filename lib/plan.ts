@@ -37,12 +37,14 @@ export interface Plan {
   codeVersion: string;
   params: Record<string, unknown>;
   inventoryHash: string;
+  /** The repository's approval policy (rules and approvers) the plan was made under. */
+  policyHash: string;
   facts: unknown;
   preflight: PreflightCondition[];
   steps: PlannedStep[];
 }
 
-/** The hash over what a run will do: code, params, inventory and mutations, not the probes' readings. */
+/** The hash over what a run will do: code, params, inventory, policy and mutations, not the probes' readings. */
 export function planHash(plan: Plan): string {
   return sha256(
     canonicalJson({
@@ -51,6 +53,7 @@ export function planHash(plan: Plan): string {
       stack: plan.stack,
       params: plan.params,
       inventoryHash: plan.inventoryHash,
+      policyHash: plan.policyHash,
       steps: plan.steps.map((s) => ({
         id: s.id,
         destructive: s.destructive,

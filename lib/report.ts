@@ -181,6 +181,9 @@ export function buildReport(read: JournalRead): Report {
           step: '-',
           host: '-',
           outcome: e.emergency ? 'cleared to run: EMERGENCY' : 'cleared to run',
+          ...(e.countersignatureDue
+            ? { detail: 'approved by its operator alone: a countersignature is due' }
+            : {}),
         });
         break;
       case 'run-start':

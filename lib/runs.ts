@@ -25,8 +25,16 @@ import {
   validateParams,
   type RawParam,
 } from './params.ts';
-import { resolvePolicy } from './approval.ts';
-import { approvalGate, gates, type Gate } from './gate.ts';
+import { operatorIdentity, operatorKeys } from './approval.ts';
+import { approvalGate, gates, verifyClearance, type Gate } from './gate.ts';
+import { approvalLedger } from './ledger.ts';
+import {
+  loadOverlay,
+  loadRepositoryPolicy,
+  resolvePolicy,
+  type RepositoryPolicy,
+} from './policy.ts';
+import { testnetOrigin } from './testnet/stack.ts';
 import { planHash as hashOf, type Plan } from './plan.ts';
 import type { AnyRunbook } from './runbook.ts';
 import { defaultTransports, type Transports } from './transports.ts';
@@ -132,6 +140,7 @@ export interface Invocation {
 
 interface Prepared {
   loaded: LoadedRunbook;
+  repo: RepositoryPolicy;
   stack: string;
   inventory: Inventory;
   session: Session;
@@ -163,6 +172,7 @@ async function prepare(inv: Invocation, runId?: string): Promise<Prepared> {
     inv.rawParams ?? parseParamArgs(inv.params),
     runbook.name,
   );
+  const repo = loadRepositoryPolicy(cwd);
   const stack = stackFor(runbook, inv.stack);
   const inventory = inv.inventory ?? (await loadInventory(stack, cwd));
   const now = inv.deps?.now ?? (() => new Date());
@@ -184,12 +194,14 @@ async function prepare(inv: Invocation, runId?: string): Promise<Prepared> {
       redactor: validated.redactor,
       codeVersion: loaded.codeVersion,
       inventoryHash: inventoryHash(inventory),
+      policyHash: repo.hash,
       runId: id,
     },
     deps,
   );
   return {
     loaded,
+    repo,
     stack,
     inventory,
     session,
@@ -220,10 +232,12 @@ export interface StartOptions extends Invocation {
   stdinApprovals?: string;
   /** The plan hash the approvals were made for (from the plan file). */
   approvedHash?: string;
+  /** The policy hash the plan file was made under. */
+  approvedPolicyHash?: string;
   emergency?: boolean;
-  /** The policy file; default ./baton.policy.json, else built-in defaults. */
+  /** A stricter policy on top of the repository's (`--policy FILE`); a looser one is refused. */
   policyFile?: string;
-  /** Apply another stack's policy (rehearse the production flow on the testnet). */
+  /** Apply another stack's policy (practise the production flow on a testnet). */
   policyOf?: string;
   /** Another gate after the approvals (a person's confirmation on a terminal). */
   gate?: Gate;
@@ -232,42 +246,75 @@ export interface StartOptions extends Invocation {
 }
 
 export async function startRun(opts: StartOptions): Promise<RunResult> {
-  const { runbook } = await loadRunbook(opts.runbook, opts.cwd);
-  const stack = stackFor(runbook, opts.stack);
-  const policy = resolvePolicy({
-    runbook: runbook.name,
-    stack: opts.policyOf ?? stack,
-    destructive: runbook.steps.some((s) => s.destructive),
-    ...(opts.policyFile ? { file: opts.policyFile } : {}),
-    ...(opts.cwd ? { cwd: opts.cwd } : {}),
+  const cwd = opts.cwd ?? process.cwd();
+  const overlayFile = opts.policyFile ? resolve(cwd, opts.policyFile) : undefined;
+  const overlay = overlayFile ? { file: overlayFile, data: loadOverlay(overlayFile) } : undefined;
+  // The gate needs the inventory to know its rules; the session is made first, so it is handed over once known.
+  let approvals: Gate | undefined;
+  const p = await prepare({
+    ...opts,
+    deps: { ...opts.deps, gate: (plan, hash, record) => approvals!(plan, hash, record) },
   });
-  const rules = opts.emergency ? policy.emergency : policy;
-  if (rules.approvers > 0 && (!opts.approvals || !opts.approvedHash)) {
-    throw new InvalidInputError(
-      `${runbook.name} on stack ${opts.policyOf ?? stack} needs ${rules.approvers} approval(s) (policy: ${policy.source})`,
-      `Write the plan with \`baton plan ${runbook.name} --stack ${stack} --out plan.json\`, have it approved with \`baton approve plan.json --key KEY\`, then run \`baton run --plan plan.json --approvals DIR\`.`,
-    );
-  }
-  const now = opts.deps?.now ?? (() => new Date());
-  const sleep = opts.deps?.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
-  const gate = gates(
-    approvalGate({
-      policy,
-      emergency: Boolean(opts.emergency),
-      ...(opts.approvedHash ? { approvedHash: opts.approvedHash } : {}),
-      ...(opts.approvals ? { approvals: opts.approvals } : {}),
-      ...(opts.stdinApprovals !== undefined ? { stdin: opts.stdinApprovals } : {}),
-      ...(opts.pollMs ? { pollMs: opts.pollMs } : {}),
-      now,
-      sleep,
-    }),
-    opts.gate,
-  );
-  const p = await prepare({ ...opts, deps: { ...opts.deps, gate } });
-  // Before any fact is gathered: one run per stack, whichever controller starts it.
-  let lock: StackLock;
   try {
-    lock = await acquireStackLock(
+    const { runbook } = p.loaded;
+    const origin = testnetOrigin(p.inventory, cwd);
+    if (opts.mode === 'rehearse' && !origin.testnet) {
+      throw new InvalidInputError(
+        `baton rehearse runs only on a testnet, and ${origin.why}`,
+        'Rehearse on the testnet (`baton rehearse RUNBOOK`, stack local) or on the demo stack; real hosts take `baton run` with approvals.',
+      );
+    }
+    if (opts.policyOf && !origin.testnet) {
+      throw new InvalidInputError(
+        `--policy-of practises another stack's rules on a testnet only, and ${origin.why}`,
+      );
+    }
+    const policy = resolvePolicy({
+      repo: p.repo,
+      runbook: runbook.name,
+      stack: opts.policyOf ?? p.stack,
+      destructive: runbook.steps.some((s) => s.destructive),
+      testnet: origin.testnet && !opts.policyOf,
+      ...(overlay ? { overlay } : {}),
+    });
+    if (opts.emergency && !policy.emergencyAllowed) {
+      const listed = p.repo.data.emergency?.runbooks ?? [];
+      throw new InvalidInputError(
+        `runbook ${runbook.name} may not take the emergency path: ${
+          listed.length
+            ? `the policy's emergency.runbooks lists only ${listed.join(', ')}`
+            : `the policy (${policy.source}) lists no runbook under emergency.runbooks`
+        }`,
+        "Run it on the planned path with approvals; or have the repository's baton.policy.json list it under emergency.runbooks.",
+      );
+    }
+    const rules = opts.emergency ? policy.emergency : policy;
+    if (rules.approvers > 0 && (!opts.approvals || !opts.approvedHash)) {
+      throw new InvalidInputError(
+        `${runbook.name} on stack ${opts.policyOf ?? p.stack} needs ${rules.approvers} approval(s) (policy: ${policy.source})`,
+        `Write the plan with \`baton plan ${runbook.name} --stack ${p.stack} --out plan.json\`, have it approved with \`baton approve plan.json --key KEY\`, then run \`baton run --plan plan.json --approvals DIR\`.`,
+      );
+    }
+    const sleep = opts.deps?.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+    approvals = gates(
+      approvalGate({
+        policy,
+        emergency: Boolean(opts.emergency),
+        ...(opts.approvedHash ? { approvedHash: opts.approvedHash } : {}),
+        ...(opts.approvedPolicyHash ? { approvedPolicyHash: opts.approvedPolicyHash } : {}),
+        ...(opts.approvals ? { approvals: opts.approvals } : {}),
+        ...(opts.stdinApprovals !== undefined ? { stdin: opts.stdinApprovals } : {}),
+        ...(opts.pollMs ? { pollMs: opts.pollMs } : {}),
+        runId: p.runId,
+        operator: operatorIdentity(operatorName(), policy.operators, await operatorKeys()),
+        ledger: approvalLedger(batonHome(cwd)),
+        now: p.now,
+        sleep,
+      }),
+      opts.gate,
+    );
+    // Before any fact is gathered: one run per stack, whichever controller starts it.
+    const lock = await acquireStackLock(
       p.inventory,
       {
         lockId: newLockId(),
@@ -277,43 +324,41 @@ export async function startRun(opts: StartOptions): Promise<RunResult> {
       },
       { transportFor: p.transports.transportFor, now: p.now, home: batonHome(opts.cwd) },
     );
-  } catch (e) {
-    await p.transports.close();
-    throw e;
-  }
-  const dir = join(runsDir(opts.cwd), p.runId);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const release = acquireLock(dir, p.runId);
-  let result: RunResult | undefined;
-  try {
-    const journal = Journal.create(dir, undefined, p.now);
-    opts.onStart?.(p.runId, dir);
-    result = await stopped(p.runId, () =>
-      p.session.run(journal, {
-        kind: 'run-start',
-        runId: p.runId,
-        runbook: p.loaded.runbook.name,
-        runbookFile: p.loaded.file,
-        codeVersion: p.loaded.codeVersion,
-        stack: p.stack,
-        mode: opts.mode ?? 'run',
-        operator: operatorName(),
-        params: p.recordedParams,
-        secretParams: p.secretNames,
-        inventory: p.inventory,
-        inventoryHash: inventoryHash(p.inventory),
-        pid: process.pid,
-        lock: {
-          lockId: lock.holder.lockId,
-          places: lock.places.filter((x) => x.outcome === 'taken').map((x) => x.place),
-        },
-      }),
-    );
-    return result;
+    const dir = join(runsDir(opts.cwd), p.runId);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const release = acquireLock(dir, p.runId);
+    let result: RunResult | undefined;
+    try {
+      const journal = Journal.create(dir, undefined, p.now);
+      opts.onStart?.(p.runId, dir);
+      result = await stopped(p.runId, () =>
+        p.session.run(journal, {
+          kind: 'run-start',
+          runId: p.runId,
+          runbook: p.loaded.runbook.name,
+          runbookFile: p.loaded.file,
+          codeVersion: p.loaded.codeVersion,
+          stack: p.stack,
+          mode: opts.mode ?? 'run',
+          operator: operatorName(),
+          params: p.recordedParams,
+          secretParams: p.secretNames,
+          inventory: p.inventory,
+          inventoryHash: inventoryHash(p.inventory),
+          pid: process.pid,
+          lock: {
+            lockId: lock.holder.lockId,
+            places: lock.places.filter((x) => x.outcome === 'taken').map((x) => x.place),
+          },
+        }),
+      );
+      return result;
+    } finally {
+      await endLock(lock, result);
+      release();
+    }
   } finally {
-    await endLock(lock, result);
     await p.transports.close();
-    release();
   }
 }
 
@@ -363,6 +408,20 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
       'baton resume',
     );
     const validated = validateParams(loaded.runbook.params, raw, loaded.runbook.name);
+    if (history?.cleared) {
+      // The cleared record is evidence to check, not a fact to trust.
+      await verifyClearance(
+        events,
+        resolvePolicy({
+          repo: loadRepositoryPolicy(opts.cwd),
+          runbook: start.runbook,
+          stack: history.plan.stack,
+          destructive: loaded.runbook.steps.some((s) => s.destructive),
+          testnet: testnetOrigin(start.inventory, opts.cwd).testnet,
+        }),
+        { ledger: approvalLedger(batonHome(opts.cwd)), operatorKeys: await operatorKeys() },
+      );
+    }
     if (!history) {
       // The controller died before the plan was recorded: nothing was changed.
       const journal = Journal.reopen(dir, validated.redactor);
@@ -405,6 +464,7 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
           redactor: validated.redactor,
           codeVersion: loaded.codeVersion,
           inventoryHash: start.inventoryHash,
+          policyHash: history.plan.policyHash,
           runId: opts.runId,
         },
         {

@@ -1,15 +1,15 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { sign, type ApprovalFile } from '../lib/approval.ts';
 import { main } from '../lib/cli.ts';
 import type { RunEvent } from '../lib/events.ts';
-import { readJournal } from '../lib/journal.ts';
+import { GENESIS, readJournal, sha256 } from '../lib/journal.ts';
 import { planHash } from '../lib/plan.ts';
 import { readPlanFile, runsDir, startRun, type PlanFile } from '../lib/runs.ts';
 import { buildReport, renderMarkdown } from '../lib/report.ts';
-import { captureIo, ORDERED, workspace, type Workspace } from './helpers.ts';
+import { captureIo, localNodes, ORDERED, workspace, type Workspace } from './helpers.ts';
 
 interface Keys {
   dir: string;
@@ -44,9 +44,14 @@ const pub = (name: string): string =>
     .slice(0, 2)
     .join(' ');
 
-/** A workspace whose `nodes` stack needs two senior approvers, a hold and a reconfirmation. */
+/**
+ * A workspace whose `nodes` stack (directories on this machine, not a testnet)
+ * needs two senior approvers, a hold and a reconfirmation; `ordered` may take
+ * the emergency path.
+ */
 function production(
   rules: Record<string, unknown> = {},
+  top: Record<string, unknown> = { emergency: { runbooks: ['ordered'] } },
 ): Workspace & { plan: string; approvals: string } {
   const ws = workspace();
   writeFileSync(
@@ -72,6 +77,7 @@ function production(
           ...rules,
         },
       },
+      ...top,
     }),
   );
   const approvals = join(ws.cwd, 'approvals');
@@ -133,7 +139,7 @@ async function approve(
 async function runApproved(
   ws: Workspace & { plan: string; approvals: string },
   reconfirmers: string[],
-  opts: { emergency?: boolean } = {},
+  opts: { emergency?: boolean; stopAt?: RunEvent['kind'] } = {},
 ): Promise<{ outcome: string; error?: string; events: RunEvent[]; runId: string }> {
   const file = readPlanFile(ws.plan);
   const pending: Array<Promise<void>> = [];
@@ -148,12 +154,15 @@ async function runApproved(
     ...(opts.emergency ? { emergency: true } : {}),
     deps: {
       onEvent(e) {
+        // The controller dies right after this record.
+        if (e.kind === opts.stopAt) throw new Error(`controller stopped after ${e.kind}`);
         if (e.kind !== 'hold-end') return;
         for (const who of reconfirmers) {
           pending.push(
             sign({
               purpose: 'reconfirm',
               planHash: file.planHash,
+              policyHash: file.plan.policyHash,
               runbook: 'ordered',
               stack: 'nodes',
               emergency: false,
@@ -171,6 +180,31 @@ async function runApproved(
   const events = readJournal(join(runsDir(ws.cwd), result.runId)).records.map((r) => r.event);
   return { ...result, events };
 }
+
+async function cli(
+  ws: Workspace,
+  args: string[],
+): Promise<{ code: number; text: string; stdout: string }> {
+  const io = captureIo();
+  const code = await inDir(ws.cwd, () => main(args, io));
+  return { code, text: io.text(), stdout: io.stdout.join('\n') };
+}
+
+async function withEnv<T>(vars: Record<string, string>, fn: () => Promise<T>): Promise<T> {
+  const before = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, vars);
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of Object.entries(before)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
+const journalEvents = (ws: Workspace, runId: string): RunEvent[] =>
+  readJournal(join(runsDir(ws.cwd), runId)).records.map((r) => r.event);
 
 const refusals = (events: RunEvent[]): string[] =>
   events
@@ -304,6 +338,7 @@ describe('two-person rule', () => {
     const good = await sign({
       purpose: 'approve',
       planHash: plan.planHash,
+      policyHash: plan.plan.policyHash,
       runbook: 'ordered',
       stack: 'nodes',
       emergency: false,
@@ -340,6 +375,7 @@ describe('two-person rule', () => {
     const early = await sign({
       purpose: 'reconfirm',
       planHash: plan.planHash,
+      policyHash: plan.plan.policyHash,
       runbook: 'ordered',
       stack: 'nodes',
       emergency: false,
@@ -425,51 +461,530 @@ describe('two-person rule', () => {
     );
   });
 
-  it('rehearses on a testnet under the production policy', async () => {
+  it("practises production's rules on the built-in demo stack, which baton made", async () => {
     const ws = production();
     writeFileSync(
       join(ws.cwd, 'baton.policy.json'),
       JSON.stringify({
-        testnets: ['nodes'],
         stacks: {
           production: { approvers: 1, holdSeconds: 0, reconfirm: false, roles: ['senior'] },
         },
       }),
     );
-    const plan = await makePlan(ws);
+    const onDemo = ['--param', `dir=${ws.data}`, '--param', 'role=web'];
+    expect(
+      (await cli(ws, ['plan', ORDERED, '--stack', 'demo', ...onDemo, '--out', ws.plan])).code,
+    ).toBe(0);
+    const plan = readPlanFile(ws.plan);
     // The testnet alone needs nothing...
-    const free = await startRun({
-      runbook: ORDERED,
-      stack: 'nodes',
-      params: [`dir=${ws.data}`],
-      cwd: ws.cwd,
-    });
-    expect(free.outcome).toBe('done');
+    const free = await cli(ws, ['run', ORDERED, '--stack', 'demo', '--yes', ...onDemo]);
+    expect(free.code, free.text).toBe(0);
     // ...under production's rules it needs the approval flow.
-    await expect(
-      startRun({
-        runbook: ORDERED,
-        stack: 'nodes',
-        params: [`dir=${ws.data}`],
-        cwd: ws.cwd,
-        policyOf: 'production',
-      }),
-    ).rejects.toThrow('ordered on stack production needs 1 approval(s)');
+    const unapproved = await cli(ws, ['rehearse', '--plan', ws.plan, '--policy-of', 'production']);
+    expect(unapproved.code).toBe(2);
+    expect(unapproved.text).toContain('ordered on stack production needs 1 approval(s)');
     await approve(ws, 'alice');
+    const r = await cli(ws, [
+      'rehearse',
+      '--plan',
+      ws.plan,
+      '--policy-of',
+      'production',
+      '--approvals',
+      ws.approvals,
+      '--json',
+    ]);
+    expect(r.code, r.text).toBe(0);
+    const { runId } = JSON.parse(r.stdout) as { runId: string };
+    const events = journalEvents(ws, runId);
+    expect(events[0]).toMatchObject({ kind: 'run-start', mode: 'rehearse', stack: 'demo' });
+    expect(events.find((e) => e.kind === 'approval')).toMatchObject({
+      principal: 'alice@example.org',
+      purpose: 'approve',
+    });
+    expect(plan.plan.policyHash).toMatch(/^[0-9a-f]{64}$/);
+  });
+});
+
+/** A stack `prod` of directories on this machine: real hosts as far as baton can tell. */
+function prodStack(ws: Workspace, policy: Record<string, unknown>): void {
+  writeFileSync(
+    join(ws.cwd, '.baton', 'stacks', 'prod.json'),
+    JSON.stringify({ inventory: { ...localNodes(), stack: 'prod' } }),
+  );
+  writeFileSync(join(ws.cwd, 'baton.policy.json'), JSON.stringify(policy));
+}
+
+describe('the policy belongs to the repository, and testnets are what baton made', () => {
+  it('refuses to rehearse a plan made on a stack that is not a testnet, and runs nothing', async () => {
+    const ws = production();
+    prodStack(ws, { stacks: { prod: { approvers: 2 } } });
+    const plan = join(ws.cwd, 'p.json');
+    expect(
+      (
+        await cli(ws, [
+          'plan',
+          ORDERED,
+          '--stack',
+          'prod',
+          '--param',
+          `dir=${ws.data}`,
+          '--out',
+          plan,
+        ])
+      ).code,
+    ).toBe(0);
+    const r = await cli(ws, ['rehearse', '--plan', plan, '--policy-of', 'demo']);
+    expect(r.code).toBe(2);
+    expect(r.text).toContain(
+      'baton rehearse runs only on a testnet, and stack prod is not a testnet: its hosts were not made by `baton testnet up`',
+    );
+    expect(ws.log()).toEqual([]);
+    expect(existsSync(runsDir(ws.cwd))).toBe(false);
+  });
+
+  it('refuses a --policy file that names testnets, naming the key and the file, and runs nothing', async () => {
+    const ws = production();
+    prodStack(ws, { stacks: { prod: { approvers: 2 } } });
+    const overlay = join(ws.cwd, 'p.json');
+    writeFileSync(overlay, JSON.stringify({ testnets: ['prod'] }));
+    const r = await cli(ws, [
+      'run',
+      ORDERED,
+      '--stack',
+      'prod',
+      '--yes',
+      '--param',
+      `dir=${ws.data}`,
+      '--policy',
+      overlay,
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.text).toContain(
+      `the policy overlay ${overlay} has unknown key "testnets" at the top level`,
+    );
+    expect(r.text).toContain('whether a stack is a testnet comes from its inventory');
+    expect(ws.log()).toEqual([]);
+    expect(existsSync(runsDir(ws.cwd))).toBe(false);
+  });
+
+  it('refuses a --policy file that loosens the rules, naming each field', async () => {
+    const ws = production();
+    prodStack(ws, { stacks: { prod: { approvers: 2, roles: ['senior'] } } });
+    const overlay = join(ws.cwd, 'p.json');
+    writeFileSync(
+      overlay,
+      JSON.stringify({ stacks: { prod: { approvers: 0, roles: ['senior', 'helpdesk'] } } }),
+    );
+    const args = ['run', ORDERED, '--stack', 'prod', '--yes', '--param', `dir=${ws.data}`];
+    const r = await cli(ws, [...args, '--policy', overlay]);
+    expect(r.code).toBe(2);
+    expect(r.text).toContain(
+      `the policy overlay ${overlay} is looser than the repository's policy (${join(ws.cwd, 'baton.policy.json')}) for ordered on prod: approvers is 0, below 2; reconfirm is false, and must stay true; roles is [senior, helpdesk], wider than [senior]: it may only narrow them`,
+    );
+    writeFileSync(overlay, JSON.stringify({ approvers: 'elsewhere' }));
+    const moved = await cli(ws, [...args, '--policy', overlay]);
+    expect(moved.code).toBe(2);
+    expect(moved.text).toContain(
+      `the policy overlay ${overlay} sets approvers, which only the repository's baton.policy.json may set`,
+    );
+    expect(ws.log()).toEqual([]);
+  });
+
+  it('takes a stricter --policy file: three approvals where the repository asks two', async () => {
+    const ws = production({ holdSeconds: 0, reconfirm: false });
+    const overlay = join(ws.cwd, 'stricter.json');
+    writeFileSync(overlay, JSON.stringify({ stacks: { nodes: { approvers: 3 } } }));
+    const plan = await makePlan(ws);
+    await approve(ws, 'alice');
+    await approve(ws, 'bob');
     const r = await startRun({
       runbook: ORDERED,
       stack: 'nodes',
       params: [`dir=${ws.data}`],
       cwd: ws.cwd,
-      policyOf: 'production',
       approvals: ws.approvals,
       approvedHash: plan.planHash,
+      policyFile: overlay,
     });
-    expect(r.outcome).toBe('done');
-    const events = readJournal(join(runsDir(ws.cwd), r.runId)).records.map((x) => x.event);
-    expect(events.find((e) => e.kind === 'approval')).toMatchObject({
-      principal: 'alice@example.org',
+    expect(r.outcome).toBe('precondition-failed');
+    expect(r.error).toBe(
+      '3 distinct approval(s) needed, 2 valid (alice@example.org, bob@example.org)',
+    );
+    expect(journalEvents(ws, r.runId).find((e) => e.kind === 'policy')).toMatchObject({
+      approvers: 3,
+      source: `${join(ws.cwd, 'baton.policy.json')} + overlay ${overlay}`,
+    });
+    expect(ws.log()).toEqual([]);
+  });
+
+  it('refuses a repository policy with an unknown key, naming it and the file, instead of falling back to defaults', async () => {
+    const ws = production();
+    prodStack(ws, { stack: { prod: { approvers: 0 } } });
+    const r = await cli(ws, [
+      'run',
+      ORDERED,
+      '--stack',
+      'prod',
+      '--yes',
+      '--param',
+      `dir=${ws.data}`,
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.text).toContain(
+      `the policy ${join(ws.cwd, 'baton.policy.json')} has unknown key "stack" at the top level`,
+    );
+    prodStack(ws, { stacks: { prod: { aprovers: 0 } } });
+    const nested = await cli(ws, ['plan', ORDERED, '--stack', 'prod', '--param', `dir=${ws.data}`]);
+    expect(nested.code).toBe(2);
+    expect(nested.text).toContain('has unknown key "aprovers" at stacks.prod');
+    expect(ws.log()).toEqual([]);
+  });
+
+  it.each(['demo', 'testnet'])(
+    'treats a saved stack named %s as real hosts: it needs approvals and cannot be rehearsed on',
+    async (name) => {
+      const ws = production();
+      writeFileSync(
+        join(ws.cwd, '.baton', 'stacks', `${name}.json`),
+        JSON.stringify({ inventory: { ...localNodes(), stack: name } }),
+      );
+      rmSync(join(ws.cwd, 'baton.policy.json'));
+      const r = await cli(ws, [
+        'run',
+        ORDERED,
+        '--stack',
+        name,
+        '--yes',
+        '--param',
+        `dir=${ws.data}`,
+      ]);
+      expect(r.code).toBe(2);
+      expect(r.text).toContain(`ordered on stack ${name} needs 1 approval(s) (policy: defaults)`);
+      const plan = join(ws.cwd, 'p.json');
+      await cli(ws, ['plan', ORDERED, '--stack', name, '--param', `dir=${ws.data}`, '--out', plan]);
+      const rehearsed = await cli(ws, ['rehearse', '--plan', plan]);
+      expect(rehearsed.code).toBe(2);
+      expect(rehearsed.text).toContain(`stack ${name} is not a testnet`);
+      expect(ws.log()).toEqual([]);
+    },
+  );
+
+  it("refuses approvals when the repository's approvers changed since the plan was made", async () => {
+    const ws = production({ holdSeconds: 0, reconfirm: false });
+    await makePlan(ws);
+    await approve(ws, 'alice');
+    await approve(ws, 'bob');
+    const approvers = join(ws.cwd, 'approvers');
+    writeFileSync(
+      approvers,
+      readFileSync(approvers, 'utf8') + `mallory@example.org senior ${pub('mallory')} mallory\n`,
+    );
+    const r = await cli(ws, ['run', '--plan', ws.plan, '--approvals', ws.approvals]);
+    expect(r.code).toBe(1);
+    expect(r.text).toMatch(
+      /the repository's policy changed since the plan was made: the plan was made under policy [0-9a-f]{12}, and baton.policy.json and the approvers file now give [0-9a-f]{12}/,
+    );
+    expect(ws.log()).toEqual([]);
+  });
+});
+
+describe('approvals are single-use and expire', () => {
+  const quick = { holdSeconds: 0, reconfirm: false };
+
+  it('refuses an approval already used by another run, naming that run', async () => {
+    const ws = production(quick);
+    await makePlan(ws);
+    await approve(ws, 'alice');
+    await approve(ws, 'bob');
+    const first = await runApproved(ws, []);
+    expect(first.outcome).toBe('done');
+    for (let again = 0; again < 2; again++) {
+      const r = await runApproved(ws, []);
+      expect(r.outcome).toBe('precondition-failed');
+      expect(r.error).toBe('2 distinct approval(s) needed, 0 valid');
+      const reasons = refusals(r.events);
+      expect(reasons).toHaveLength(2);
+      for (const reason of reasons)
+        expect(reason).toMatch(
+          new RegExp(
+            `was already used by run ${first.runId} \\(.+\\); an approval is good for one run$`,
+          ),
+        );
+    }
+    expect(ws.log().filter((l) => l.startsWith('apply:s1'))).toEqual(['apply:s1:a', 'apply:s1:b']);
+  });
+
+  it('refuses an expired approval, one signed in the future, and one longer-lived than the policy allows', async () => {
+    const ws = production(quick);
+    const plan = await makePlan(ws);
+    const signAs = (
+      who: string,
+      extra: Partial<Parameters<typeof sign>[0]>,
+    ): Promise<ApprovalFile> =>
+      sign({
+        purpose: 'approve',
+        planHash: plan.planHash,
+        policyHash: plan.plan.policyHash,
+        runbook: 'ordered',
+        stack: 'nodes',
+        emergency: false,
+        keyPath: keys.key(who),
+        ...extra,
+      });
+    const hour = 3_600_000;
+    const write = (name: string, a: ApprovalFile): void =>
+      writeFileSync(join(ws.approvals, name), JSON.stringify(a));
+    write('old.json', await signAs('alice', { now: new Date(Date.now() - 25 * hour) }));
+    write('future.json', await signAs('bob', { now: new Date(Date.now() + 2 * hour) }));
+    write('long.json', await signAs('alice', { ttlHours: 48 }));
+    const r = await runApproved(ws, []);
+    expect(r.outcome).toBe('precondition-failed');
+    const reasons = refusals(r.events);
+    expect(reasons.find((x) => x.includes('old.json'))).toMatch(
+      /old\.json is refused: it expired at \S+ \(signed \S+\)$/,
+    );
+    expect(reasons.find((x) => x.includes('future.json'))).toMatch(
+      /future\.json is refused: it was signed in the future \(\S+, 2 h ahead of this controller's clock/,
+    );
+    expect(reasons.find((x) => x.includes('long.json'))).toContain(
+      'long.json is refused: it is valid for 48 h, and the policy allows approvals of at most 24 h',
+    );
+    expect(ws.log()).toEqual([]);
+  });
+
+  it('refuses an approval signed under another policy', async () => {
+    const ws = production(quick);
+    const plan = await makePlan(ws);
+    await approve(ws, 'alice');
+    const other = await sign({
       purpose: 'approve',
+      planHash: plan.planHash,
+      policyHash: 'f'.repeat(64),
+      runbook: 'ordered',
+      stack: 'nodes',
+      emergency: false,
+      keyPath: keys.key('bob'),
     });
+    writeFileSync(join(ws.approvals, 'other-policy.json'), JSON.stringify(other));
+    const r = await runApproved(ws, []);
+    expect(r.outcome).toBe('precondition-failed');
+    expect(refusals(r.events)).toContain(
+      `${join(ws.approvals, 'other-policy.json')} was signed under policy ffffffffffff, and this run's policy is ${plan.plan.policyHash.slice(0, 12)}: baton.policy.json or the approvers file changed`,
+    );
+  });
+
+  it('takes the approval policy time-to-live from the policy', async () => {
+    const ws = production({ ...quick, approvalTtlHours: 2 });
+    await makePlan(ws);
+    const file = await approve(ws, 'alice');
+    const a = JSON.parse(readFileSync(join(ws.approvals, file), 'utf8')) as ApprovalFile;
+    expect(Date.parse(a.expiresAt) - Date.parse(a.signedAt)).toBe(2 * 3_600_000);
+  });
+});
+
+describe('emergency is narrow and reviewed', () => {
+  it('refuses --emergency on a runbook the policy does not mark emergency-capable, before anything runs', async () => {
+    const ws = production({}, { emergency: { runbooks: ['failover'] } });
+    await makePlan(ws);
+    await approve(ws, 'bob', ['--emergency']);
+    const r = await cli(ws, ['run', '--plan', ws.plan, '--approvals', ws.approvals, '--emergency']);
+    expect(r.code).toBe(2);
+    expect(r.text).toContain(
+      "runbook ordered may not take the emergency path: the policy's emergency.runbooks lists only failover",
+    );
+    expect(existsSync(runsDir(ws.cwd))).toBe(false);
+  });
+
+  it("refuses an emergency approved only with the operator's own approval", async () => {
+    const ws = production();
+    await makePlan(ws);
+    await approve(ws, 'bob', ['--emergency']);
+    const r = await withEnv({ BATON_OPERATOR: 'bob@example.org' }, () =>
+      runApproved(ws, [], { emergency: true }),
+    );
+    expect(r.outcome).toBe('precondition-failed');
+    expect(r.error).toBe(
+      "every approval is the operator's own (bob@example.org, run by bob@example.org): a second person must approve even in an emergency, unless the policy sets emergency.allowSolo",
+    );
+    expect(ws.log()).toEqual([]);
+  });
+
+  it("knows the operator's own approval by the policy's operators map and by the operator's own key", async () => {
+    const ws = production(
+      {},
+      { emergency: { runbooks: ['ordered'] }, operators: { 'bob@example.org': ['bob@laptop'] } },
+    );
+    await makePlan(ws);
+    await approve(ws, 'bob', ['--emergency']);
+    const mapped = await withEnv({ BATON_OPERATOR: 'bob@laptop' }, () =>
+      runApproved(ws, [], { emergency: true }),
+    );
+    expect(mapped.error).toContain(
+      "every approval is the operator's own (bob@example.org, run by bob@laptop)",
+    );
+    const home = join(ws.cwd, 'home');
+    mkdirSync(join(home, '.ssh'), { recursive: true });
+    writeFileSync(join(home, '.ssh', 'id_ed25519.pub'), `${pub('bob')} bob\n`);
+    const byKey = await withEnv({ BATON_OPERATOR: 'ops@controller', HOME: home }, () =>
+      runApproved(ws, [], { emergency: true }),
+    );
+    expect(byKey.error).toContain(
+      "every approval is the operator's own (bob@example.org, run by ops@controller)",
+    );
+    expect(ws.log()).toEqual([]);
+  });
+
+  it('runs a solo emergency where the policy allows it, and shows it failing in runs and audit until a second approver countersigns', async () => {
+    const ws = production({}, { emergency: { runbooks: ['ordered'], allowSolo: true } });
+    writeFileSync(join(ws.cwd, 'baton.audit.json'), '{}');
+    await makePlan(ws);
+    await approve(ws, 'bob', ['--emergency']);
+    await withEnv({ BATON_OPERATOR: 'bob@example.org' }, async () => {
+      const r = await runApproved(ws, [], { emergency: true });
+      expect(r.error).toBeUndefined();
+      expect(r.outcome).toBe('done');
+      expect(r.events.find((e) => e.kind === 'cleared')).toMatchObject({
+        emergency: true,
+        approvers: ['bob@example.org'],
+        countersignatureDue: true,
+      });
+      const runs = await cli(ws, ['runs']);
+      expect(runs.text).toContain(
+        `countersignature DUE: approved by the operator alone (bob@example.org); a second approver runs \`baton countersign ${r.runId} --key KEY\``,
+      );
+      const audit = await cli(ws, ['audit', '--stack', 'nodes']);
+      expect(audit.code).toBe(1);
+      expect(audit.text).toContain(`FAIL  countersignature:nodes`);
+      expect(audit.text).toContain(`1 solo emergency run(s) not countersigned: ${r.runId}`);
+
+      const own = await cli(ws, ['countersign', r.runId, '--key', keys.key('bob')]);
+      expect(own.code).toBe(1);
+      expect(own.text).toContain(
+        'bob@example.org approved the run; the countersignature must come from a second approver',
+      );
+      const outsider = await cli(ws, ['countersign', r.runId, '--key', keys.key('mallory')]);
+      expect(outsider.code).toBe(1);
+      expect(outsider.text).toContain('its key is not in the approvers file');
+
+      const second = await cli(ws, ['countersign', r.runId, '--key', keys.key('alice')]);
+      expect(second.code, second.text).toBe(0);
+      expect(second.text).toContain(`run ${r.runId} countersigned by alice@example.org`);
+      const after = await cli(ws, ['runs', '--json']);
+      expect(JSON.parse(after.stdout)).toMatchObject([
+        { runId: r.runId, countersignature: { state: 'signed', by: 'alice@example.org' } },
+      ]);
+      const passed = await cli(ws, ['audit', '--stack', 'nodes']);
+      expect(passed.code, passed.text).toBe(0);
+
+      // Its countersignature, copied to another solo run, does not count there.
+      // bob approves afresh: the file of the used approval is overwritten.
+      await approve(ws, 'bob', ['--emergency']);
+      const next = await runApproved(ws, [], { emergency: true });
+      expect(next.outcome).toBe('done');
+      writeFileSync(
+        join(runsDir(ws.cwd), next.runId, 'countersignature.json'),
+        readFileSync(join(runsDir(ws.cwd), r.runId, 'countersignature.json')),
+      );
+      const copied = await cli(ws, ['runs']);
+      expect(copied.text).toContain(
+        `countersignature INVALID: ${join(runsDir(ws.cwd), next.runId, 'countersignature.json')} countersigns run ${r.runId}, not run ${next.runId}`,
+      );
+      expect((await cli(ws, ['audit', '--stack', 'nodes'])).code).toBe(1);
+    });
+  });
+});
+
+/** Replace a run's journal with these events, chained and headed as baton would have written them. */
+function rechain(ws: Workspace, runId: string, events: RunEvent[]): void {
+  const dir = join(runsDir(ws.cwd), runId);
+  let prev = GENESIS;
+  const lines = events.map((event, seq) => {
+    const line = JSON.stringify({ seq, ts: new Date().toISOString(), prev, event });
+    prev = sha256(line);
+    return line;
+  });
+  writeFileSync(join(dir, 'journal.jsonl'), lines.map((l) => l + '\n').join(''));
+  writeFileSync(join(dir, 'head'), JSON.stringify({ seq: lines.length - 1, hash: prev }) + '\n');
+}
+
+describe('resume does not trust the cleared record', () => {
+  const quick = { holdSeconds: 0, reconfirm: false };
+
+  it('refuses to resume a refused run whose journal was rechained with a forged cleared record', async () => {
+    const ws = production(quick);
+    await makePlan(ws);
+    await approve(ws, 'mallory');
+    const refused = await runApproved(ws, []);
+    expect(refused.error).toBe('2 distinct approval(s) needed, 0 valid');
+    rechain(ws, refused.runId, [
+      ...refused.events.filter((e) => e.kind !== 'run-end'),
+      {
+        kind: 'cleared',
+        emergency: false,
+        approvers: ['alice@example.org', 'bob@example.org'],
+        reconfirmedBy: [],
+      },
+    ]);
+    const r = await cli(ws, ['resume', refused.runId]);
+    expect(r.code).toBe(1);
+    expect(r.text).toContain(
+      "the journal's clearance does not hold: the run needs 2 approval(s), and its cleared record carries 0 valid",
+    );
+    expect(r.text).toContain('Do not resume this run.');
+    expect(ws.log()).toEqual([]);
+  });
+
+  it('refuses a cleared record that carries the approvals another run used', async () => {
+    const ws = production(quick);
+    await makePlan(ws);
+    await approve(ws, 'alice');
+    await approve(ws, 'bob');
+    const first = await runApproved(ws, []);
+    expect(first.outcome).toBe('done');
+    const second = await runApproved(ws, []);
+    expect(second.outcome).toBe('precondition-failed');
+    const borrowed = first.events.find((e) => e.kind === 'cleared')!;
+    rechain(ws, second.runId, [...second.events.filter((e) => e.kind !== 'run-end'), borrowed]);
+    const logged = ws.log().length;
+    const r = await cli(ws, ['resume', second.runId]);
+    expect(r.code).toBe(1);
+    expect(r.text).toContain(
+      `the journal's clearance does not hold: the cleared record's approval 1 was used by run ${first.runId}, not by this run ${second.runId}`,
+    );
+    expect(ws.log()).toHaveLength(logged);
+  });
+
+  it('refuses a cleared record whose approvals were edited', async () => {
+    const ws = production(quick);
+    await makePlan(ws);
+    await approve(ws, 'alice');
+    await approve(ws, 'bob');
+    const stopped = await runApproved(ws, [], { stopAt: 'cleared' });
+    expect(stopped.outcome).toBe('needs-human');
+    const events = stopped.events.map((e) =>
+      e.kind === 'cleared'
+        ? { ...e, approvals: e.approvals!.map((a) => ({ ...a, emergency: true })) }
+        : e,
+    );
+    rechain(ws, stopped.runId, events);
+    const r = await cli(ws, ['resume', stopped.runId]);
+    expect(r.code).toBe(1);
+    expect(r.text).toContain('does not match what the file says (forged or edited)');
+    expect(ws.log()).toEqual([]);
+  });
+
+  it('resumes a cleared run after checking its approvals again', async () => {
+    const ws = production(quick);
+    await makePlan(ws);
+    await approve(ws, 'alice');
+    await approve(ws, 'bob');
+    const stopped = await runApproved(ws, [], { stopAt: 'cleared' });
+    expect(stopped.outcome).toBe('needs-human');
+    expect(stopped.events.at(-1)).toMatchObject({ kind: 'cleared' });
+    expect(ws.log()).toEqual([]);
+    const r = await cli(ws, ['resume', stopped.runId, '--json']);
+    expect(r.code, r.text).toBe(0);
+    expect(ws.log().filter((l) => l.startsWith('apply:'))).toHaveLength(6);
   });
 });

@@ -55,7 +55,7 @@ describe('baton CLI', () => {
     expect(await main(['plan', 'config-release', '--nope'], captureIo())).toBe(2);
   });
 
-  it.each(['plan', 'run', 'rehearse', 'resume', 'report', 'runs', 'runbooks'])(
+  it.each(['plan', 'run', 'rehearse', 'resume', 'report', 'runs', 'runbooks', 'countersign'])(
     '`baton %s --help` shows examples',
     async (cmd) => {
       const io = captureIo();

@@ -47,8 +47,12 @@ export function workspace(hosts: string[] = ['a', 'b']): Workspace {
     join(cwd, '.baton', 'stacks', 'nodes.json'),
     JSON.stringify({ inventory: localNodes(hosts) }),
   );
-  // The fixture stack is a testnet: no approvals (the approval tests write their own policy).
-  writeFileSync(join(cwd, 'baton.policy.json'), JSON.stringify({ testnets: ['nodes'] }));
+  // The fixture stack is directories on this machine; its repository's policy asks no approvals
+  // (the approval tests write their own).
+  writeFileSync(
+    join(cwd, 'baton.policy.json'),
+    JSON.stringify({ stacks: { nodes: { approvers: 0 } } }),
+  );
   return {
     cwd,
     data,

@@ -41,6 +41,8 @@ export interface AuditOptions {
   onResult?: (result: CheckResult) => void;
   /** Further values to keep out of every output. */
   redactor?: Redactor;
+  /** The run store, for the countersignatures solo emergency runs owe. */
+  runsRoot?: string;
 }
 
 /** The redactor for a config: every passphrase and listed secret that can be read now. */
@@ -89,7 +91,7 @@ export async function runAudit(options: AuditOptions): Promise<AuditReport> {
   const started = now();
   const t0 = performance.now();
   try {
-    let checks = auditChecks(options.config, options.inventory);
+    let checks = auditChecks(options.config, options.inventory, options.runsRoot);
     if (options.only?.length) {
       checks = checks.filter((c) =>
         options.only!.some((o) => c.id === o || c.id.startsWith(o) || c.kind === o),

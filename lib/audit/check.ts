@@ -23,7 +23,8 @@ export type CheckKind =
   | 'standby-copy'
   | 'standby-binary'
   | 'trust'
-  | 'dns-ttl';
+  | 'dns-ttl'
+  | 'countersignature';
 
 /** What a check found: the verdict, and the evidence a person can act on. */
 export interface Finding {

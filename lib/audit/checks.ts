@@ -4,11 +4,16 @@ import { hostsWithRole } from '../inventory.ts';
 import { backupContentCheck, backupFreshnessCheck } from './backup.ts';
 import type { AuditCheck } from './check.ts';
 import type { AuditConfig } from './config.ts';
+import { countersignatureCheck, soloEmergencyRuns } from './countersign.ts';
 import { diskCheck } from './disk.ts';
 import { passphraseCheck } from './passphrase.ts';
 import { dnsTtlCheck, standbyBinaryCheck, standbyCopyCheck, trustCheck } from './standby.ts';
 
-export function auditChecks(config: AuditConfig, inventory: Inventory): AuditCheck[] {
+export function auditChecks(
+  config: AuditConfig,
+  inventory: Inventory,
+  runsRoot?: string,
+): AuditCheck[] {
   const checks: AuditCheck[] = [];
   for (const [name, service] of Object.entries(config.services)) {
     if (service.backup) {
@@ -37,5 +42,7 @@ export function auditChecks(config: AuditConfig, inventory: Inventory): AuditChe
       checks.push(dnsTtlCheck(name, s, { zone: inventory.dns.zone, servers }, via));
     }
   }
+  const solo = runsRoot ? soloEmergencyRuns(runsRoot, inventory.stack) : [];
+  if (runsRoot && solo.length) checks.push(countersignatureCheck(inventory.stack, runsRoot, solo));
   return checks;
 }

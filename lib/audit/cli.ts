@@ -5,6 +5,7 @@ import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { BatonError, InvalidInputError } from '../errors.ts';
 import { loadInventory } from '../inventory.ts';
+import { runsDir } from '../runs.ts';
 import { LOCAL_STACK } from '../testnet/stack.ts';
 import { defaultTransports } from '../transports.ts';
 import { acknowledge, alertFailures, type AlertOutcome } from './alert.ts';
@@ -173,6 +174,7 @@ The audit config is described in docs/audit.md; state is kept in .baton/audit/.`
           inventory,
           transports,
           paths,
+          runsRoot: runsDir(),
           ...(o.only.length ? { only: o.only } : {}),
           ...(json
             ? {}

@@ -446,6 +446,7 @@ function buildInventory(paths: TestnetPaths, topology: Topology, state: TestnetS
         region: 'local',
       })),
       ...(topology.dns ? { dns: topology.dns } : {}),
+      testnet: { id: paths.id },
     },
     'the local testnet',
   );

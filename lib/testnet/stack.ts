@@ -7,6 +7,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { BatonError } from '../errors.ts';
 import {
+  canonicalJson,
+  demoInventory,
   parseInventory,
   stackSources,
   type Host,
@@ -15,7 +17,7 @@ import {
 } from '../inventory.ts';
 import { sshRoutes, type SshRoute } from '../ssh.ts';
 import { dialRelay } from './relay.ts';
-import { testnetPaths } from './state.ts';
+import { readState, testnetPaths } from './state.ts';
 import { inTestnetRange } from './topology.ts';
 
 export const LOCAL_STACK = 'local';
@@ -25,6 +27,51 @@ export function readTestnetInventory(cwd = process.cwd()): Inventory | undefined
   const file = testnetPaths(cwd).inventoryFile;
   if (!existsSync(file)) return undefined;
   return parseInventory(JSON.parse(readFileSync(file, 'utf8')), file);
+}
+
+export type TestnetOrigin = { testnet: true; by: string } | { testnet: false; why: string };
+
+/**
+ * Whether an inventory is a testnet, from what made it and never from the
+ * stack's name: baton's built-in demo stack (directories on this machine), or
+ * hosts made by `baton testnet up` here, each with the address and host key
+ * the testnet's own state recorded (addresses in 192.0.2.0/24, which baton
+ * reaches only through the testnet's relay).
+ */
+export function testnetOrigin(inventory: Inventory, cwd = process.cwd()): TestnetOrigin {
+  if (canonicalJson(inventory) === canonicalJson(demoInventory()))
+    return { testnet: true, by: "baton's built-in demo stack (directories on this machine)" };
+  const not = (why: string): TestnetOrigin => ({
+    testnet: false,
+    why: `stack ${inventory.stack} is not a testnet: ${why}`,
+  });
+  if (!inventory.testnet)
+    return not(
+      inventory.stack === LOCAL_STACK
+        ? 'its hosts were not made by `baton testnet up` (a testnet brought up before testnets were marked: run `sudo npx baton testnet up` again)'
+        : 'its hosts were not made by `baton testnet up`',
+    );
+  const paths = testnetPaths(cwd);
+  const state = readState(paths);
+  if (!state || state.id !== inventory.testnet.id || paths.id !== inventory.testnet.id)
+    return not(
+      `it says it was made by testnet ${inventory.testnet.id}, and ${state ? `the testnet here is ${state.id}` : `no testnet is up in ${paths.dir}`}`,
+    );
+  for (const host of inventory.hosts) {
+    const known = state.hosts[host.name];
+    if (!known) return not(`the testnet has no host ${host.name}`);
+    if (host.address !== known.address || !inTestnetRange(host.address))
+      return not(
+        `host ${host.name} is at ${host.address}, and the testnet's ${host.name} is at ${known.address}`,
+      );
+    const keys = host.ssh?.hostKeys ?? [];
+    if (host.connection !== 'ssh' || keys.length === 0 || keys.some((k) => k !== known.hostKey))
+      return not(`host ${host.name} does not pin the host key the testnet recorded for it`);
+  }
+  return {
+    testnet: true,
+    by: `the testnet ${state.id} that \`baton testnet up\` made in ${paths.dir}`,
+  };
 }
 
 export const testnetStackSource: StackSource = {
