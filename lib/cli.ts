@@ -42,6 +42,7 @@ export const EXIT = { done: 0, failed: 1, invalid: 2, needsHuman: 3 } as const;
 export function exitCodeFor(code: ErrorCode): number {
   switch (code) {
     case 'INVALID_INPUT':
+    case 'CODE_CHANGED':
       return EXIT.invalid;
     case 'NEEDS_HUMAN':
     case 'RUN_LOCKED':

@@ -3,6 +3,7 @@
  * execute (write-ahead journal, verify, retry transient failures), roll back
  * in reverse order, and resume a run whose controller died.
  */
+import type { CodeManifest } from './code-version.ts';
 import { BatonError, errorMessage, isBatonError, TransientError } from './errors.ts';
 import type { CommandRecord, Phase, RunEvent, RunOutcome } from './events.ts';
 import type { Duplex } from 'node:stream';
@@ -74,6 +75,7 @@ export interface RunInput {
   recordedParams: Record<string, unknown>;
   redactor: Redactor;
   codeVersion: string;
+  codeManifest: CodeManifest;
   inventoryHash: string;
   runId: string;
 }
@@ -467,6 +469,7 @@ export class Session {
       summary: runbook.summary,
       stack: this.input.stack,
       codeVersion: this.input.codeVersion,
+      code: this.input.codeManifest,
       params: this.input.recordedParams,
       inventoryHash: this.input.inventoryHash,
       facts: this.input.redactor.redactDeep(this.facts ?? null),

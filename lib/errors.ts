@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'JOURNAL_CORRUPT'
   | 'RUN_LOCKED'
   | 'PLAN_DRIFT'
+  | 'CODE_CHANGED'
   | 'NEEDS_HUMAN'
   | 'NOT_ROOT'
   | 'MISSING_PREREQUISITE'

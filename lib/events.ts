@@ -2,6 +2,7 @@
  * One union of run events. The journal stores them, the console shows them,
  * the report renders them; nothing else describes what a run did.
  */
+import type { CodeManifest } from './code-version.ts';
 import type { Condition } from './runbook.ts';
 import type { Inventory } from './inventory.ts';
 import type { Plan } from './plan.ts';
@@ -26,6 +27,8 @@ export type RunEvent =
       runbook: string;
       runbookFile: string;
       codeVersion: string;
+      /** What codeVersion covers, file by file (code-version.ts). */
+      codeManifest: CodeManifest;
       stack: string;
       mode: 'run' | 'rehearse';
       operator: string;

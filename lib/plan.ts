@@ -4,6 +4,7 @@
  */
 import { canonicalJson } from './inventory.ts';
 import { sha256 } from './journal.ts';
+import type { CodeManifest } from './code-version.ts';
 import type { Condition } from './runbook.ts';
 
 export interface PlannedHost {
@@ -33,6 +34,8 @@ export interface Plan {
   summary: string;
   stack: string;
   codeVersion: string;
+  /** The files and packages codeVersion covers; its hash is codeVersion. */
+  code: CodeManifest;
   params: Record<string, unknown>;
   inventoryHash: string;
   facts: unknown;

@@ -2,7 +2,7 @@
  * Runs on disk and the three entry points the CLI and tests use: plan a
  * runbook, start a run, resume a run. A run lives in `.baton/runs/<run-id>/`.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
@@ -14,6 +14,15 @@ import {
   type PlanResult,
   type RunResult,
 } from './engine.ts';
+import {
+  codeChanges,
+  codeVersion,
+  describeCodeChanges,
+  manifestHash,
+  type CodeManifest,
+  type CodeReader,
+  type CodeVersion,
+} from './code-version.ts';
 import { BatonError, InvalidInputError, JournalCorruptError } from './errors.ts';
 import type { RunEvent } from './events.ts';
 import { inventoryHash, loadInventory, type Inventory } from './inventory.ts';
@@ -71,8 +80,20 @@ export function newRunId(runbook: string, now: Date): string {
 export interface LoadedRunbook {
   runbook: AnyRunbook;
   file: string;
-  /** Hash of the runbook's source and baton's version: approvals and resumes bind to it. */
+  /** Hash of the code that runs (see code-version.ts): approvals and resumes bind to it. */
   codeVersion: string;
+  /** What `codeVersion` covers, file by file, so a refusal can name the file that changed. */
+  codeManifest: CodeManifest;
+}
+
+/** The code a run of this runbook executes: its module graph and baton's runner (this module's). */
+export function runbookCode(file: string, reader?: CodeReader): CodeVersion {
+  return codeVersion({
+    entries: [file, fileURLToPath(import.meta.url)],
+    batonRoot: PACKAGE_ROOT,
+    batonVersion: batonVersion(),
+    ...(reader ? { reader } : {}),
+  });
 }
 
 /** A runbook by name (./runbooks/NAME.ts, then baton's own runbooks/) or by path. */
@@ -93,11 +114,8 @@ export async function loadRunbook(ref: string, cwd = process.cwd()): Promise<Loa
   if (!runbook || runbook.kind !== 'baton.runbook') {
     throw new InvalidInputError(`${file} does not export a runbook as default (use defineRunbook)`);
   }
-  const codeVersion = createHash('sha256')
-    .update(readFileSync(file))
-    .update(`\0baton@${batonVersion()}`)
-    .digest('hex');
-  return { runbook, file, codeVersion };
+  const code = runbookCode(file);
+  return { runbook, file, codeVersion: code.hash, codeManifest: code.manifest };
 }
 
 export function listRunbooks(cwd = process.cwd()): string[] {
@@ -176,6 +194,7 @@ async function prepare(inv: Invocation, runId?: string): Promise<Prepared> {
       recordedParams: validated.recorded,
       redactor: validated.redactor,
       codeVersion: loaded.codeVersion,
+      codeManifest: loaded.codeManifest,
       inventoryHash: inventoryHash(inventory),
       runId: id,
     },
@@ -270,6 +289,7 @@ export async function startRun(opts: StartOptions): Promise<RunResult> {
         runbook: p.loaded.runbook.name,
         runbookFile: p.loaded.file,
         codeVersion: p.loaded.codeVersion,
+        codeManifest: p.loaded.codeManifest,
         stack: p.stack,
         mode: opts.mode ?? 'run',
         operator: operatorName(),
@@ -311,13 +331,7 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
   const release = acquireLock(dir, opts.runId);
   try {
     const loaded = await loadRunbook(start.runbookFile, opts.cwd);
-    if (loaded.codeVersion !== start.codeVersion) {
-      throw new BatonError(
-        'PLAN_DRIFT',
-        `runbook ${start.runbook} changed since run ${opts.runId} started (code ${loaded.codeVersion.slice(0, 12)}, was ${start.codeVersion.slice(0, 12)})`,
-        'Resume with the version of the runbook that started the run (check out that commit).',
-      );
-    }
+    refuseChangedCode(start, loaded, opts.runId);
     const raw = rawFromRecorded(
       start.params,
       start.secretParams,
@@ -355,6 +369,7 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
           recordedParams: validated.recorded,
           redactor: validated.redactor,
           codeVersion: loaded.codeVersion,
+          codeManifest: loaded.codeManifest,
           inventoryHash: start.inventoryHash,
           runId: opts.runId,
         },
@@ -374,6 +389,27 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
   } finally {
     release();
   }
+}
+
+/** A run continues only under the code it started with: the journal's record of it names what changed. */
+function refuseChangedCode(
+  start: Extract<RunEvent, { kind: 'run-start' }>,
+  loaded: LoadedRunbook,
+  runId: string,
+): void {
+  if (loaded.codeVersion === start.codeVersion) return;
+  const recorded =
+    start.codeManifest && manifestHash(start.codeManifest) === start.codeVersion
+      ? start.codeManifest
+      : undefined;
+  const changed = recorded
+    ? describeCodeChanges(codeChanges(recorded, loaded.codeManifest))
+    : 'the journal does not say which files it covered';
+  throw new BatonError(
+    'CODE_CHANGED',
+    `the code changed since run ${runId} started (code ${loaded.codeVersion.slice(0, 12)}, was ${start.codeVersion.slice(0, 12)}): ${changed}`,
+    'Resume under the code that started the run (check out that commit, and the same lockfile); nothing was run. To run the new code, plan it again.',
+  );
 }
 
 /**
@@ -522,6 +558,12 @@ export function readPlanFile(path: string): PlanFile {
   if (data?.kind !== 'baton.plan' || !data.plan || typeof data.planHash !== 'string') {
     throw new InvalidInputError(
       `${path} is not a plan file (write one with \`baton plan … --out FILE\`)`,
+    );
+  }
+  if (!data.plan.code || manifestHash(data.plan.code) !== data.plan.codeVersion) {
+    throw new InvalidInputError(
+      `${path} does not say which code it was made with (made by an older baton, or edited)`,
+      'Plan again with this baton and have the new plan approved.',
     );
   }
   const actual = hashOf(data.plan);
