@@ -255,7 +255,7 @@ Exits 0 when every precondition holds, 1 when one fails (nothing is changed eith
       mode,
       ...(o.approvals ? { approvals: o.approvals } : {}),
       ...(o.approvals === '-' ? { stdinApprovals: readFileSync(0, 'utf8') } : {}),
-      ...(planFile ? { approvedHash: planFile.planHash } : {}),
+      ...(planFile ? { approvedHash: planFile.planHash, approvedPlan: planFile.plan } : {}),
       ...(o.emergency ? { emergency: true } : {}),
       ...(o.policy ? { policyFile: o.policy } : {}),
       ...(o.policyOf ? { policyOf: o.policyOf } : {}),

@@ -12,6 +12,7 @@ import {
   historyFrom,
   type EngineDeps,
   type PlanResult,
+  type RunInput,
   type RunResult,
 } from './engine.ts';
 import {
@@ -139,6 +140,8 @@ export interface Invocation {
   deps?: Partial<EngineDeps>;
   /** Replaces the stack's inventory (tests, the testnet). */
   inventory?: Inventory;
+  /** The approved plan a run must still be; compared before any gate. */
+  approved?: RunInput['approved'];
 }
 
 interface Prepared {
@@ -197,6 +200,7 @@ async function prepare(inv: Invocation, runId?: string): Promise<Prepared> {
       codeManifest: loaded.codeManifest,
       inventoryHash: inventoryHash(inventory),
       runId: id,
+      ...(inv.approved ? { approved: inv.approved } : {}),
     },
     deps,
   );
@@ -232,6 +236,8 @@ export interface StartOptions extends Invocation {
   stdinApprovals?: string;
   /** The plan hash the approvals were made for (from the plan file). */
   approvedHash?: string;
+  /** The plan the approvals were made for: a drift is named step by step, before the gate. */
+  approvedPlan?: Plan;
   emergency?: boolean;
   /** The policy file; default ./baton.policy.json, else built-in defaults. */
   policyFile?: string;
@@ -275,7 +281,18 @@ export async function startRun(opts: StartOptions): Promise<RunResult> {
     }),
     opts.gate,
   );
-  const p = await prepare({ ...opts, deps: { ...opts.deps, gate } });
+  const p = await prepare({
+    ...opts,
+    deps: { ...opts.deps, gate },
+    ...(opts.approvedHash
+      ? {
+          approved: {
+            hash: opts.approvedHash,
+            ...(opts.approvedPlan ? { plan: opts.approvedPlan } : {}),
+          },
+        }
+      : {}),
+  });
   const dir = join(runsDir(opts.cwd), p.runId);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const release = acquireLock(dir, p.runId);
