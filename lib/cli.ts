@@ -10,7 +10,8 @@ import { Command, CommanderError, Option } from 'commander';
 import type { RunResult } from './engine.ts';
 import { BatonError, errorMessage, isBatonError, type ErrorCode } from './errors.ts';
 import type { RunOutcome } from './events.ts';
-import { readJournal } from './journal.ts';
+import { readJournal, type JournalRead } from './journal.ts';
+import { renderVerification, SIGNING_KEY_ENV, verifyRun } from './signing.ts';
 import { describeParams } from './params.ts';
 import { registerPulumiStackSource } from './pulumi-stack.ts';
 import { registerTestnetCommands } from './testnet/cli.ts';
@@ -32,6 +33,7 @@ import {
   planRunbook,
   resumeRun,
   runDir,
+  signersFor,
   startRun,
   type Invocation,
 } from './runs.ts';
@@ -190,6 +192,7 @@ Exits 0 when every precondition holds, 1 when one fails (nothing is changed eith
     emergency?: boolean;
     policy?: string;
     policyOf?: string;
+    signingKey?: string;
   }
 
   const execute = async (
@@ -260,6 +263,7 @@ Exits 0 when every precondition holds, 1 when one fails (nothing is changed eith
       ...(o.policy ? { policyFile: o.policy } : {}),
       ...(o.policyOf ? { policyOf: o.policyOf } : {}),
       ...(confirm ? { gate: confirm } : {}),
+      ...signingKeyOf(o),
       deps: { onEvent: (e) => display.event(e) },
     });
     display.close();
@@ -297,7 +301,8 @@ Exits 0 when every precondition holds, 1 when one fails (nothing is changed eith
         .option(
           '--policy <file>',
           'the approval policy (default ./baton.policy.json, else built-in defaults)',
-        ),
+        )
+        .option('--signing-key <path>', SIGNING_KEY_HELP),
     ),
   )
     .addHelpText(
@@ -324,7 +329,8 @@ ${EXIT_CODES_HELP}`,
       )
       .option('--plan <file>', 'rehearse this approved plan (made with --stack local)')
       .option('--approvals <dir>', 'directory of approval files')
-      .option('--policy <file>', 'the approval policy file'),
+      .option('--policy <file>', 'the approval policy file')
+      .option('--signing-key <path>', SIGNING_KEY_HELP),
   )
     .addHelpText(
       'after',
@@ -417,7 +423,10 @@ Read the plan it prints before you sign: your signature covers exactly those com
         'secret parameters again (journals never hold them)',
         collect,
         [],
-      ),
+      )
+      .option('--signing-key <path>', SIGNING_KEY_HELP)
+      .option('--allowed-signers <file>', ALLOWED_SIGNERS_HELP)
+      .option('--controller-key <file.pub>', CONTROLLER_KEY_HELP),
   )
     .addHelpText(
       'after',
@@ -425,13 +434,19 @@ Read the plan it prints before you sign: your signature covers exactly those com
 Examples:
   npx baton resume 20261121T060102Z-config-release-1a2b
   npx baton resume <run-id> --param credential=@env:CREDENTIAL
+  npx baton resume <run-id> --signing-key ~/.ssh/id_ed25519
+A signed journal is verified first (as \`baton verify\` does); one that fails is not resumed.
+The code must be the code the run started with: otherwise exit 2, naming the files that changed.
 ${EXIT_CODES_HELP}`,
     )
-    .action(async (runId: string, o: { param: string[] }) => {
+    .action(async (runId: string, o: VerifyOptions & { param: string[]; signingKey?: string }) => {
       const display = makeDisplay(io, json);
       const result = await resumeRun({
         runId,
         params: o.param,
+        ...signingKeyOf(o),
+        ...(o.allowedSigners ? { allowedSigners: o.allowedSigners } : {}),
+        ...(o.controllerKey ? { controllerKey: o.controllerKey } : {}),
         deps: { onEvent: (e) => display.event(e) },
       });
       display.close();
@@ -462,6 +477,39 @@ Exits 1 when the journal fails verification (tampered or truncated).`,
         json || o.format === 'json' ? JSON.stringify(report, null, 2) : renderMarkdown(report),
       );
       throw new Exit(EXIT.done);
+    });
+
+  withCommon(
+    program
+      .command('verify <run-id>')
+      .description(
+        "Check a run's journal: its chain, every signed head against the allowed signers, and what no signature covers.",
+      )
+      .option('--allowed-signers <file>', ALLOWED_SIGNERS_HELP)
+      .option('--controller-key <file.pub>', CONTROLLER_KEY_HELP),
+  )
+    .addHelpText(
+      'after',
+      `
+Examples:
+  npx baton verify 20261121T060102Z-handover-1a2b
+  npx baton verify <run-id> --allowed-signers approvers --json
+Exits 0 when the journal is verified, 1 when it is not: a broken chain, a signed
+head it no longer matches, a bad signature, or nothing signed at all.`,
+    )
+    .action(async (runId: string, o: VerifyOptions) => {
+      const dir = runDir(runId);
+      let read: JournalRead | undefined;
+      try {
+        read = readJournal(dir);
+      } catch {
+        // verifyRun reports the broken chain.
+      }
+      const signers = read ? signersFor(read, o) : undefined;
+      const v = await verifyRun(dir, signers ? { signers } : {});
+      if (json) io.out(JSON.stringify({ runId, ...v }, null, 2));
+      else io.out(renderVerification(runId, v));
+      throw new Exit(v.status === 'verified' ? EXIT.done : EXIT.failed);
     });
 
   withCommon(
@@ -564,6 +612,21 @@ Exits 1 when the journal fails verification (tampered or truncated).`,
     }
     return code;
   }
+}
+
+interface VerifyOptions {
+  allowedSigners?: string;
+  controllerKey?: string;
+}
+
+const SIGNING_KEY_HELP = `the ssh key that signs the journal's head at the gate and at the end (default $${SIGNING_KEY_ENV}); needed where the policy needs approvals`;
+const ALLOWED_SIGNERS_HELP =
+  "who may sign journals, as an approvers file (default: the policy's approvers file)";
+const CONTROLLER_KEY_HELP = 'the public key of a controller that may sign journals too';
+
+function signingKeyOf(o: { signingKey?: string }): { signingKey?: string } {
+  const key = o.signingKey ?? process.env[SIGNING_KEY_ENV];
+  return key ? { signingKey: key } : {};
 }
 
 function invocation(ref: string, o: { param: string[]; stack?: string }): Invocation {

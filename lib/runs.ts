@@ -27,7 +27,7 @@ import {
 import { BatonError, InvalidInputError, JournalCorruptError } from './errors.ts';
 import type { RunEvent } from './events.ts';
 import { inventoryHash, loadInventory, type Inventory } from './inventory.ts';
-import { Journal, readJournal, type JournalRead } from './journal.ts';
+import { Journal, readJournal, type HeadSigner, type JournalRead } from './journal.ts';
 import {
   parseParamArgs,
   rawFromRecorded,
@@ -37,6 +37,16 @@ import {
 } from './params.ts';
 import { resolvePolicy } from './approval.ts';
 import { approvalGate, gates, type Gate } from './gate.ts';
+import {
+  loadSigners,
+  readSignatures,
+  runSigner,
+  SIGNING_KEY_ENV,
+  sshHeadSigner,
+  verifyRun,
+  type ClearanceVerifier,
+  type Signers,
+} from './signing.ts';
 import { planHash as hashOf, type Plan } from './plan.ts';
 import type { AnyRunbook } from './runbook.ts';
 import { defaultTransports, type Transports } from './transports.ts';
@@ -247,6 +257,8 @@ export interface StartOptions extends Invocation {
   gate?: Gate;
   /** How often to look for reconfirmations. */
   pollMs?: number;
+  /** The ssh key that signs the journal's heads; required where the policy needs approvals. */
+  signingKey?: string;
 }
 
 export async function startRun(opts: StartOptions): Promise<RunResult> {
@@ -267,6 +279,12 @@ export async function startRun(opts: StartOptions): Promise<RunResult> {
     );
   }
   const now = opts.deps?.now ?? (() => new Date());
+  const signer = runSigner({
+    keyPath: opts.signingKey,
+    needsApprovals: rules.approvers > 0,
+    what: `${runbook.name} on stack ${opts.policyOf ?? stack}`,
+    now,
+  });
   const sleep = opts.deps?.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const gate = gates(
     approvalGate({
@@ -297,7 +315,7 @@ export async function startRun(opts: StartOptions): Promise<RunResult> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const release = acquireLock(dir, p.runId);
   try {
-    const journal = Journal.create(dir, undefined, p.now);
+    const journal = Journal.create(dir, undefined, p.now, signer);
     opts.onStart?.(p.runId, dir);
     return await stopped(p.runId, () =>
       p.session.run(journal, {
@@ -329,6 +347,84 @@ export interface ResumeOptions {
   params: string[];
   cwd?: string;
   deps?: Partial<EngineDeps>;
+  /** Signs the heads the resume writes; required when the journal is signed. */
+  signingKey?: string;
+  /** Who may have signed the journal (the approvers file format); default the policy's approvers file. */
+  allowedSigners?: string;
+  /** A controller's public key that may sign too. */
+  controllerKey?: string;
+  /** Checks a clearance record's approvals (approval.ts); without it they are reported as not checked. */
+  verifyClearance?: ClearanceVerifier;
+}
+
+/** The signers a run's journal is checked against: the given file, else the approvers file of the policy the run recorded. */
+export function signersFor(
+  read: JournalRead,
+  opts: { allowedSigners?: string; controllerKey?: string; cwd?: string },
+): Signers | undefined {
+  const start = read.records[0]?.event;
+  const policy = read.records.find((r) => r.event.kind === 'policy')?.event;
+  const recorded =
+    policy?.kind === 'policy' && existsSync(policy.source) ? policy.source : undefined;
+  const file =
+    opts.allowedSigners ??
+    (start?.kind === 'run-start'
+      ? resolvePolicy({
+          runbook: start.runbook,
+          stack: start.stack,
+          destructive: false,
+          ...(recorded ? { file: recorded } : {}),
+          ...(opts.cwd ? { cwd: opts.cwd } : {}),
+        }).approversFile
+      : undefined);
+  if (!file || !existsSync(file)) return undefined;
+  return loadSigners({
+    approversFile: file,
+    ...(opts.controllerKey ? { controllerKey: opts.controllerKey } : {}),
+  });
+}
+
+/**
+ * Before a resume acts on a journal: a signed journal must agree with every
+ * signed head (a rewritten, re-chained journal does not), and the resume must
+ * sign what it adds.
+ */
+async function verifyForResume(
+  dir: string,
+  read: JournalRead,
+  opts: ResumeOptions,
+): Promise<{ signer?: HeadSigner; lastUnsigned: boolean }> {
+  const signed =
+    readSignatures(dir).length > 0 ||
+    read.records.some((r) => r.event.kind === 'policy' && r.event.approvers > 0);
+  if (!signed) return { lastUnsigned: false };
+  const signers = signersFor(read, opts);
+  if (!signers) {
+    throw new InvalidInputError(
+      `run ${opts.runId} has a signed journal, and no allowed signers to check it against`,
+      'Pass --allowed-signers FILE (the approvers file), or resume from the directory that holds baton.policy.json.',
+    );
+  }
+  const v = await verifyRun(dir, {
+    signers,
+    ...(opts.verifyClearance ? { verifyClearance: opts.verifyClearance } : {}),
+  });
+  if (v.status === 'failed') {
+    throw new JournalCorruptError(
+      `run ${opts.runId}'s journal fails verification: ${v.problems.join('; ')}`,
+      `Do not resume from it. \`baton verify ${opts.runId}\` says what holds; keep a copy for the post-mortem and inspect the hosts by hand.`,
+    );
+  }
+  if (!opts.signingKey) {
+    throw new InvalidInputError(
+      `run ${opts.runId} has a signed journal, so what its resume writes must be signed too, and no signing key was given`,
+      `Pass --signing-key KEY (or set ${SIGNING_KEY_ENV}).`,
+    );
+  }
+  return {
+    signer: sshHeadSigner(opts.signingKey, opts.deps?.now),
+    lastUnsigned: v.status === 'incomplete',
+  };
 }
 
 export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
@@ -345,6 +441,7 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
       `Nothing to resume. \`baton report ${opts.runId}\` shows what it did.`,
     );
   }
+  const { signer, lastUnsigned } = await verifyForResume(dir, read, opts);
   const release = acquireLock(dir, opts.runId);
   try {
     const loaded = await loadRunbook(start.runbookFile, opts.cwd);
@@ -359,7 +456,7 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
     const validated = validateParams(loaded.runbook.params, raw, loaded.runbook.name);
     if (!history) {
       // The controller died before the plan was recorded: nothing was changed.
-      const journal = Journal.reopen(dir, validated.redactor);
+      const journal = Journal.reopen(dir, validated.redactor, undefined, signer, lastUnsigned);
       journal.append({
         kind: 'run-end',
         outcome: 'precondition-failed',
@@ -398,7 +495,7 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
         },
       );
       return await stopped(opts.runId, () =>
-        session.resume(Journal.reopen(dir, validated.redactor, now), history),
+        session.resume(Journal.reopen(dir, validated.redactor, now, signer, lastUnsigned), history),
       );
     } finally {
       await transports.close();

@@ -145,6 +145,7 @@ async function runApproved(
     approvals: ws.approvals,
     approvedHash: file.planHash,
     pollMs: 50,
+    signingKey: keys.key('alice'),
     ...(opts.emergency ? { emergency: true } : {}),
     deps: {
       onEvent(e) {
@@ -377,7 +378,19 @@ describe('two-person rule', () => {
     writeFileSync(ws.plan, JSON.stringify(file));
     const io2 = captureIo();
     const code2 = await inDir(ws.cwd, () =>
-      main(['run', '--plan', ws.plan, '--approvals', ws.approvals, '--json'], io2),
+      main(
+        [
+          'run',
+          '--plan',
+          ws.plan,
+          '--approvals',
+          ws.approvals,
+          '--signing-key',
+          keys.key('alice'),
+          '--json',
+        ],
+        io2,
+      ),
     );
     expect(code2, io2.text()).toBe(1);
     // Its mutations no longer follow from its parameters, so the hosts give another plan.
@@ -464,6 +477,7 @@ describe('two-person rule', () => {
       policyOf: 'production',
       approvals: ws.approvals,
       approvedHash: plan.planHash,
+      signingKey: keys.key('alice'),
     });
     expect(r.outcome).toBe('done');
     const events = readJournal(join(runsDir(ws.cwd), r.runId)).records.map((x) => x.event);
