@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import {
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -12,6 +13,7 @@ import { join } from 'node:path';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { main } from '../lib/cli.ts';
+import { readJournal } from '../lib/journal.ts';
 import { codeChanges, diskReader, importSpecifiers } from '../lib/code-version.ts';
 import { planRunbook, resumeRun, runbookCode, runsDir, startRun } from '../lib/runs.ts';
 import { captureIo, localNodes, ROOT } from './helpers.ts';
@@ -174,6 +176,85 @@ describe('the code version', () => {
     expect(codeChanges(asIs.manifest, changed.manifest).map((c) => c.name)).toEqual([
       'baton:lib/steps/services.ts',
     ]);
+  });
+
+  it('invalidates the approvals: a run of the approved plan under changed code is refused before the gate, naming the file', async () => {
+    const p = project();
+    const keys = join(p.cwd, 'keys');
+    mkdirSync(keys);
+    execFileSync('ssh-keygen', [
+      '-q',
+      '-t',
+      'ed25519',
+      '-N',
+      '',
+      '-C',
+      'alice',
+      '-f',
+      join(keys, 'alice'),
+    ]);
+    const alicePub = readFileSync(join(keys, 'alice.pub'), 'utf8').split(' ').slice(0, 2).join(' ');
+    p.edit('approvers', `alice@example.org senior ${alicePub}\n`);
+    p.edit(
+      'baton.policy.json',
+      JSON.stringify({ stacks: { nodes: { approvers: 1, holdSeconds: 0, reconfirm: false } } }),
+    );
+    mkdirSync(join(p.cwd, '.baton', 'stacks'), { recursive: true });
+    p.edit('.baton/stacks/nodes.json', JSON.stringify({ inventory: localNodes(['a']) }));
+    const plan = join(p.cwd, 'plan.json');
+    const approvals = join(p.cwd, 'approvals');
+    const baton = async (args: string[]): Promise<{ code: number; text: string }> => {
+      const io = captureIo();
+      const before = process.cwd();
+      process.chdir(p.cwd);
+      try {
+        return { code: await main(args, io), text: io.text() };
+      } finally {
+        process.chdir(before);
+      }
+    };
+    const run = [
+      'run',
+      '--plan',
+      plan,
+      '--approvals',
+      approvals,
+      '--signing-key',
+      join(keys, 'alice'),
+    ];
+    expect(
+      (
+        await baton([
+          'plan',
+          p.runbook,
+          '--stack',
+          'nodes',
+          '--param',
+          `dir=${p.cwd}`,
+          '--out',
+          plan,
+        ])
+      ).code,
+    ).toBe(0);
+    expect(
+      (await baton(['approve', plan, '--key', join(keys, 'alice'), '--out', approvals])).code,
+    ).toBe(0);
+    const paths = readFileSync(join(p.cwd, 'lib', 'paths.ts'), 'utf8');
+    p.edit('lib/paths.ts', paths.replace("'/marker'", "'/elsewhere'"));
+
+    const refused = await baton(run);
+    expect(refused.code).toBe(1);
+    expect(refused.text).toContain('the plan changed since it was approved');
+    expect(refused.text).toContain('- the code changed: project:lib/paths.ts (changed)');
+    const [runId] = readdirSync(runsDir(p.cwd));
+    const kinds = readJournal(join(runsDir(p.cwd), runId!)).records.map((r) => r.event.kind);
+    expect(kinds).not.toContain('policy');
+    expect(existsSync(join(p.cwd, 'marker'))).toBe(false);
+
+    p.edit('lib/paths.ts', paths);
+    const ran = await baton(run);
+    expect(ran.code, ran.text).toBe(0);
+    expect(readFileSync(join(p.cwd, 'marker'), 'utf8')).toBe('one\n');
   });
 
   it('lets a resume continue only under the code the run started with, naming the file that changed', async () => {
