@@ -10,7 +10,8 @@ import { Command, CommanderError, Option } from 'commander';
 import type { RunResult } from './engine.ts';
 import { BatonError, errorMessage, isBatonError, type ErrorCode } from './errors.ts';
 import type { RunOutcome } from './events.ts';
-import { readJournal } from './journal.ts';
+import { readJournal, type JournalRead } from './journal.ts';
+import { renderVerification, SIGNING_KEY_ENV, verifyRun } from './signing.ts';
 import { describeParams } from './params.ts';
 import { registerPulumiStackSource } from './pulumi-stack.ts';
 import { registerTestnetCommands } from './testnet/cli.ts';
@@ -34,6 +35,7 @@ import {
   planRunbook,
   resumeRun,
   runDir,
+  signersFor,
   startRun,
   unlockStack,
   type Invocation,
@@ -45,6 +47,7 @@ export const EXIT = { done: 0, failed: 1, invalid: 2, needsHuman: 3 } as const;
 export function exitCodeFor(code: ErrorCode): number {
   switch (code) {
     case 'INVALID_INPUT':
+    case 'CODE_CHANGED':
       return EXIT.invalid;
     case 'NEEDS_HUMAN':
     case 'RUN_LOCKED':
@@ -193,6 +196,7 @@ Exits 0 when every precondition holds, 1 when one fails (nothing is changed eith
     emergency?: boolean;
     policy?: string;
     policyOf?: string;
+    signingKey?: string;
   }
 
   const execute = async (
@@ -258,12 +262,13 @@ Exits 0 when every precondition holds, 1 when one fails (nothing is changed eith
       mode,
       ...(o.approvals ? { approvals: o.approvals } : {}),
       ...(o.approvals === '-' ? { stdinApprovals: readFileSync(0, 'utf8') } : {}),
-      ...(planFile ? { approvedHash: planFile.planHash } : {}),
+      ...(planFile ? { approvedHash: planFile.planHash, approvedPlan: planFile.plan } : {}),
       ...(planFile?.plan.policyHash ? { approvedPolicyHash: planFile.plan.policyHash } : {}),
       ...(o.emergency ? { emergency: true } : {}),
       ...(o.policy ? { policyFile: o.policy } : {}),
       ...(o.policyOf ? { policyOf: o.policyOf } : {}),
       ...(confirm ? { gate: confirm } : {}),
+      ...signingKeyOf(o),
       deps: { onEvent: (e) => display.event(e) },
     });
     display.close();
@@ -301,7 +306,8 @@ Exits 0 when every precondition holds, 1 when one fails (nothing is changed eith
         .option(
           '--policy <file>',
           "stricter rules on top of the repository's baton.policy.json (a looser file is refused)",
-        ),
+        )
+        .option('--signing-key <path>', SIGNING_KEY_HELP),
     ),
   )
     .addHelpText(
@@ -330,7 +336,8 @@ ${EXIT_CODES_HELP}`,
       )
       .option('--plan <file>', 'rehearse this approved plan (made with --stack local)')
       .option('--approvals <dir>', 'directory of approval files')
-      .option('--policy <file>', "stricter rules on top of the repository's policy"),
+      .option('--policy <file>', "stricter rules on top of the repository's policy")
+      .option('--signing-key <path>', SIGNING_KEY_HELP),
   )
     .addHelpText(
       'after',
@@ -485,7 +492,10 @@ Until it is countersigned, \`baton runs\` and \`baton audit\` show the run as ow
         'secret parameters again (journals never hold them)',
         collect,
         [],
-      ),
+      )
+      .option('--signing-key <path>', SIGNING_KEY_HELP)
+      .option('--allowed-signers <file>', ALLOWED_SIGNERS_HELP)
+      .option('--controller-key <file.pub>', CONTROLLER_KEY_HELP),
   )
     .addHelpText(
       'after',
@@ -493,13 +503,19 @@ Until it is countersigned, \`baton runs\` and \`baton audit\` show the run as ow
 Examples:
   npx baton resume 20261121T060102Z-config-release-1a2b
   npx baton resume <run-id> --param credential=@env:CREDENTIAL
+  npx baton resume <run-id> --signing-key ~/.ssh/id_ed25519
+A signed journal is verified first (as \`baton verify\` does); one that fails is not resumed.
+The code must be the code the run started with: otherwise exit 2, naming the files that changed.
 ${EXIT_CODES_HELP}`,
     )
-    .action(async (runId: string, o: { param: string[] }) => {
+    .action(async (runId: string, o: VerifyOptions & { param: string[]; signingKey?: string }) => {
       const display = makeDisplay(io, json);
       const result = await resumeRun({
         runId,
         params: o.param,
+        ...signingKeyOf(o),
+        ...(o.allowedSigners ? { allowedSigners: o.allowedSigners } : {}),
+        ...(o.controllerKey ? { controllerKey: o.controllerKey } : {}),
         deps: { onEvent: (e) => display.event(e) },
       });
       display.close();
@@ -530,6 +546,39 @@ Exits 1 when the journal fails verification (tampered or truncated).`,
         json || o.format === 'json' ? JSON.stringify(report, null, 2) : renderMarkdown(report),
       );
       throw new Exit(EXIT.done);
+    });
+
+  withCommon(
+    program
+      .command('verify <run-id>')
+      .description(
+        "Check a run's journal: its chain, every signed head against the allowed signers, and what no signature covers.",
+      )
+      .option('--allowed-signers <file>', ALLOWED_SIGNERS_HELP)
+      .option('--controller-key <file.pub>', CONTROLLER_KEY_HELP),
+  )
+    .addHelpText(
+      'after',
+      `
+Examples:
+  npx baton verify 20261121T060102Z-handover-1a2b
+  npx baton verify <run-id> --allowed-signers approvers --json
+Exits 0 when the journal is verified, 1 when it is not: a broken chain, a signed
+head it no longer matches, a bad signature, or nothing signed at all.`,
+    )
+    .action(async (runId: string, o: VerifyOptions) => {
+      const dir = runDir(runId);
+      let read: JournalRead | undefined;
+      try {
+        read = readJournal(dir);
+      } catch {
+        // verifyRun reports the broken chain.
+      }
+      const signers = read ? signersFor(read, o) : undefined;
+      const v = await verifyRun(dir, signers ? { signers } : {});
+      if (json) io.out(JSON.stringify({ runId, ...v }, null, 2));
+      else io.out(renderVerification(runId, v));
+      throw new Exit(v.status === 'verified' ? EXIT.done : EXIT.failed);
     });
 
   withCommon(
@@ -680,6 +729,21 @@ function countersignatureLine(
     case 'signed':
       return `countersigned by ${c.by} (${c.keyFingerprint})`;
   }
+}
+
+interface VerifyOptions {
+  allowedSigners?: string;
+  controllerKey?: string;
+}
+
+const SIGNING_KEY_HELP = `the ssh key that signs the journal's head at the gate and at the end (default $${SIGNING_KEY_ENV}); needed where the policy needs approvals`;
+const ALLOWED_SIGNERS_HELP =
+  "who may sign journals, as an approvers file (default: the policy's approvers file)";
+const CONTROLLER_KEY_HELP = 'the public key of a controller that may sign journals too';
+
+function signingKeyOf(o: { signingKey?: string }): { signingKey?: string } {
+  const key = o.signingKey ?? process.env[SIGNING_KEY_ENV];
+  return key ? { signingKey: key } : {};
 }
 
 function invocation(ref: string, o: { param: string[]; stack?: string }): Invocation {

@@ -3,13 +3,15 @@
  * execute (write-ahead journal, verify, retry transient failures), roll back
  * in reverse order, and resume a run whose controller died.
  */
+import type { CodeManifest } from './code-version.ts';
 import { BatonError, errorMessage, isBatonError, TransientError } from './errors.ts';
 import type { Clearance, CommandRecord, Phase, RunEvent, RunOutcome } from './events.ts';
 import type { Duplex } from 'node:stream';
 import { CommandError, type CommandResult, type PipeResult, type Transport } from './exec.ts';
-import { findHost, hostsWithRole, type Host, type Inventory } from './inventory.ts';
+import { canonicalJson, findHost, hostsWithRole, type Host, type Inventory } from './inventory.ts';
 import type { Journal } from './journal.ts';
 import {
+  planDifferences,
   planHash,
   preflightFailures,
   renderPreflightFailures,
@@ -27,6 +29,8 @@ import {
   type Condition,
   type Exec,
   type Notes,
+  type Mutate,
+  type MutateOptions,
   type ProbeContext,
   type RunbookContext,
 } from './runbook.ts';
@@ -87,10 +91,13 @@ export interface RunInput {
   recordedParams: Record<string, unknown>;
   redactor: Redactor;
   codeVersion: string;
+  codeManifest: CodeManifest;
   inventoryHash: string;
   /** The repository's approval policy the plan is made under. */
   policyHash: string;
   runId: string;
+  /** The plan that was approved (a run from a plan file): the run goes on only if the hosts still give it. */
+  approved?: { hash: string; plan?: Plan };
 }
 
 export interface PlanResult {
@@ -335,6 +342,31 @@ export class Session {
     }) as Exec;
   }
 
+  /** `$`: like exec, but the result stays in the engine (journal, log), out of the step's hands. */
+  private mutate(host: Host, step: string, mode: Mode): Mutate {
+    const run = async (command: Cmd, options: MutateOptions = {}): Promise<void> => {
+      const { logOutput, ...rest } = options;
+      const result = await this.perform(
+        host,
+        mode,
+        command.text,
+        () => this.deps.transportFor(host).exec(host, command.text, rest),
+        rest.allowFail,
+      );
+      const out = result.stdout.trim();
+      if (logOutput && out && mode.kind === 'live') {
+        this.emit({ kind: 'log', step, host: host.name, message: `${logOutput}: ${out}` });
+      }
+    };
+    return ((...args: unknown[]) => {
+      if (isTemplateCall(args)) {
+        const [strings, ...values] = args;
+        return run(sh(strings, ...(values as ShellValue[])));
+      }
+      return run(args[0] as Cmd, args[1] as MutateOptions | undefined);
+    }) as Mutate;
+  }
+
   private hostArg(h: Host | string): Host {
     return typeof h === 'string' ? this.hostOf(h) : h;
   }
@@ -373,7 +405,7 @@ export class Session {
     return {
       ...ctx,
       ...(probe ? { probe: this.exec(host, probe) } : {}),
-      $: this.exec(host, mutate),
+      $: this.mutate(host, step, mutate),
       notes: this.notes.get(key(step, host.name)) ?? {},
       note: (data) => {
         if (mutate.kind !== 'live') return;
@@ -381,13 +413,16 @@ export class Session {
         this.notes.set(k, { ...this.notes.get(k), ...data });
         this.emit({ kind: 'note', step, host: host.name, data });
       },
-      act: async (description, fn) => {
-        await this.perform(host, mutate, description, async () => {
+      act: async (description, data, fn) => {
+        // The data as compared is what fn gets, not the object it was made from.
+        const compared = canonicalJson(data);
+        const text = `${description} with ${compared}`;
+        await this.perform(host, mutate, text, async () => {
           const started = this.deps.now().getTime();
-          const detail = await fn();
+          const detail = await fn(JSON.parse(compared) as typeof data);
           return {
             host: host.name,
-            command: description,
+            command: text,
             exitCode: 0,
             signal: null,
             stdout: typeof detail === 'string' ? detail : '',
@@ -399,9 +434,8 @@ export class Session {
       pipe: async (from, command) => {
         const source = this.hostArg(from.host);
         const text = `${source.name}: ${from.command.text} | ${host.name}: ${command.text}`;
-        let piped: PipeResult | undefined;
-        const result = await this.perform(host, mutate, text, async () => {
-          piped = await this.stream(source, from.command.text, host, command.text);
+        await this.perform(host, mutate, text, async () => {
+          const piped = await this.stream(source, from.command.text, host, command.text);
           const failed = [piped.from, piped.to].find((r) => r.exitCode !== 0 || r.signal);
           return {
             ...(failed ?? piped.to),
@@ -409,15 +443,6 @@ export class Session {
             stdout: `${piped.bytes} bytes, sha256 ${piped.sha256}`,
           };
         });
-        return (
-          piped ?? {
-            from: result,
-            to: result,
-            bytes: 0,
-            sha256: '',
-            durationMs: 0,
-          }
-        );
       },
     };
   }
@@ -500,6 +525,7 @@ export class Session {
       summary: runbook.summary,
       stack: this.input.stack,
       codeVersion: this.input.codeVersion,
+      code: this.input.codeManifest,
       params: this.input.recordedParams,
       inventoryHash: this.input.inventoryHash,
       policyHash: this.input.policyHash,
@@ -546,6 +572,18 @@ export class Session {
     }
     this.emit({ kind: 'planned', planHash: planned.hash, plan: planned.plan });
     this.emit({ kind: 'preflight', conditions: planned.plan.preflight });
+    const approved = this.input.approved;
+    if (approved && approved.hash !== planned.hash) {
+      return this.end('precondition-failed', this.safeState(), {
+        error: drift(
+          `the plan changed since it was approved: approved ${approved.hash.slice(0, 12)}, the hosts now give ${planned.hash.slice(0, 12)}`,
+          approved.plan,
+          planned.plan,
+        ),
+        next: 'Nothing was changed, and no approval was asked for. Plan again, read what changed, and have the new plan approved.',
+        planHash: planned.hash,
+      });
+    }
     const failures = preflightFailures(planned.plan);
     if (failures.length > 0) {
       return this.end('precondition-failed', this.safeState(), {
@@ -572,7 +610,11 @@ export class Session {
           error:
             failed.length > 0
               ? `after the hold, ${failed.length} precondition(s) failed:\n${renderPreflightFailures(failed)}`
-              : `the hosts changed during the hold: the plan is now ${again.hash.slice(0, 12)}, not the approved ${planned.hash.slice(0, 12)}`,
+              : drift(
+                  `the hosts changed during the hold: the plan is now ${again.hash.slice(0, 12)}, not the approved ${planned.hash.slice(0, 12)}`,
+                  planned.plan,
+                  again.plan,
+                ),
           next: 'Nothing was changed. Plan again and have the new plan approved.',
           planHash: planned.hash,
         });
@@ -1007,6 +1049,13 @@ export class Session {
 
 function commitsAt(step: AnyStep, ctx: RunbookContext<unknown, unknown>): boolean {
   return typeof step.commit === 'function' ? step.commit(ctx) : Boolean(step.commit);
+}
+
+function drift(headline: string, approved: Plan | undefined, now: Plan): string {
+  const differences = approved ? planDifferences(approved, now) : [];
+  return differences.length
+    ? `${headline}:\n${differences.map((d) => `- ${d}`).join('\n')}`
+    : headline;
 }
 
 function key(step: string, host: string): string {

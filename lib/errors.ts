@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'RUN_LOCKED'
   | 'STACK_LOCKED'
   | 'PLAN_DRIFT'
+  | 'CODE_CHANGED'
   | 'NEEDS_HUMAN'
   | 'NOT_ROOT'
   | 'MISSING_PREREQUISITE'

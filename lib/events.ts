@@ -3,6 +3,7 @@
  * the report renders them; nothing else describes what a run did.
  */
 import type { ApprovalFile } from './approval.ts';
+import type { CodeManifest } from './code-version.ts';
 import type { Condition } from './runbook.ts';
 import type { Inventory } from './inventory.ts';
 import type { Plan } from './plan.ts';
@@ -27,6 +28,8 @@ export type RunEvent =
       runbook: string;
       runbookFile: string;
       codeVersion: string;
+      /** What codeVersion covers, file by file (code-version.ts). */
+      codeManifest: CodeManifest;
       stack: string;
       mode: 'run' | 'rehearse';
       operator: string;

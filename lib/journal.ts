@@ -32,6 +32,15 @@ export interface Head {
   hash: string;
 }
 
+/** Signs a head of the journal (signing.ts); the journal calls it at the records that must be signed. */
+export interface HeadSigner {
+  /** Sign and store a signature of `head`, the record just written being of `kind`. */
+  sign(dir: string, head: Head, kind: RunEvent['kind']): void;
+}
+
+/** Heads signed by the operator's key: where the run was cleared to change hosts, and where it ended. */
+export const SIGNED_KINDS: ReadonlySet<RunEvent['kind']> = new Set(['cleared', 'run-end']);
+
 export class Journal {
   private seq: number;
   private prev: string;
@@ -41,20 +50,36 @@ export class Journal {
     private readonly redactor: Redactor | undefined,
     private readonly now: () => Date,
     head: Head | undefined,
+    private readonly signer: HeadSigner | undefined,
   ) {
     this.seq = head ? head.seq + 1 : 0;
     this.prev = head ? head.hash : GENESIS;
   }
 
-  static create(dir: string, redactor?: Redactor, now: () => Date = () => new Date()): Journal {
+  static create(
+    dir: string,
+    redactor?: Redactor,
+    now: () => Date = () => new Date(),
+    signer?: HeadSigner,
+  ): Journal {
     if (existsSync(join(dir, JOURNAL_FILE))) {
       throw new JournalCorruptError(`a journal already exists in ${dir}`, 'Pick a new run id.');
     }
-    return new Journal(dir, redactor, now, undefined);
+    return new Journal(dir, redactor, now, undefined, signer);
   }
 
-  /** Continue an existing journal after verifying it end to end. */
-  static reopen(dir: string, redactor?: Redactor, now: () => Date = () => new Date()): Journal {
+  /**
+   * Continue an existing journal after verifying it end to end. A last record
+   * that should be signed and is not (the controller died between the two
+   * writes) is signed now.
+   */
+  static reopen(
+    dir: string,
+    redactor?: Redactor,
+    now: () => Date = () => new Date(),
+    signer?: HeadSigner,
+    lastUnsigned = false,
+  ): Journal {
     const { records } = readJournal(dir);
     const last = records.at(-1);
     const journal = new Journal(
@@ -62,8 +87,13 @@ export class Journal {
       redactor,
       now,
       last ? { seq: last.seq, hash: sha256(serialize(last)) } : undefined,
+      signer,
     );
-    if (last) journal.writeHead({ seq: last.seq, hash: journal.prev });
+    if (last) {
+      journal.writeHead({ seq: last.seq, hash: journal.prev });
+      if (lastUnsigned && SIGNED_KINDS.has(last.event.kind))
+        signer?.sign(dir, { seq: last.seq, hash: journal.prev }, last.event.kind);
+    }
     return journal;
   }
 
@@ -86,6 +116,8 @@ export class Journal {
     this.prev = sha256(line);
     this.seq += 1;
     this.writeHead({ seq: record.seq, hash: this.prev });
+    if (SIGNED_KINDS.has(safe.kind))
+      this.signer?.sign(this.dir, { seq: record.seq, hash: this.prev }, safe.kind);
     return record;
   }
 
@@ -114,6 +146,8 @@ function serialize(record: JournalRecord): string {
 
 export interface JournalRead {
   records: JournalRecord[];
+  /** sha256 of each record's line: the head a signature over record i signs. */
+  hashes: string[];
   head: Head;
   /** True when the head lags the journal by one record: a crash between the two writes. */
   headLagged: boolean;
@@ -131,6 +165,7 @@ export function readJournal(dir: string): JournalRead {
   }
   const lines = text.length === 0 ? [] : text.slice(0, -1).split('\n');
   const records: JournalRecord[] = [];
+  const hashes: string[] = [];
   let prev = GENESIS;
   lines.forEach((line, i) => {
     let record: JournalRecord;
@@ -151,6 +186,7 @@ export function readJournal(dir: string): JournalRead {
     }
     prev = sha256(line);
     records.push(record);
+    hashes.push(prev);
   });
   const headFile = join(dir, HEAD_FILE);
   if (!existsSync(headFile)) {
@@ -165,9 +201,9 @@ export function readJournal(dir: string): JournalRead {
     throw new JournalCorruptError(`${headFile} is not valid`);
   }
   const last = records.length - 1;
-  if (head.seq === last && head.hash === prev) return { records, head, headLagged: false };
+  if (head.seq === last && head.hash === prev) return { records, hashes, head, headLagged: false };
   if (head.seq === last - 1 && last >= 1 && head.hash === sha256(lines[last - 1]!)) {
-    return { records, head, headLagged: true };
+    return { records, hashes, head, headLagged: true };
   }
   if (head.seq > last) {
     throw new JournalCorruptError(

@@ -4,6 +4,7 @@
  */
 import { canonicalJson } from './inventory.ts';
 import { sha256 } from './journal.ts';
+import { codeChanges, describeCodeChanges, type CodeManifest } from './code-version.ts';
 import type { Condition } from './runbook.ts';
 
 export interface PlannedHost {
@@ -35,6 +36,8 @@ export interface Plan {
   summary: string;
   stack: string;
   codeVersion: string;
+  /** The files and packages codeVersion covers; its hash is codeVersion. */
+  code: CodeManifest;
   params: Record<string, unknown>;
   inventoryHash: string;
   /** The repository's approval policy (rules and approvers) the plan was made under. */
@@ -64,6 +67,74 @@ export function planHash(plan: Plan): string {
       })),
     }),
   );
+}
+
+/**
+ * What differs between an approved plan and the plan the hosts give now, in
+ * the terms a person checks: code, parameters, inventory, and per step and
+ * host the first command that is not the same. Empty when they hash equally.
+ */
+export function planDifferences(approved: Plan, now: Plan): string[] {
+  const out: string[] = [];
+  if (approved.runbook !== now.runbook)
+    out.push(`runbook ${approved.runbook} is now ${now.runbook}`);
+  if (approved.stack !== now.stack) out.push(`stack ${approved.stack} is now ${now.stack}`);
+  if (approved.codeVersion !== now.codeVersion) {
+    const changes = approved.code && now.code ? codeChanges(approved.code, now.code) : [];
+    out.push(
+      `the code changed: ${changes.length ? describeCodeChanges(changes) : `${approved.codeVersion.slice(0, 12)} is now ${now.codeVersion.slice(0, 12)}`}`,
+    );
+  }
+  for (const name of [...new Set([...Object.keys(approved.params), ...Object.keys(now.params)])]) {
+    const [was, is] = [canonicalJson(approved.params[name]), canonicalJson(now.params[name])];
+    if (was !== is) out.push(`parameter ${name} was ${was ?? 'unset'}, is ${is ?? 'unset'}`);
+  }
+  if (approved.inventoryHash !== now.inventoryHash) {
+    out.push(`the inventory of stack ${now.stack} changed (hosts, addresses, host keys or DNS)`);
+  }
+  const ids = [...new Set([...approved.steps.map((s) => s.id), ...now.steps.map((s) => s.id)])];
+  for (const id of ids) {
+    const a = approved.steps.find((s) => s.id === id);
+    const b = now.steps.find((s) => s.id === id);
+    if (!a || !b) {
+      out.push(`step ${id} ${a ? 'is no longer in the plan' : 'is new'}`);
+      continue;
+    }
+    if ((a.skipped ?? null) !== (b.skipped ?? null)) {
+      out.push(
+        `step ${id} ${b.skipped ? `is now skipped (${b.skipped})` : 'now runs (it was skipped)'}`,
+      );
+    }
+    if (a.destructive !== b.destructive || a.pointOfNoReturn !== b.pointOfNoReturn) {
+      out.push(`step ${id} changed its destructive or point-of-no-return mark`);
+    }
+    const hosts = [...new Set([...a.hosts.map((h) => h.host), ...b.hosts.map((h) => h.host)])];
+    for (const host of hosts) {
+      const ha = a.hosts.find((h) => h.host === host);
+      const hb = b.hosts.find((h) => h.host === host);
+      if (!ha || !hb) {
+        out.push(`step ${id} ${ha ? 'no longer runs' : 'now runs'} on ${host}`);
+        continue;
+      }
+      for (const [what, was, is] of [
+        ['mutation', ha.mutations, hb.mutations],
+        ['undo', ha.undo, hb.undo],
+      ] as const) {
+        const i = firstDifference(was, is);
+        if (i < 0) continue;
+        out.push(
+          `step ${id} on ${host}, ${what} ${i + 1}: ${is[i] === undefined ? 'nothing' : `\`${is[i]}\``} now, ` +
+            `${was[i] === undefined ? 'nothing' : `\`${was[i]}\``} when approved`,
+        );
+      }
+    }
+  }
+  return out;
+}
+
+function firstDifference(a: readonly string[], b: readonly string[]): number {
+  for (let i = 0; i < Math.max(a.length, b.length); i++) if (a[i] !== b[i]) return i;
+  return -1;
 }
 
 export function preflightFailures(plan: Plan): PreflightCondition[] {

@@ -4,7 +4,7 @@
  */
 import type { z } from 'zod';
 import type { Duplex } from 'node:stream';
-import type { CommandResult, ExecOptions, PipeResult } from './exec.ts';
+import type { CommandResult, ExecOptions } from './exec.ts';
 import type { Host, Inventory } from './inventory.ts';
 import type { Cmd, ShellValue } from './shell.ts';
 
@@ -71,15 +71,39 @@ export interface ProbeContext<P, F> extends RunbookContext<P, F> {
   log(message: string): void;
 }
 
+export interface MutateOptions extends Omit<CommandOptions, 'onStdout' | 'onStderr'> {
+  /** Show the command's output in the run's log after this label (a live run has output; a plan has none). */
+  logOutput?: string;
+}
+
+/**
+ * Run a mutation. It yields nothing: in a plan it is recorded, not run, so any
+ * result would be invented, and code branching on it would plan one thing and
+ * run another. What a step needs to know, it reads with `probe`.
+ */
+export interface Mutate {
+  (command: Cmd, options?: MutateOptions): Promise<void>;
+  (strings: TemplateStringsArray, ...values: ShellValue[]): Promise<void>;
+}
+
+/** JSON data, compared between the plan and the run as canonical JSON. */
+export type ActData =
+  string | number | boolean | null | readonly ActData[] | { readonly [key: string]: ActData };
+
 export interface ApplyContext<P, F> extends ProbeContext<P, F> {
   /** A mutation on this host: recorded and printed in a dry run, executed otherwise. */
-  readonly $: Exec;
+  readonly $: Mutate;
   /**
    * A mutation that is not a shell command (an IRC command to services, a DNS
-   * API call): `description` is what the plan shows and the journal records;
-   * `fn` runs only in a live run. Its string result is journaled as output.
+   * API call). `description` and `data` are what the plan shows, the run
+   * compares and the journal records; `fn` runs only in a live run and is given
+   * the data that was compared. Its string result is journaled as output.
    */
-  act(description: string, fn: () => Promise<string | void>): Promise<void>;
+  act<D extends ActData>(
+    description: string,
+    data: D,
+    fn: (data: D) => Promise<string | void>,
+  ): Promise<void>;
   /**
    * Record what this step found on this host before changing it (journaled, kept
    * across a resume), so that its undo reverts only what this run did.
@@ -88,7 +112,7 @@ export interface ApplyContext<P, F> extends ProbeContext<P, F> {
   /** What this step noted on this host so far in the run. */
   readonly notes: Readonly<Notes>;
   /** A mutation on this host fed by a read-only command on another: data flows host to host. */
-  pipe(from: { host: Host | string; command: Cmd }, command: Cmd): Promise<PipeResult>;
+  pipe(from: { host: Host | string; command: Cmd }, command: Cmd): Promise<void>;
 }
 
 export type CheckResult = Condition | Condition[] | void;

@@ -2,7 +2,7 @@
  * Runs on disk and the three entry points the CLI and tests use: plan a
  * runbook, start a run, resume a run. A run lives in `.baton/runs/<run-id>/`.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
@@ -12,12 +12,22 @@ import {
   historyFrom,
   type EngineDeps,
   type PlanResult,
+  type RunInput,
   type RunResult,
 } from './engine.ts';
+import {
+  codeChanges,
+  codeVersion,
+  describeCodeChanges,
+  manifestHash,
+  type CodeManifest,
+  type CodeReader,
+  type CodeVersion,
+} from './code-version.ts';
 import { BatonError, InvalidInputError, JournalCorruptError } from './errors.ts';
 import type { RunEvent } from './events.ts';
 import { inventoryHash, loadInventory, type Inventory } from './inventory.ts';
-import { Journal, readJournal, type JournalRead } from './journal.ts';
+import { Journal, readJournal, type HeadSigner, type JournalRead } from './journal.ts';
 import {
   parseParamArgs,
   rawFromRecorded,
@@ -35,6 +45,16 @@ import {
   type RepositoryPolicy,
 } from './policy.ts';
 import { testnetOrigin } from './testnet/stack.ts';
+import {
+  loadSigners,
+  readSignatures,
+  runSigner,
+  SIGNING_KEY_ENV,
+  sshHeadSigner,
+  verifyRun,
+  type ClearanceVerifier,
+  type Signers,
+} from './signing.ts';
 import { planHash as hashOf, type Plan } from './plan.ts';
 import type { AnyRunbook } from './runbook.ts';
 import { defaultTransports, type Transports } from './transports.ts';
@@ -86,8 +106,20 @@ export function newRunId(runbook: string, now: Date): string {
 export interface LoadedRunbook {
   runbook: AnyRunbook;
   file: string;
-  /** Hash of the runbook's source and baton's version: approvals and resumes bind to it. */
+  /** Hash of the code that runs (see code-version.ts): approvals and resumes bind to it. */
   codeVersion: string;
+  /** What `codeVersion` covers, file by file, so a refusal can name the file that changed. */
+  codeManifest: CodeManifest;
+}
+
+/** The code a run of this runbook executes: its module graph and baton's runner (this module's). */
+export function runbookCode(file: string, reader?: CodeReader): CodeVersion {
+  return codeVersion({
+    entries: [file, fileURLToPath(import.meta.url)],
+    batonRoot: PACKAGE_ROOT,
+    batonVersion: batonVersion(),
+    ...(reader ? { reader } : {}),
+  });
 }
 
 /** A runbook by name (./runbooks/NAME.ts, then baton's own runbooks/) or by path. */
@@ -108,11 +140,8 @@ export async function loadRunbook(ref: string, cwd = process.cwd()): Promise<Loa
   if (!runbook || runbook.kind !== 'baton.runbook') {
     throw new InvalidInputError(`${file} does not export a runbook as default (use defineRunbook)`);
   }
-  const codeVersion = createHash('sha256')
-    .update(readFileSync(file))
-    .update(`\0baton@${batonVersion()}`)
-    .digest('hex');
-  return { runbook, file, codeVersion };
+  const code = runbookCode(file);
+  return { runbook, file, codeVersion: code.hash, codeManifest: code.manifest };
 }
 
 export function listRunbooks(cwd = process.cwd()): string[] {
@@ -136,6 +165,8 @@ export interface Invocation {
   deps?: Partial<EngineDeps>;
   /** Replaces the stack's inventory (tests, the testnet). */
   inventory?: Inventory;
+  /** The approved plan a run must still be; compared before any gate. */
+  approved?: RunInput['approved'];
 }
 
 interface Prepared {
@@ -193,9 +224,11 @@ async function prepare(inv: Invocation, runId?: string): Promise<Prepared> {
       recordedParams: validated.recorded,
       redactor: validated.redactor,
       codeVersion: loaded.codeVersion,
+      codeManifest: loaded.codeManifest,
       inventoryHash: inventoryHash(inventory),
       policyHash: repo.hash,
       runId: id,
+      ...(inv.approved ? { approved: inv.approved } : {}),
     },
     deps,
   );
@@ -234,6 +267,8 @@ export interface StartOptions extends Invocation {
   approvedHash?: string;
   /** The policy hash the plan file was made under. */
   approvedPolicyHash?: string;
+  /** The plan the approvals were made for: a drift is named step by step, before the gate. */
+  approvedPlan?: Plan;
   emergency?: boolean;
   /** A stricter policy on top of the repository's (`--policy FILE`); a looser one is refused. */
   policyFile?: string;
@@ -243,6 +278,8 @@ export interface StartOptions extends Invocation {
   gate?: Gate;
   /** How often to look for reconfirmations. */
   pollMs?: number;
+  /** The ssh key that signs the journal's heads; required where the policy needs approvals. */
+  signingKey?: string;
 }
 
 export async function startRun(opts: StartOptions): Promise<RunResult> {
@@ -254,6 +291,14 @@ export async function startRun(opts: StartOptions): Promise<RunResult> {
   const p = await prepare({
     ...opts,
     deps: { ...opts.deps, gate: (plan, hash, record) => approvals!(plan, hash, record) },
+    ...(opts.approvedHash
+      ? {
+          approved: {
+            hash: opts.approvedHash,
+            ...(opts.approvedPlan ? { plan: opts.approvedPlan } : {}),
+          },
+        }
+      : {}),
   });
   try {
     const { runbook } = p.loaded;
@@ -295,6 +340,12 @@ export async function startRun(opts: StartOptions): Promise<RunResult> {
         `Write the plan with \`baton plan ${runbook.name} --stack ${p.stack} --out plan.json\`, have it approved with \`baton approve plan.json --key KEY\`, then run \`baton run --plan plan.json --approvals DIR\`.`,
       );
     }
+    const signer = runSigner({
+      keyPath: opts.signingKey,
+      needsApprovals: rules.approvers > 0,
+      what: `${runbook.name} on stack ${opts.policyOf ?? p.stack}`,
+      now: p.now,
+    });
     const sleep = opts.deps?.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
     approvals = gates(
       approvalGate({
@@ -329,7 +380,7 @@ export async function startRun(opts: StartOptions): Promise<RunResult> {
     const release = acquireLock(dir, p.runId);
     let result: RunResult | undefined;
     try {
-      const journal = Journal.create(dir, undefined, p.now);
+      const journal = Journal.create(dir, undefined, p.now, signer);
       opts.onStart?.(p.runId, dir);
       result = await stopped(p.runId, () =>
         p.session.run(journal, {
@@ -338,6 +389,7 @@ export async function startRun(opts: StartOptions): Promise<RunResult> {
           runbook: p.loaded.runbook.name,
           runbookFile: p.loaded.file,
           codeVersion: p.loaded.codeVersion,
+          codeManifest: p.loaded.codeManifest,
           stack: p.stack,
           mode: opts.mode ?? 'run',
           operator: operatorName(),
@@ -373,6 +425,70 @@ export interface ResumeOptions {
   params: string[];
   cwd?: string;
   deps?: Partial<EngineDeps>;
+  /** Signs the heads the resume writes; required when the journal is signed. */
+  signingKey?: string;
+  /** Who may have signed the journal (the approvers file format); default the policy's approvers file. */
+  allowedSigners?: string;
+  /** A controller's public key that may sign too. */
+  controllerKey?: string;
+  /** Checks a clearance record's approvals (approval.ts); without it they are reported as not checked. */
+  verifyClearance?: ClearanceVerifier;
+}
+
+/** The signers a run's journal is checked against: the given file, else the approvers file of the policy the run recorded. */
+export function signersFor(
+  read: JournalRead,
+  opts: { allowedSigners?: string; controllerKey?: string; cwd?: string },
+): Signers | undefined {
+  const file = opts.allowedSigners ?? loadRepositoryPolicy(opts.cwd).approversFile;
+  if (!file || !existsSync(file)) return undefined;
+  return loadSigners({
+    approversFile: file,
+    ...(opts.controllerKey ? { controllerKey: opts.controllerKey } : {}),
+  });
+}
+
+/**
+ * Before a resume acts on a journal: a signed journal must agree with every
+ * signed head (a rewritten, re-chained journal does not), and the resume must
+ * sign what it adds.
+ */
+async function verifyForResume(
+  dir: string,
+  read: JournalRead,
+  opts: ResumeOptions,
+): Promise<{ signer?: HeadSigner; lastUnsigned: boolean }> {
+  const signed =
+    readSignatures(dir).length > 0 ||
+    read.records.some((r) => r.event.kind === 'policy' && r.event.approvers > 0);
+  if (!signed) return { lastUnsigned: false };
+  const signers = signersFor(read, opts);
+  if (!signers) {
+    throw new InvalidInputError(
+      `run ${opts.runId} has a signed journal, and no allowed signers to check it against`,
+      'Pass --allowed-signers FILE (the approvers file), or resume from the directory that holds baton.policy.json.',
+    );
+  }
+  const v = await verifyRun(dir, {
+    signers,
+    ...(opts.verifyClearance ? { verifyClearance: opts.verifyClearance } : {}),
+  });
+  if (v.status === 'failed') {
+    throw new JournalCorruptError(
+      `run ${opts.runId}'s journal fails verification: ${v.problems.join('; ')}`,
+      `Do not resume from it. \`baton verify ${opts.runId}\` says what holds; keep a copy for the post-mortem and inspect the hosts by hand.`,
+    );
+  }
+  if (!opts.signingKey) {
+    throw new InvalidInputError(
+      `run ${opts.runId} has a signed journal, so what its resume writes must be signed too, and no signing key was given`,
+      `Pass --signing-key KEY (or set ${SIGNING_KEY_ENV}).`,
+    );
+  }
+  return {
+    signer: sshHeadSigner(opts.signingKey, opts.deps?.now),
+    lastUnsigned: v.status === 'incomplete',
+  };
 }
 
 export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
@@ -390,16 +506,11 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
       `Nothing to resume. \`baton report ${opts.runId}\` shows what it did.`,
     );
   }
+  const { signer, lastUnsigned } = await verifyForResume(dir, read, opts);
   const release = acquireLock(dir, opts.runId);
   try {
     const loaded = await loadRunbook(start.runbookFile, opts.cwd);
-    if (loaded.codeVersion !== start.codeVersion) {
-      throw new BatonError(
-        'PLAN_DRIFT',
-        `runbook ${start.runbook} changed since run ${opts.runId} started (code ${loaded.codeVersion.slice(0, 12)}, was ${start.codeVersion.slice(0, 12)})`,
-        'Resume with the version of the runbook that started the run (check out that commit).',
-      );
-    }
+    refuseChangedCode(start, loaded, opts.runId);
     const raw = rawFromRecorded(
       start.params,
       start.secretParams,
@@ -424,7 +535,7 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
     }
     if (!history) {
       // The controller died before the plan was recorded: nothing was changed.
-      const journal = Journal.reopen(dir, validated.redactor);
+      const journal = Journal.reopen(dir, validated.redactor, undefined, signer, lastUnsigned);
       journal.append({
         kind: 'run-end',
         outcome: 'precondition-failed',
@@ -463,6 +574,7 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
           recordedParams: validated.recorded,
           redactor: validated.redactor,
           codeVersion: loaded.codeVersion,
+          codeManifest: loaded.codeManifest,
           inventoryHash: start.inventoryHash,
           policyHash: history.plan.policyHash,
           runId: opts.runId,
@@ -475,7 +587,7 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
         },
       );
       result = await stopped(opts.runId, () =>
-        session.resume(Journal.reopen(dir, validated.redactor, now), history),
+        session.resume(Journal.reopen(dir, validated.redactor, now, signer, lastUnsigned), history),
       );
       return result;
     } finally {
@@ -485,6 +597,27 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
   } finally {
     release();
   }
+}
+
+/** A run continues only under the code it started with: the journal's record of it names what changed. */
+function refuseChangedCode(
+  start: Extract<RunEvent, { kind: 'run-start' }>,
+  loaded: LoadedRunbook,
+  runId: string,
+): void {
+  if (loaded.codeVersion === start.codeVersion) return;
+  const recorded =
+    start.codeManifest && manifestHash(start.codeManifest) === start.codeVersion
+      ? start.codeManifest
+      : undefined;
+  const changed = recorded
+    ? describeCodeChanges(codeChanges(recorded, loaded.codeManifest))
+    : 'the journal does not say which files it covered';
+  throw new BatonError(
+    'CODE_CHANGED',
+    `the code changed since run ${runId} started (code ${loaded.codeVersion.slice(0, 12)}, was ${start.codeVersion.slice(0, 12)}): ${changed}`,
+    'Resume under the code that started the run (check out that commit, and the same lockfile); nothing was run. To run the new code, plan it again.',
+  );
 }
 
 /**
@@ -633,6 +766,12 @@ export function readPlanFile(path: string): PlanFile {
   if (data?.kind !== 'baton.plan' || !data.plan || typeof data.planHash !== 'string') {
     throw new InvalidInputError(
       `${path} is not a plan file (write one with \`baton plan … --out FILE\`)`,
+    );
+  }
+  if (!data.plan.code || manifestHash(data.plan.code) !== data.plan.codeVersion) {
+    throw new InvalidInputError(
+      `${path} does not say which code it was made with (made by an older baton, or edited)`,
+      'Plan again with this baton and have the new plan approved.',
     );
   }
   const actual = hashOf(data.plan);

@@ -151,6 +151,7 @@ async function runApproved(
     approvals: ws.approvals,
     approvedHash: file.planHash,
     pollMs: 50,
+    signingKey: keys.key('alice'),
     ...(opts.emergency ? { emergency: true } : {}),
     deps: {
       onEvent(e) {
@@ -413,7 +414,19 @@ describe('two-person rule', () => {
     writeFileSync(ws.plan, JSON.stringify(file));
     const io2 = captureIo();
     const code2 = await inDir(ws.cwd, () =>
-      main(['run', '--plan', ws.plan, '--approvals', ws.approvals, '--json'], io2),
+      main(
+        [
+          'run',
+          '--plan',
+          ws.plan,
+          '--approvals',
+          ws.approvals,
+          '--signing-key',
+          keys.key('alice'),
+          '--json',
+        ],
+        io2,
+      ),
     );
     expect(code2, io2.text()).toBe(1);
     // Its mutations no longer follow from its parameters, so the hosts give another plan.
@@ -606,6 +619,7 @@ describe('the policy belongs to the repository, and testnets are what baton made
       approvals: ws.approvals,
       approvedHash: plan.planHash,
       policyFile: overlay,
+      signingKey: keys.key('alice'),
     });
     expect(r.outcome).toBe('precondition-failed');
     expect(r.error).toBe(

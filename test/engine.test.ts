@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TransientError } from '../lib/errors.ts';
@@ -326,8 +326,8 @@ describe('step primitives', () => {
       expect(plan.preflight).toMatchObject([{ name: 'greeting', ok: true }]);
       expect(plan.steps[1]!.hosts[0]).toEqual({
         host: 'a',
-        mutations: [`pager: release ${ws.data}`],
-        undo: ['pager: withdrawn'],
+        mutations: [`pager: release with {"dir":"${ws.data}"}`],
+        undo: [`pager: withdrawn with {"dir":"${ws.data}"}`],
       });
       expect(plan.steps[2]!.hosts[0]!.mutations).toEqual([
         `a: cat ${ws.data}/data-a | b: cat > ${ws.data}/data-b`,
@@ -341,9 +341,86 @@ describe('step primitives', () => {
         (e) => e.kind === 'command' && e.step === 'copy',
       ) as Extract<RunEvent, { kind: 'command' }>;
       expect(copied.result.stdout).toMatch(/^100000 bytes, sha256 [0-9a-f]{64}$/);
+      expect(events(ws.cwd, result.runId).filter((e) => e.kind === 'log')).toEqual([
+        { kind: 'log', step: 'announce', host: 'a', message: `announced: released ${ws.data}` },
+      ]);
     } finally {
       server.close();
     }
+  });
+});
+
+describe('what runs is what was planned', () => {
+  const POINTER = join(import.meta.dirname, 'fixtures', 'pointer.ts');
+
+  it("compares an action's data with the plan, not only its description", async () => {
+    const ws = workspace();
+    writeFileSync(join(ws.data, 'target'), 'b\n');
+    const result = await startRun({
+      runbook: POINTER,
+      stack: 'nodes',
+      params: [`dir=${ws.data}`],
+      cwd: ws.cwd,
+      // Between the plan and the step, the live state the action reads changes.
+      gate: async () => {
+        writeFileSync(join(ws.data, 'target'), 'c\n');
+        return { ok: true, emergency: false, approvers: [], reconfirmedBy: [], replan: false };
+      },
+    });
+    expect(result.outcome).toBe('rolled-back');
+    expect(result.error).toContain(
+      'step point on controller would run `dns: point www at the target with {"name":"www","value":"c"}` as mutation 1, ' +
+        'but the plan says `dns: point www at the target with {"name":"www","value":"b"}`; it was not run',
+    );
+    expect(readFileSync(join(ws.data, 'pointed'), 'utf8')).toBe('back\n');
+  });
+
+  it('gives the action the data that was compared', async () => {
+    const ws = workspace();
+    writeFileSync(join(ws.data, 'target'), 'b\n');
+    const result = await startRun({
+      runbook: POINTER,
+      stack: 'nodes',
+      params: [`dir=${ws.data}`],
+      cwd: ws.cwd,
+    });
+    expect(result.outcome).toBe('done');
+    expect(readFileSync(join(ws.data, 'pointed'), 'utf8')).toBe('b\n');
+    const acted = events(ws.cwd, result.runId).find((e) => e.kind === 'command');
+    expect(acted).toMatchObject({
+      result: { command: 'dns: point www at the target with {"name":"www","value":"b"}' },
+    });
+  });
+
+  it('refuses a drifted plan before the gate, naming the step, host and command that differ', async () => {
+    const ws = workspace();
+    writeFileSync(join(ws.data, 'target'), 'b\n');
+    const params = [`dir=${ws.data}`];
+    const approved = await planRunbook({ runbook: POINTER, stack: 'nodes', params, cwd: ws.cwd });
+    writeFileSync(join(ws.data, 'target'), 'c\n');
+    const gated: string[] = [];
+    const result = await startRun({
+      runbook: POINTER,
+      stack: 'nodes',
+      params,
+      cwd: ws.cwd,
+      approvedHash: approved.hash,
+      approvedPlan: approved.plan,
+      gate: async (_plan, hash) => {
+        gated.push(hash);
+        return { ok: true, emergency: false, approvers: [], reconfirmedBy: [], replan: false };
+      },
+    });
+    expect(result.outcome).toBe('precondition-failed');
+    expect(result.error).toBe(
+      `the plan changed since it was approved: approved ${approved.hash.slice(0, 12)}, the hosts now give ${result.planHash!.slice(0, 12)}:\n` +
+        '- step point on controller, mutation 1: `dns: point www at the target with {"name":"www","value":"c"}` now, ' +
+        '`dns: point www at the target with {"name":"www","value":"b"}` when approved',
+    );
+    expect(gated).toEqual([]);
+    const kinds = events(ws.cwd, result.runId).map((e) => e.kind);
+    expect(kinds).toEqual(['run-start', 'planned', 'preflight', 'run-end']);
+    expect(existsSync(join(ws.data, 'pointed'))).toBe(false);
   });
 });
 

@@ -33,7 +33,7 @@ describe('after a cut, the Pulumi stack learns the active host', () => {
       cwd: ws.cwd,
     });
     expect(plan.steps[0]!.hosts[0]!.mutations).toEqual([
-      'pulumi config set baton:activeHost beta --stack nodes',
+      'pulumi config set baton:activeHost beta --stack nodes with {"activeHost":"beta","stack":"nodes"}',
     ]);
     const result = await startRun({ runbook: RUNBOOK, stack: 'nodes', params: [], cwd: ws.cwd });
     expect(result.outcome).toBe('done');

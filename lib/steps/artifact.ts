@@ -684,12 +684,10 @@ export function staticArtifact<P, F>(spec: StaticArtifactSpec<P, F>): StaticArti
       await ctx.$`rm -rf ${p.root} && mkdir -m 0700 ${p.root} && cp ${p.final} ${posix.join(p.root, name)}`;
       let proofError: unknown;
       try {
-        const result = await ctx.$(proofCommand(p.root, name, args, expected, seconds), {
+        await ctx.$(proofCommand(p.root, name, args, expected, seconds), {
           timeoutMs: (seconds + 15) * 1000,
+          logOutput: `${name} in an empty root on ${ctx.host.name}`,
         });
-        if (result.stdout.trim()) {
-          ctx.log(`${name} in an empty root on ${ctx.host.name}: ${result.stdout.trim()}`);
-        }
       } catch (e) {
         proofError = e;
       }

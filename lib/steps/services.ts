@@ -596,14 +596,15 @@ export function lowerTtlStep(): Step {
       for (const r of high) {
         await ctx.act(
           `dns: set TTL of ${r.name} ${r.type} to ${ctx.params.maxTtl} s (was ${r.ttl} s)`,
-          async () => {
-            await dns.setTtl(r.name, r.type, ctx.params.maxTtl);
+          { name: r.name, type: r.type, ttl: ctx.params.maxTtl },
+          async (d) => {
+            await dns.setTtl(d.name, d.type, d.ttl);
           },
         );
       }
       const wait = Math.max(...high.map((r) => r.ttl));
-      await ctx.act(`wait ${wait} s for resolvers to drop the old TTL`, async () =>
-        ctx.sleep(wait * 1000),
+      await ctx.act(`wait ${wait} s for resolvers to drop the old TTL`, { seconds: wait }, (d) =>
+        ctx.sleep(d.seconds * 1000),
       );
     },
     async verify(ctx) {
@@ -618,9 +619,13 @@ export function lowerTtlStep(): Step {
     async undo(ctx) {
       const dns = dnsFor(ctx, dnsProbe(ctx));
       for (const r of ctx.facts.records.filter((x) => x.ttl > ctx.params.maxTtl)) {
-        await ctx.act(`dns: set TTL of ${r.name} ${r.type} back to ${r.ttl} s`, async () => {
-          await dns.setTtl(r.name, r.type, r.ttl);
-        });
+        await ctx.act(
+          `dns: set TTL of ${r.name} ${r.type} back to ${r.ttl} s`,
+          { name: r.name, type: r.type, ttl: r.ttl },
+          async (d) => {
+            await dns.setTtl(d.name, d.type, d.ttl);
+          },
+        );
       }
     },
   };
@@ -640,21 +645,25 @@ async function operServAct(
   hooks: { before?: () => Promise<unknown>; after?: (said: string) => void } = {},
 ): Promise<void> {
   const { params, host: h } = ctx;
-  await ctx.act(`irc ${h.name}: OperServ ${command} (as ${params.opsAccount})`, async () => {
-    await hooks.before?.();
-    const r = await operServ(
-      ctx,
-      h,
-      params.ircPort,
-      params.opsAccount,
-      params.opsPassword,
-      [command],
-      OPERSERV[command],
-    );
-    const said = r.replies.join(' / ');
-    hooks.after?.(said);
-    return said;
-  });
+  await ctx.act(
+    `irc ${h.name}: OperServ ${command} (as ${params.opsAccount})`,
+    { host: h.name, port: params.ircPort, account: params.opsAccount, command },
+    async (d) => {
+      await hooks.before?.();
+      const r = await operServ(
+        ctx,
+        h,
+        d.port,
+        d.account,
+        params.opsPassword,
+        [d.command],
+        OPERSERV[d.command],
+      );
+      const said = r.replies.join(' / ');
+      hooks.after?.(said);
+      return said;
+    },
+  );
 }
 
 export function freezeStep(): Step {
@@ -901,9 +910,13 @@ export function leaseStep(): Step {
     },
     async apply(ctx) {
       const dns = dnsFor(ctx, dnsProbe(ctx));
-      await ctx.act(`dns: set ${ctx.facts.lease.name} TXT to "${ctx.facts.to}"`, async () => {
-        await dns.setTarget(ctx.facts.lease.name, 'TXT', ctx.facts.to);
-      });
+      await ctx.act(
+        `dns: set ${ctx.facts.lease.name} TXT to "${ctx.facts.to}"`,
+        { name: ctx.facts.lease.name, type: 'TXT' as const, value: ctx.facts.to },
+        async (d) => {
+          await dns.setTarget(d.name, d.type, d.value);
+        },
+      );
     },
     async verify(ctx) {
       return answerConditions(ctx, ctx.facts.lease.name, 'TXT', ctx.facts.to);
@@ -912,8 +925,9 @@ export function leaseStep(): Step {
       const dns = dnsFor(ctx, dnsProbe(ctx));
       await ctx.act(
         `dns: set ${ctx.facts.lease.name} TXT back to "${ctx.facts.from}"`,
-        async () => {
-          await dns.setTarget(ctx.facts.lease.name, 'TXT', ctx.facts.from);
+        { name: ctx.facts.lease.name, type: 'TXT' as const, value: ctx.facts.from },
+        async (d) => {
+          await dns.setTarget(d.name, d.type, d.value);
         },
       );
     },
@@ -1158,9 +1172,13 @@ export function cutDnsStep(): Step {
       const dns = dnsFor(ctx, dnsProbe(ctx));
       const to = ctx.hostNamed(ctx.facts.to);
       for (const r of ctx.facts.records) {
-        await ctx.act(`dns: set ${r.name} ${r.type} to ${to.address} (${to.name})`, async () => {
-          await dns.setTarget(r.name, r.type, to.address);
-        });
+        await ctx.act(
+          `dns: set ${r.name} ${r.type} to ${to.address} (${to.name})`,
+          { name: r.name, type: r.type, value: to.address },
+          async (d) => {
+            await dns.setTarget(d.name, d.type, d.value);
+          },
+        );
       }
     },
     async verify(ctx) {
@@ -1174,9 +1192,13 @@ export function cutDnsStep(): Step {
     async undo(ctx) {
       const dns = dnsFor(ctx, dnsProbe(ctx));
       for (const r of ctx.facts.records) {
-        await ctx.act(`dns: set ${r.name} ${r.type} back to ${r.value}`, async () => {
-          await dns.setTarget(r.name, r.type, r.value);
-        });
+        await ctx.act(
+          `dns: set ${r.name} ${r.type} back to ${r.value}`,
+          { name: r.name, type: r.type, value: r.value },
+          async (d) => {
+            await dns.setTarget(d.name, d.type, d.value);
+          },
+        );
       }
     },
   };
@@ -1392,13 +1414,17 @@ export function recordActiveHostStep(): Step {
         : facts.pulumi ||
           `no pulumi CLI or infra/ here: after the run, \`${manual(facts, stack)}\`, or the next pulumi up undoes the cut`,
     async apply({ act, facts, stack }) {
-      await act(`pulumi config set baton:activeHost ${facts.to} --stack ${stack}`, () =>
-        recordActiveHost(stack, facts.to),
+      await act(
+        `pulumi config set baton:activeHost ${facts.to} --stack ${stack}`,
+        { stack, activeHost: facts.to },
+        (d) => recordActiveHost(d.stack, d.activeHost),
       );
     },
     async undo({ act, facts, stack }) {
-      await act(`pulumi config set baton:activeHost ${facts.from} --stack ${stack}`, () =>
-        recordActiveHost(stack, facts.from),
+      await act(
+        `pulumi config set baton:activeHost ${facts.from} --stack ${stack}`,
+        { stack, activeHost: facts.from },
+        (d) => recordActiveHost(d.stack, d.activeHost),
       );
     },
   };

@@ -1,0 +1,386 @@
+/**
+ * Signed heads: the journal's chain has no key, so anyone who can write the
+ * run directory can rewrite it and compute the chain again. At each record
+ * that clears a run to change hosts and at its end, the head (sequence and
+ * hash) is signed with an SSH key (`ssh-keygen -Y sign`, namespace
+ * `baton-journal`) into `signatures.jsonl` beside the journal; `baton verify`
+ * and `baton resume` check the chain against those signatures.
+ */
+import { spawnSync } from 'node:child_process';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadApprovers, parseApprovers, type Approver } from './approval.ts';
+import { errorMessage, InvalidInputError } from './errors.ts';
+import type { JournalRecord, RunEvent } from './events.ts';
+import { readJournal, SIGNED_KINDS, type Head, type HeadSigner } from './journal.ts';
+
+export const JOURNAL_NAMESPACE = 'baton-journal';
+export const SIGNATURES_FILE = 'signatures.jsonl';
+export const SIGNING_KEY_ENV = 'BATON_SIGNING_KEY';
+
+export interface SignedHead extends Head {
+  kind: RunEvent['kind'];
+  signedAt: string;
+  /** An armored SSH signature over `headMessage`. */
+  signature: string;
+}
+
+/** The exact bytes a head signature covers. */
+export function headMessage(head: Head): string {
+  return `baton journal head v1\nseq: ${head.seq}\nhash: ${head.hash}\n`;
+}
+
+/**
+ * A signer with the key at `keyPath` (a private key, or its .pub with the key
+ * in ssh-agent). It signs once on creation, so a key that cannot sign is
+ * found before the run starts, not at its gate.
+ */
+export function sshHeadSigner(keyPath: string, now: () => Date = () => new Date()): HeadSigner {
+  if (!existsSync(keyPath)) {
+    throw new InvalidInputError(
+      `no signing key at ${keyPath}`,
+      `Pass --signing-key (or set ${SIGNING_KEY_ENV}) with the path of the ssh key that signs this run's journal.`,
+    );
+  }
+  const sign = (message: string): string => {
+    const r = spawnSync(
+      'ssh-keygen',
+      ['-q', '-Y', 'sign', '-f', keyPath, '-n', JOURNAL_NAMESPACE],
+      {
+        input: message,
+        encoding: 'utf8',
+      },
+    );
+    if (r.status !== 0 || !r.stdout.includes('BEGIN SSH SIGNATURE')) {
+      throw new InvalidInputError(
+        `ssh-keygen could not sign with ${keyPath}: ${(r.stderr || r.error?.message || `exit ${r.status}`).trim()}`,
+        'Check the key path, and that ssh-agent holds the key if it has a passphrase.',
+      );
+    }
+    return r.stdout;
+  };
+  sign(headMessage({ seq: -1, hash: 'a signing check, not a head' }));
+  return {
+    sign(dir, head, kind) {
+      const signed: SignedHead = {
+        ...head,
+        kind,
+        signedAt: now().toISOString(),
+        signature: sign(headMessage(head)),
+      };
+      const fd = openSync(join(dir, SIGNATURES_FILE), 'a', 0o600);
+      try {
+        writeSync(fd, JSON.stringify(signed) + '\n');
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    },
+  };
+}
+
+/**
+ * The signer a run uses: the key given, else none. A run that needs
+ * approvals is refused without one, before anything is recorded: its journal
+ * would be as easy to rewrite as a text file.
+ */
+export function runSigner(opts: {
+  keyPath: string | undefined;
+  /** Decided by the approval policy (approval.ts): does this run need approvals? */
+  needsApprovals: boolean;
+  what: string;
+  now?: () => Date;
+}): HeadSigner | undefined {
+  if (!opts.keyPath) {
+    if (!opts.needsApprovals) return undefined;
+    throw new InvalidInputError(
+      `${opts.what} needs approvals, so its journal must be signed, and no signing key was given`,
+      `Pass --signing-key KEY (or set ${SIGNING_KEY_ENV}): the operator's ssh key, or the controller key the policy names.`,
+    );
+  }
+  return sshHeadSigner(opts.keyPath, opts.now);
+}
+
+export function readSignatures(dir: string): SignedHead[] {
+  const file = join(dir, SIGNATURES_FILE);
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((line, i) => {
+      try {
+        return JSON.parse(line) as SignedHead;
+      } catch {
+        return {
+          seq: -1,
+          hash: '',
+          kind: 'log',
+          signedAt: '',
+          signature: `(line ${i + 1} of ${SIGNATURES_FILE} is not JSON)`,
+        };
+      }
+    });
+}
+
+/** Who may sign a journal's heads: the approvers file, and a controller key. */
+export interface Signers {
+  signers: Approver[];
+  /** Where they came from, for the report. */
+  sources: string[];
+}
+
+export function loadSigners(opts: { approversFile: string; controllerKey?: string }): Signers {
+  const signers = loadApprovers(opts.approversFile);
+  const sources = [`the approvers file ${opts.approversFile} (${signers.length} key(s))`];
+  if (opts.controllerKey) {
+    if (!existsSync(opts.controllerKey))
+      throw new InvalidInputError(`no controller key at ${opts.controllerKey}`);
+    const [key] = parseApprovers(
+      `controller controller ${readFileSync(opts.controllerKey, 'utf8').trim()}`,
+      opts.controllerKey,
+    );
+    signers.push(key!);
+    sources.push(`the controller key ${opts.controllerKey}`);
+  }
+  return { signers, sources };
+}
+
+/**
+ * Checks what a cleared record says about approvals (approval.ts, which
+ * knows the approvers and the policy). Returns what is wrong, or nothing.
+ */
+export type ClearanceVerifier = (
+  cleared: JournalRecord,
+  records: JournalRecord[],
+) => Promise<string | undefined>;
+
+export interface HeadCheck {
+  seq: number;
+  kind: string;
+  ok: boolean;
+  principal?: string;
+  keyFingerprint?: string;
+  problem?: string;
+}
+
+export interface Verification {
+  /**
+   * verified: the chain holds and agrees with every signed head, and every head that must be signed is;
+   * incomplete: the same, but the last record is not signed yet (a resume signs it);
+   * unsigned: the chain holds and nothing is signed; failed: see problems.
+   */
+  status: 'verified' | 'incomplete' | 'unsigned' | 'failed';
+  records: number;
+  chain: string;
+  heads: HeadCheck[];
+  /** The last record should be signed and is not: the controller stopped between the two writes; a resume signs it. */
+  unsignedLast?: { seq: number; kind: string };
+  problems: string[];
+  /** What the verdict rests on. */
+  trusted: string[];
+  /** What this check could not establish. */
+  unchecked: string[];
+}
+
+export interface VerifyOptions {
+  /** Who may sign; undefined when no approvers file is known (signatures then cannot be checked). */
+  signers?: Signers;
+  verifyClearance?: ClearanceVerifier;
+}
+
+/** Check a run's journal: its chain, every signed head, and which records no signature covers. */
+export async function verifyRun(dir: string, opts: VerifyOptions = {}): Promise<Verification> {
+  const problems: string[] = [];
+  const trusted: string[] = [];
+  const unchecked: string[] = [];
+  let read;
+  try {
+    read = readJournal(dir);
+  } catch (e) {
+    return {
+      status: 'failed',
+      records: 0,
+      chain: `broken: ${errorMessage(e)}`,
+      heads: [],
+      problems: [errorMessage(e)],
+      trusted,
+      unchecked: ['the signed heads: the chain they sign is broken'],
+    };
+  }
+  const { records, hashes } = read;
+  const chain = `intact: ${records.length} record(s), each holding the sha256 of the one before, and the head agrees`;
+  const signatures = readSignatures(dir);
+  const heads: HeadCheck[] = [];
+  for (const s of signatures) {
+    const head: HeadCheck = { seq: s.seq, kind: s.kind, ok: false };
+    heads.push(head);
+    if (!Number.isInteger(s.seq) || s.seq < 0 || s.seq >= records.length) {
+      head.problem = `a signature for record ${s.seq}, which the journal does not have: records were removed`;
+    } else if (hashes[s.seq] !== s.hash) {
+      head.problem = `the signed head at record ${s.seq} (${s.kind}) does not match the journal: records up to ${s.seq} were rewritten after they were signed`;
+    } else if (records[s.seq]!.event.kind !== s.kind) {
+      head.problem = `the signature at record ${s.seq} says ${s.kind}, the record is ${records[s.seq]!.event.kind}`;
+    } else if (!opts.signers) {
+      head.problem = 'no list of allowed signers to check the signature against';
+    } else {
+      const checked = checkSignature(s, opts.signers.signers);
+      if ('problem' in checked) head.problem = checked.problem;
+      else Object.assign(head, { ok: true, ...checked });
+    }
+    if (head.problem) problems.push(head.problem);
+  }
+
+  const policy = records.find(
+    (r): r is JournalRecord & { event: Extract<RunEvent, { kind: 'policy' }> } =>
+      r.event.kind === 'policy',
+  );
+  const mustBeSigned = signatures.length > 0 || (policy?.event.approvers ?? 0) > 0;
+  let unsignedLast: Verification['unsignedLast'];
+  if (mustBeSigned) {
+    const signedSeqs = new Set(heads.filter((h) => !h.problem).map((h) => h.seq));
+    for (const r of records) {
+      if (!SIGNED_KINDS.has(r.event.kind) || signedSeqs.has(r.seq)) continue;
+      if (r.seq === records.length - 1 && !heads.some((h) => h.seq === r.seq)) {
+        unsignedLast = { seq: r.seq, kind: r.event.kind };
+      } else if (!heads.some((h) => h.seq === r.seq)) {
+        problems.push(
+          `record ${r.seq} (${r.event.kind}) has no signature, though the run ${signatures.length > 0 ? 'signs its heads' : `needed ${policy?.event.approvers} approval(s)`}`,
+        );
+      }
+    }
+  }
+
+  const clearances = records.filter((r) => r.event.kind === 'cleared');
+  if (opts.verifyClearance) {
+    for (const c of clearances) {
+      const wrong = await opts.verifyClearance(c, records);
+      if (wrong) problems.push(`the clearance at record ${c.seq}: ${wrong}`);
+    }
+    if (clearances.length) trusted.push('the approvals the clearance records carry, as checked');
+  } else if (clearances.length) {
+    unchecked.push(
+      `the approvals behind the clearance at record ${clearances.map((c) => c.seq).join(', ')}: not checked here`,
+    );
+  }
+
+  const good = heads.filter((h) => h.ok);
+  if (good.length > 0) {
+    trusted.push(...(opts.signers?.sources ?? []));
+    trusted.push('that the keys of the signers were not stolen');
+    const lastSigned = Math.max(...good.map((h) => h.seq));
+    if (lastSigned < records.length - 1) {
+      unchecked.push(
+        `records ${lastSigned + 1}–${records.length - 1}, after the last signed head: only the chain protects them`,
+      );
+    }
+  } else {
+    unchecked.push(
+      'who wrote the journal: no head is signed, so anyone who can write the run directory could have rewritten it and its chain',
+    );
+  }
+  unchecked.push(
+    `whether signed heads were cut from the end of ${SIGNATURES_FILE} together with the records they signed: only a copy kept elsewhere shows that`,
+  );
+  if (unsignedLast) {
+    unchecked.push(
+      `record ${unsignedLast.seq} (${unsignedLast.kind}), the last, is not signed: the controller stopped between writing and signing it, or its signature was removed`,
+    );
+  }
+
+  const status = problems.length
+    ? 'failed'
+    : unsignedLast
+      ? 'incomplete'
+      : good.length
+        ? 'verified'
+        : 'unsigned';
+  return {
+    status,
+    records: records.length,
+    chain,
+    heads,
+    ...(unsignedLast ? { unsignedLast } : {}),
+    problems,
+    trusted,
+    unchecked,
+  };
+}
+
+function checkSignature(
+  s: SignedHead,
+  signers: Approver[],
+): { principal: string; keyFingerprint: string } | { problem: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-head-'));
+  try {
+    const sig = join(dir, 'head.sig');
+    const allowed = join(dir, 'allowed_signers');
+    writeFileSync(sig, s.signature);
+    writeFileSync(
+      allowed,
+      signers
+        .map((a) => `${a.principal} namespaces="${JOURNAL_NAMESPACE}" ${a.publicKey}\n`)
+        .join(''),
+    );
+    const found = spawnSync('ssh-keygen', ['-Y', 'find-principals', '-s', sig, '-f', allowed], {
+      encoding: 'utf8',
+    });
+    const principal = found.stdout.trim().split('\n')[0]?.trim();
+    if (found.status !== 0 || !principal) {
+      return {
+        problem: `the signature at record ${s.seq} (${s.kind}) is not by an allowed signer, or is damaged`,
+      };
+    }
+    const verified = spawnSync(
+      'ssh-keygen',
+      ['-Y', 'verify', '-f', allowed, '-I', principal, '-n', JOURNAL_NAMESPACE, '-s', sig],
+      { input: headMessage(s), encoding: 'utf8' },
+    );
+    if (verified.status !== 0) {
+      return {
+        problem: `the signature at record ${s.seq} (${s.kind}) by ${principal} does not cover this head: forged or edited`,
+      };
+    }
+    const keyFingerprint =
+      /key (SHA256:[A-Za-z0-9+/]+)/.exec(verified.stdout + verified.stderr)?.[1] ?? 'unknown';
+    return { principal, keyFingerprint };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** One line per fact, for `baton verify` and a refused resume. */
+export function renderVerification(runId: string, v: Verification): string {
+  const verdict = {
+    verified: 'verified',
+    incomplete: 'NOT verified: its last record is not signed',
+    unsigned: 'NOT verified: nothing is signed',
+    failed: 'FAILED verification',
+  }[v.status];
+  const lines = [`Run ${runId}: ${verdict}`, `  chain: ${v.chain}`];
+  if (v.heads.length) {
+    lines.push('  signed heads:');
+    for (const h of v.heads) {
+      lines.push(
+        h.ok
+          ? `    record ${h.seq} (${h.kind}): good signature by ${h.principal} (${h.keyFingerprint})`
+          : `    record ${h.seq} (${h.kind}): BAD: ${h.problem}`,
+      );
+    }
+  }
+  for (const p of v.problems.filter((p) => !v.heads.some((h) => h.problem === p)))
+    lines.push(`  problem: ${p}`);
+  for (const t of v.trusted) lines.push(`  trusts: ${t}`);
+  for (const u of v.unchecked) lines.push(`  could not check: ${u}`);
+  return lines.join('\n');
+}
