@@ -20,7 +20,12 @@ const SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/;
 export function quote(arg: string): string {
   if (arg === '') return "''";
   if (SAFE.test(arg)) return arg;
-  return "'" + arg.replaceAll("'", "'\\''") + "'";
+  return "'" + quotedText(arg) + "'";
+}
+
+/** `arg` as `quote` writes it between its single quotes. */
+export function quotedText(arg: string): string {
+  return arg.replaceAll("'", "'\\''");
 }
 
 function render(value: ShellValue): string {
