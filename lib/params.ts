@@ -103,11 +103,26 @@ export interface ValidatedParams<P> {
   secretNames: string[];
 }
 
+/**
+ * Shorter secrets are refused: they are guessed, and redacting one would
+ * rewrite every ordinary word that happens to contain it.
+ */
+export const MIN_SECRET_LENGTH = 8;
+
+export interface ValidateOptions {
+  /**
+   * `refuse` where runs need approvals: a value on baton's command line is in
+   * `ps` for the whole run, so secrets are taken only as `@env:` or `@file:`.
+   */
+  inlineSecrets?: 'allow' | 'refuse';
+}
+
 /** Validate raw params against the schema; the first bad one is named with its rule. */
 export function validateParams<S extends z.ZodObject>(
   schema: S,
   raw: Map<string, RawParam>,
   runbook: string,
+  options: ValidateOptions = {},
 ): ValidatedParams<z.output<S>> {
   const shape = schema.shape as Record<string, z.ZodType>;
   const known = Object.keys(shape);
@@ -115,7 +130,20 @@ export function validateParams<S extends z.ZodObject>(
   const secretNames = secretParamNames(schema);
   for (const name of secretNames) {
     const given = raw.get(name);
-    if (given) redactor.add(name, given.value);
+    if (!given) continue;
+    if (options.inlineSecrets === 'refuse' && !given.ref) {
+      throw new InvalidInputError(
+        `secret parameter ${name} of runbook ${runbook} is given inline, and runs on this stack need approvals: secrets are taken only by reference`,
+        `Pass --param ${name}=@file:PATH (or @env:VAR); a value on the command line is visible in ps to every user of the machine for the whole run.`,
+      );
+    }
+    if (given.value.length < MIN_SECRET_LENGTH) {
+      throw new InvalidInputError(
+        `secret parameter ${name} of runbook ${runbook} is shorter than ${MIN_SECRET_LENGTH} characters`,
+        `Use a secret of at least ${MIN_SECRET_LENGTH} characters: a shorter one is guessed, and cannot be told apart from ordinary output to redact it.`,
+      );
+    }
+    redactor.add(name, given.value);
   }
   const input: Record<string, unknown> = {};
   for (const [name, given] of raw) {

@@ -121,6 +121,8 @@ export interface Invocation {
   deps?: Partial<EngineDeps>;
   /** Replaces the stack's inventory (tests, the testnet). */
   inventory?: Inventory;
+  /** Whether secrets may be given inline; by default refused where the stack's policy needs approvals. */
+  inlineSecrets?: 'allow' | 'refuse';
 }
 
 interface Prepared {
@@ -150,13 +152,14 @@ async function prepare(inv: Invocation, runId?: string): Promise<Prepared> {
   const cwd = inv.cwd ?? process.cwd();
   const loaded = await loadRunbook(inv.runbook, cwd);
   const { runbook } = loaded;
+  const stack = stackFor(runbook, inv.stack);
   // Parameters are checked before the stack is even loaded: bad input touches nothing.
   const validated = validateParams(
     runbook.params,
     inv.rawParams ?? parseParamArgs(inv.params),
     runbook.name,
+    { inlineSecrets: inv.inlineSecrets ?? inlineSecretsOn(runbook, stack, cwd) },
   );
-  const stack = stackFor(runbook, inv.stack);
   const inventory = inv.inventory ?? (await loadInventory(stack, cwd));
   const now = inv.deps?.now ?? (() => new Date());
   const id = runId ?? newRunId(runbook.name, now());
@@ -192,6 +195,17 @@ async function prepare(inv: Invocation, runId?: string): Promise<Prepared> {
     transports,
     now,
   };
+}
+
+/** Secrets on a command line are in `ps` for the whole run: refused where runs need approvals. */
+function inlineSecretsOn(runbook: AnyRunbook, stack: string, cwd?: string): 'allow' | 'refuse' {
+  const policy = resolvePolicy({
+    runbook: runbook.name,
+    stack,
+    destructive: runbook.steps.some((s) => s.destructive),
+    ...(cwd ? { cwd } : {}),
+  });
+  return policy.approvers > 0 ? 'refuse' : 'allow';
 }
 
 /** Dry run: probes run for real, mutations are recorded and returned, nothing is changed. */
@@ -256,7 +270,11 @@ export async function startRun(opts: StartOptions): Promise<RunResult> {
     }),
     opts.gate,
   );
-  const p = await prepare({ ...opts, deps: { ...opts.deps, gate } });
+  const p = await prepare({
+    ...opts,
+    inlineSecrets: policy.approvers > 0 ? 'refuse' : 'allow',
+    deps: { ...opts.deps, gate },
+  });
   const dir = join(runsDir(opts.cwd), p.runId);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const release = acquireLock(dir, p.runId);
@@ -325,7 +343,9 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
       `run ${opts.runId}`,
       'baton resume',
     );
-    const validated = validateParams(loaded.runbook.params, raw, loaded.runbook.name);
+    const validated = validateParams(loaded.runbook.params, raw, loaded.runbook.name, {
+      inlineSecrets: inlineSecretsOn(loaded.runbook, start.stack, opts.cwd),
+    });
     if (!history) {
       // The controller died before the plan was recorded: nothing was changed.
       const journal = Journal.reopen(dir, validated.redactor);
