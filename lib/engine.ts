@@ -16,7 +16,7 @@ import {
   type Plan,
   type PlannedStep,
 } from './plan.ts';
-import type { Redactor } from './redact.ts';
+import { clipTail, type Redactor } from './redact.ts';
 import {
   isPointOfNoReturn,
   type AnyRunbook,
@@ -93,10 +93,6 @@ export interface RunResult {
 }
 
 const OUTPUT_TAIL = 2000;
-
-function tail(text: string): string {
-  return text.length > OUTPUT_TAIL ? '…' + text.slice(-OUTPUT_TAIL) : text;
-}
 
 function asConditions(result: CheckResult): Condition[] {
   if (!result) return [];
@@ -283,11 +279,12 @@ export class Session {
         step: mode.step,
         host: host.name,
         phase: mode.phase,
-        result: record(result, isMutation),
+        result: record(result, isMutation, this.input.redactor),
       });
     }
     if (!allowFail && (result.exitCode !== 0 || result.signal)) {
-      throw new CommandError({ ...result, command: this.input.redactor.redact(result.command) });
+      // Redacted before the error formats it: its message joins stderr lines, which a secret may span.
+      throw new CommandError(this.input.redactor.redactDeep({ ...result }));
     }
     return result;
   }
@@ -896,11 +893,13 @@ function failedText(conditions: Condition[]): string {
  * What the journal keeps of a command. A read's output is not kept: reads are
  * how steps look at configuration files, and those hold passwords the
  * redactor cannot know. A failed read keeps its stderr, which says why.
+ * Output is redacted whole, then its tail kept: a cut first could split a secret.
  */
-function record(result: CommandResult, mutation: boolean): CommandRecord {
+function record(result: CommandResult, mutation: boolean, redactor: Redactor): CommandRecord {
   const failed = result.exitCode !== 0 || result.signal !== null;
+  const tail = (text: string): string => clipTail(redactor.redact(text), OUTPUT_TAIL);
   return {
-    command: result.command,
+    command: redactor.redact(result.command),
     exitCode: result.exitCode,
     signal: result.signal,
     durationMs: result.durationMs,

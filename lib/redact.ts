@@ -84,6 +84,16 @@ export class Redactor {
     return this.redact(text.slice(0, text.length - partial)) + marker(name);
   }
 
+  /** Redact an error's message, hint and stack in place, for an error that leaves the run. */
+  redactError<T>(error: T): T {
+    if (this.size === 0 || !(error instanceof Error)) return error;
+    error.message = this.redact(error.message);
+    if (error.stack) error.stack = this.redact(error.stack);
+    const hinted = error as { hint?: unknown };
+    if (typeof hinted.hint === 'string') hinted.hint = this.redact(hinted.hint);
+    return error;
+  }
+
   redactDeep<T>(value: T): T {
     if (this.size === 0) return value;
     return JSON.parse(

@@ -26,6 +26,7 @@ import {
   type RawParam,
 } from './params.ts';
 import { resolvePolicy } from './approval.ts';
+import type { Redactor } from './redact.ts';
 import { approvalGate, gates, type Gate } from './gate.ts';
 import { planHash as hashOf, type Plan } from './plan.ts';
 import type { AnyRunbook } from './runbook.ts';
@@ -132,6 +133,7 @@ interface Prepared {
   session: Session;
   recordedParams: Record<string, unknown>;
   secretNames: string[];
+  redactor: Redactor;
   runId: string;
   transports: Transports;
   now: () => Date;
@@ -191,6 +193,7 @@ async function prepare(inv: Invocation, runId?: string): Promise<Prepared> {
     session,
     recordedParams: validated.recorded,
     secretNames: validated.secretNames,
+    redactor: validated.redactor,
     runId: id,
     transports,
     now,
@@ -213,6 +216,8 @@ export async function planRunbook(inv: Invocation): Promise<PlanResult> {
   const p = await prepare(inv);
   try {
     return await p.session.plan();
+  } catch (e) {
+    throw p.redactor.redactError(e);
   } finally {
     await p.transports.close();
   }

@@ -76,6 +76,15 @@ describe('Redactor', () => {
     expect(new Redactor().holds(HOSTILE)).toBe(false);
   });
 
+  it('redacts an error in place: message, stack and hint', () => {
+    const error = Object.assign(new Error(`cannot log in with ${quote(HOSTILE)}`), {
+      hint: `try ${HOSTILE} again`,
+    });
+    expect(hostile().redactError(error)).toBe(error);
+    expect(traces(`${error.message} ${error.stack} ${error.hint}`)).toEqual([]);
+    expect(error.message).toBe("cannot log in with '[redacted:pw]'");
+  });
+
   it('never rescans its own markers', () => {
     const r = new Redactor();
     r.add('pw', 'correct-horse');

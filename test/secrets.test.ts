@@ -1,0 +1,79 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { main } from '../lib/cli.ts';
+import { runsDir } from '../lib/runs.ts';
+import { allText, captureIo, workspace } from './helpers.ts';
+
+const FIXTURE = join(import.meta.dirname, 'fixtures', 'secrets.ts');
+/** Quotes, dollar signs, backslashes and a newline, with plain chunks that betray any part of it. */
+const SECRET = `Xq7'"$HOME\\n$(id)\`w\`\nZk9' \\'`;
+const CHUNKS = ['Xq7', 'HOME', 'Zk9'];
+
+function traces(text: string): string[] {
+  return CHUNKS.filter((c) => text.includes(c));
+}
+
+async function inDir<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+  const before = process.cwd();
+  process.chdir(dir);
+  try {
+    return await fn();
+  } finally {
+    process.chdir(before);
+  }
+}
+
+describe('a secret made of quotes, dollar signs, backslashes and a newline', () => {
+  it('reaches the hosts, and no output, plan file, journal, report or error message', async () => {
+    const ws = workspace(['a', 'b']);
+    process.env.BATON_SECRETS_PW = SECRET;
+    const given = ['--stack', 'nodes', '--param', `dir=${ws.data}`];
+    given.push('--param', 'pw=@env:BATON_SECRETS_PW');
+    const baton = async (args: string[]) => {
+      const io = captureIo();
+      const code = await inDir(ws.cwd, () => main(args, io));
+      return { code, text: io.text() };
+    };
+    const planFile = join(ws.cwd, 'plan.json');
+    const plan = await baton(['plan', FIXTURE, ...given, '--json', '--out', planFile]);
+    const run = await baton(['run', FIXTURE, ...given, '--yes']);
+    expect(readFileSync(join(ws.data, 'pw-a'), 'utf8')).toBe(SECRET);
+    const outputs = {
+      plan,
+      run,
+      'failed run': await baton(['run', FIXTURE, ...given, '--param', 'fail=apply', '--yes']),
+      'failed plan': await baton(['plan', FIXTURE, ...given, '--param', 'fail=facts']),
+      'plan that throws': await baton(['plan', FIXTURE, ...given, '--param', 'fail=throw']),
+    };
+    expect(Object.values(outputs).map((o) => o.code)).toEqual([0, 0, 1, 1, 1]);
+    expect(outputs['plan that throws'].text).toContain('the runbook cannot use [redacted:pw]');
+    expect(outputs['failed run'].text).toContain('Why: step write failed on');
+    expect(outputs['failed run'].text).toContain('bad: [redacted:pw]');
+    expect(outputs['failed plan'].text).toContain(
+      "'[redacted:pw]' >&2; exit 4` exited 4: [redacted:pw]",
+    );
+
+    const reports: Record<string, string> = {};
+    for (const id of readdirSync(runsDir(ws.cwd))) {
+      reports[`${id} md`] = (await baton(['report', id])).text;
+      reports[`${id} json`] = (await baton(['report', id, '--format', 'json'])).text;
+    }
+    const texts: Record<string, string> = {
+      ...Object.fromEntries(Object.entries(outputs).map(([k, o]) => [k, o.text])),
+      ...reports,
+      'plan file': readFileSync(planFile, 'utf8'),
+      'every file under .baton': allText(join(ws.cwd, '.baton')),
+    };
+    for (const [what, text] of Object.entries(texts)) {
+      expect(text.length, what).toBeGreaterThan(50);
+      expect(traces(text), what).toEqual([]);
+    }
+    expect(texts['plan file']).toContain("printf '%s' '[redacted:pw]'");
+
+    // The journal keeps the tail of a change's output: cut after redacting, never inside a marker.
+    const journal = texts['every file under .baton'];
+    expect(journal).toContain(`…${'x'.repeat(1990)}`);
+    expect(journal).not.toMatch(/…[a-z:]*\]x/);
+  });
+});
