@@ -295,7 +295,10 @@ export class Session {
         host,
         mode,
         command.text,
-        () => this.deps.transportFor(host).exec(host, command.text, options),
+        () =>
+          this.deps
+            .transportFor(host)
+            .exec(host, command.text, { ...options, secrets: this.input.redactor }),
         options.allowFail,
       );
     return ((...args: unknown[]) => {
@@ -396,7 +399,11 @@ export class Session {
     const a = this.deps.transportFor(from);
     const b = this.deps.transportFor(to);
     if (a === b && a.stream)
-      return a.stream({ host: from, command: fromCommand }, { host: to, command: toCommand });
+      return a.stream(
+        { host: from, command: fromCommand },
+        { host: to, command: toCommand },
+        { secrets: this.input.redactor },
+      );
     throw new BatonError(
       'MISSING_PREREQUISITE',
       `cannot stream from ${from.name} to ${to.name}: they are reached by different transports`,
