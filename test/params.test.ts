@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { InvalidInputError } from '../lib/errors.ts';
-import { parseParamArgs, secret, validateParams } from '../lib/params.ts';
+import { parseParamArgs, secret, validateParams, withoutParamValues } from '../lib/params.ts';
 
 const schema = z.object({
   ttl: z.number().int().min(60),
@@ -127,5 +127,39 @@ describe('params', () => {
     const inline = validate(['ttl=300', 'name=abc', 'key=abcdefghij']);
     expect(inline.recorded.key).toBe('[redacted:key]');
     expect(inline.redactor.redact('x abcdefghij')).toBe('x [redacted:key]');
+  });
+
+  it('hides every inline --param value from the command line ps shows, and keeps references', () => {
+    expect(
+      withoutParamValues([
+        'node',
+        'bin/baton.js',
+        'run',
+        'handover',
+        '--param',
+        'opsPassword=hunter2hunter2',
+        '--param=linkPassword=swordfish1',
+        '--param',
+        'tsigKey=@env:BATON_TSIG_KEY',
+        '--param',
+        'canaryPassword=@file:/secure/canary',
+        '--stack',
+        'production',
+      ]),
+    ).toEqual([
+      'node',
+      'bin/baton.js',
+      'run',
+      'handover',
+      '--param',
+      'opsPassword=…',
+      '--param=linkPassword=…',
+      '--param',
+      'tsigKey=@env:BATON_TSIG_KEY',
+      '--param',
+      'canaryPassword=@file:/secure/canary',
+      '--stack',
+      'production',
+    ]);
   });
 });

@@ -1,14 +1,16 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { main } from '../lib/cli.ts';
 import { runsDir } from '../lib/runs.ts';
-import { allText, captureIo, workspace } from './helpers.ts';
+import { allText, captureIo, ROOT, workspace } from './helpers.ts';
+import { everyCommandLine } from './support/argv.ts';
 
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'secrets.ts');
 /** Quotes, dollar signs, backslashes and a newline, with plain chunks that betray any part of it. */
-const SECRET = `Xq7'"$HOME\\n$(id)\`w\`\nZk9' \\'`;
-const CHUNKS = ['Xq7', 'HOME', 'Zk9'];
+const SECRET = `Xq7'"$Wd6\\n$(id)\`w\`\nZk9' \\'`;
+const CHUNKS = ['Xq7', 'Wd6', 'Zk9'];
 
 function traces(text: string): string[] {
   return CHUNKS.filter((c) => text.includes(c));
@@ -75,5 +77,24 @@ describe('a secret made of quotes, dollar signs, backslashes and a newline', () 
     const journal = texts['every file under .baton'];
     expect(journal).toContain(`…${'x'.repeat(1990)}`);
     expect(journal).not.toMatch(/…[a-z:]*\]x/);
+  });
+
+  it('shows in no command line on the controller while a run uses it, though given inline', async () => {
+    const ws = workspace(['a']);
+    const args = [join(ROOT, 'bin', 'baton.js'), 'run', FIXTURE, '--stack', 'nodes', '--yes'];
+    args.push('--param', `dir=${ws.data}`, '--param', `pw=${SECRET}`, '--param', 'hold=2');
+    const child = spawn(process.execPath, args, { cwd: ws.cwd, stdio: 'ignore' });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    // The host's copy is written first; then the command holding the secret sleeps.
+    await expect
+      .poll(() => existsSync(join(ws.data, 'pw-a')), { timeout: 20_000, interval: 50 })
+      .toBe(true);
+    const listing = everyCommandLine();
+    expect(await exited).toBe(0);
+    expect(listing).toContain('__baton_n');
+    expect(listing).toContain(
+      `${FIXTURE} --stack nodes --yes --param dir=… --param pw=… --param hold=…`,
+    );
+    expect(traces(listing)).toEqual([]);
   });
 });
