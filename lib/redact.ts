@@ -48,14 +48,16 @@ export class Redactor {
   /** Whether `text` holds a secret in any of its forms. */
   holds(text: string): boolean {
     if (this.size === 0) return false;
-    const re = this.regex();
-    re.lastIndex = 0;
-    return re.test(text);
+    for (const m of text.matchAll(this.regex())) if (this.forms.has(m[0])) return true;
+    return false;
   }
 
   redact(text: string): string {
     if (this.size === 0) return text;
-    return text.replace(this.regex(), (found) => marker(this.forms.get(found)!));
+    return text.replace(this.regex(), (found) => {
+      const name = this.forms.get(found);
+      return name === undefined ? found : marker(name);
+    });
   }
 
   /**
@@ -101,15 +103,17 @@ export class Redactor {
     ) as T;
   }
 
-  /** One pass, longest form first, so a secret containing another goes whole and no marker is rescanned. */
+  /**
+   * One pass, longest form first, so a secret containing another goes whole.
+   * Markers of this redactor's names match first and stay as they are, so a
+   * text redacted twice (a secret such as "redacted") comes out the same.
+   */
   private regex(): RegExp {
-    this.pattern ??= new RegExp(
-      [...this.forms.keys()]
-        .sort((a, b) => b.length - a.length)
-        .map((f) => f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
-        .join('|'),
-      'g',
-    );
+    if (this.pattern) return this.pattern;
+    const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    const names = [...new Set(this.forms.values())].map((n) => escape(marker(n)));
+    const forms = [...this.forms.keys()].sort((a, b) => b.length - a.length).map(escape);
+    this.pattern = new RegExp([...names, ...forms].join('|'), 'g');
     return this.pattern;
   }
 }
