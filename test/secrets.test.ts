@@ -1,11 +1,13 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../lib/cli.ts';
-import { runsDir } from '../lib/runs.ts';
+import { runsDir, startRun } from '../lib/runs.ts';
 import { allText, captureIo, ROOT, workspace } from './helpers.ts';
 import { everyCommandLine } from './support/argv.ts';
+import { assertPrerequisite, skipUnless } from './support/require.ts';
+import { sshdUnavailable, startSshd, type TestSshd } from './support/sshd.ts';
 
 const FIXTURE = join(import.meta.dirname, 'fixtures', 'secrets.ts');
 /** Quotes, dollar signs, backslashes and a newline, with plain chunks that betray any part of it. */
@@ -99,3 +101,43 @@ describe('a secret made of quotes, dollar signs, backslashes and a newline', () 
     expect(traces(listing)).toEqual([]);
   });
 });
+
+const missing = sshdUnavailable();
+
+describe.skipIf(skipUnless(missing, 'a run against a real sshd'))(
+  'a run against a host behind a real OpenSSH sshd',
+  () => {
+    let sshd: TestSshd;
+    beforeAll(async () => {
+      assertPrerequisite(missing);
+      sshd = await startSshd();
+    });
+    afterAll(async () => {
+      await sshd?.stop();
+    });
+
+    it('puts the secret in no command line on the host or the controller, and in no journal', async () => {
+      const ws = workspace(['a']);
+      process.env.BATON_SECRETS_PW = SECRET;
+      const running = startRun({
+        runbook: FIXTURE,
+        stack: 'nodes',
+        inventory: { stack: 'nodes', hosts: [{ ...sshd.host('a'), roles: ['node'] }] },
+        params: [`dir=${sshd.dir}`, 'pw=@env:BATON_SECRETS_PW', 'hold=2'],
+        cwd: ws.cwd,
+      });
+      await expect
+        .poll(() => existsSync(join(sshd.dir, 'pw-a')), { timeout: 20_000, interval: 50 })
+        .toBe(true);
+      const listing = everyCommandLine();
+      const result = await running;
+      expect(result.outcome).toBe('done');
+      expect(readFileSync(join(sshd.dir, 'pw-a'), 'utf8')).toBe(SECRET);
+      expect(listing).toContain('__baton_n');
+      expect(traces(listing)).toEqual([]);
+      const journal = allText(runsDir(ws.cwd));
+      expect(journal).toContain("printf '%s' '[redacted:pw]'");
+      expect(traces(journal)).toEqual([]);
+    });
+  },
+);
