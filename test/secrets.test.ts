@@ -1,10 +1,13 @@
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../lib/cli.ts';
-import { runsDir, startRun } from '../lib/runs.ts';
-import { allText, captureIo, ROOT, workspace } from './helpers.ts';
+import { InvalidInputError } from '../lib/errors.ts';
+import { inventoryHash } from '../lib/inventory.ts';
+import { Journal } from '../lib/journal.ts';
+import { loadRunbook, resumeRun, runsDir, startRun } from '../lib/runs.ts';
+import { allText, captureIo, localNodes, ROOT, workspace } from './helpers.ts';
 import { everyCommandLine } from './support/argv.ts';
 import { assertPrerequisite, skipUnless } from './support/require.ts';
 import { sshdUnavailable, startSshd, type TestSshd } from './support/sshd.ts';
@@ -99,6 +102,36 @@ describe('a secret made of quotes, dollar signs, backslashes and a newline', () 
       `${FIXTURE} --stack nodes --yes --param dir=… --param pw=… --param hold=…`,
     );
     expect(traces(listing)).toEqual([]);
+  });
+});
+
+describe('a secret given inline', () => {
+  it('is refused when resuming a run on a stack whose runs need approvals', async () => {
+    const ws = workspace(['a']);
+    const runId = 'resume-inline-secret';
+    const dir = join(runsDir(ws.cwd), runId);
+    mkdirSync(dir, { recursive: true });
+    const inventory = { ...localNodes(['a']), stack: 'prod' };
+    Journal.create(dir).append({
+      kind: 'run-start',
+      runId,
+      runbook: 'secrets',
+      runbookFile: FIXTURE,
+      codeVersion: (await loadRunbook(FIXTURE, ws.cwd)).codeVersion,
+      stack: 'prod',
+      mode: 'run',
+      operator: 'test',
+      params: { dir: ws.data, pw: '[redacted:pw]' },
+      secretParams: ['pw'],
+      inventory,
+      inventoryHash: inventoryHash(inventory),
+      pid: process.pid,
+    });
+    const resuming = resumeRun({ runId, params: ['pw=inline-secret-1'], cwd: ws.cwd });
+    await expect(resuming).rejects.toThrow(InvalidInputError);
+    await expect(resuming).rejects.toThrow(
+      'secret parameter pw of runbook secrets is given inline, and runs on this stack need approvals',
+    );
   });
 });
 
