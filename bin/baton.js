@@ -9,5 +9,8 @@ process.stdout.on('error', (e) => {
 });
 
 register();
+// Inline --param values leave baton's own entry in ps (Linux shows the title as its argv).
+const { withoutParamValues } = await import('../lib/params.ts');
+process.title = withoutParamValues(process.argv).join(' ');
 const { main } = await import('../lib/cli.ts');
 process.exitCode = await main(process.argv.slice(2));

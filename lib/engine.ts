@@ -18,7 +18,7 @@ import {
   type Plan,
   type PlannedStep,
 } from './plan.ts';
-import type { Redactor } from './redact.ts';
+import { clipTail, type Redactor } from './redact.ts';
 import {
   isPointOfNoReturn,
   type AnyRunbook,
@@ -115,10 +115,6 @@ export interface RunResult {
 }
 
 const OUTPUT_TAIL = 2000;
-
-function tail(text: string): string {
-  return text.length > OUTPUT_TAIL ? '…' + text.slice(-OUTPUT_TAIL) : text;
-}
 
 function asConditions(result: CheckResult): Condition[] {
   if (!result) return [];
@@ -307,7 +303,7 @@ export class Session {
         step: mode.step,
         host: host.name,
         phase: mode.phase,
-        result: record(result, isMutation),
+        result: record(result, isMutation, this.input.redactor),
       });
     }
     if (mode.kind === 'live' && isMutation && mode.phase === 'apply' && this.deps.afterMutation) {
@@ -319,7 +315,8 @@ export class Session {
       });
     }
     if (!allowFail && (result.exitCode !== 0 || result.signal)) {
-      throw new CommandError({ ...result, command: this.input.redactor.redact(result.command) });
+      // Redacted before the error formats it: its message joins stderr lines, which a secret may span.
+      throw new CommandError(this.input.redactor.redactDeep({ ...result }));
     }
     return result;
   }
@@ -330,7 +327,10 @@ export class Session {
         host,
         mode,
         command.text,
-        () => this.deps.transportFor(host).exec(host, command.text, options),
+        () =>
+          this.deps
+            .transportFor(host)
+            .exec(host, command.text, { ...options, secrets: this.input.redactor }),
         options.allowFail,
       );
     return ((...args: unknown[]) => {
@@ -456,7 +456,11 @@ export class Session {
     const a = this.deps.transportFor(from);
     const b = this.deps.transportFor(to);
     if (a === b && a.stream)
-      return a.stream({ host: from, command: fromCommand }, { host: to, command: toCommand });
+      return a.stream(
+        { host: from, command: fromCommand },
+        { host: to, command: toCommand },
+        { secrets: this.input.redactor },
+      );
     throw new BatonError(
       'MISSING_PREREQUISITE',
       `cannot stream from ${from.name} to ${to.name}: they are reached by different transports`,
@@ -1076,11 +1080,13 @@ function failedText(conditions: Condition[]): string {
  * What the journal keeps of a command. A read's output is not kept: reads are
  * how steps look at configuration files, and those hold passwords the
  * redactor cannot know. A failed read keeps its stderr, which says why.
+ * Output is redacted whole, then its tail kept: a cut first could split a secret.
  */
-function record(result: CommandResult, mutation: boolean): CommandRecord {
+function record(result: CommandResult, mutation: boolean, redactor: Redactor): CommandRecord {
   const failed = result.exitCode !== 0 || result.signal !== null;
+  const tail = (text: string): string => clipTail(redactor.redact(text), OUTPUT_TAIL);
   return {
-    command: result.command,
+    command: redactor.redact(result.command),
     exitCode: result.exitCode,
     signal: result.signal,
     durationMs: result.durationMs,

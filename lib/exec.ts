@@ -6,10 +6,18 @@
 import type { Duplex, Readable } from 'node:stream';
 import { BatonError } from './errors.ts';
 import type { Host } from './inventory.ts';
+import type { Redactor } from './redact.ts';
+import { scriptFrame, STDIN_SCRIPT } from './shell.ts';
 
 export interface ExecOptions {
   /** Bytes for the command's stdin (secrets go here, never into argv). */
   input?: string | Buffer | Readable;
+  /**
+   * The run's secrets. A command holding one never appears in an argv, local
+   * or remote: it goes on stdin behind `STDIN_SCRIPT` (lib/shell.ts). What the
+   * transport says about such a command (results, errors) is redacted.
+   */
+  secrets?: Redactor;
   timeoutMs?: number;
   signal?: AbortSignal;
   onStdout?: (chunk: Buffer) => void;
@@ -71,8 +79,27 @@ export interface PipeResult {
 export interface Transport {
   exec(host: Host, command: string, options?: ExecOptions): Promise<CommandResult>;
   /** Stdout of a command on one host into stdin of a command on another, never held whole. */
-  stream?(from: PipeEnd, to: PipeEnd, options?: { timeoutMs?: number }): Promise<PipeResult>;
+  stream?(
+    from: PipeEnd,
+    to: PipeEnd,
+    options?: { timeoutMs?: number; secrets?: Redactor },
+  ): Promise<PipeResult>;
   /** A TCP connection to `port` on the host's own loopback, as a process on the host would open it. */
   forward?(host: Host, port: number): Promise<Duplex>;
   close(): Promise<void>;
+}
+
+/** How a transport sends a command: as it is, or, when it holds a secret, framed on stdin. */
+export interface Delivery {
+  /** What goes in the argv (`sh -c` locally, the ssh exec request remotely). */
+  argv: string;
+  /** The command as results and messages show it. */
+  shown: string;
+  /** Bytes to send on stdin ahead of the command's own input. */
+  frame?: Buffer;
+}
+
+export function delivery(command: string, secrets: Redactor | undefined): Delivery {
+  if (!secrets?.holds(command)) return { argv: command, shown: command };
+  return { argv: STDIN_SCRIPT, shown: secrets.redact(command), frame: scriptFrame(command) };
 }

@@ -2,34 +2,54 @@
 import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { $ } from 'zx';
-import type { CommandResult, ExecOptions, PipeEnd, PipeResult, Transport } from './exec.ts';
+import {
+  delivery,
+  type CommandResult,
+  type ExecOptions,
+  type PipeEnd,
+  type PipeResult,
+  type Transport,
+} from './exec.ts';
 import type { Host } from './inventory.ts';
+
+/** The command's stdin, behind its own text when that goes on stdin too. */
+function stdinOf(frame: Buffer | undefined, input: ExecOptions['input']): ExecOptions['input'] {
+  if (!frame) return input;
+  if (input === undefined) return frame;
+  if (typeof input === 'string' || Buffer.isBuffer(input)) {
+    return Buffer.concat([frame, Buffer.from(input)]);
+  }
+  return Readable.from(
+    (async function* (): AsyncGenerator<Buffer> {
+      yield frame;
+      for await (const chunk of input) yield Buffer.from(chunk as Buffer);
+    })(),
+  );
+}
 
 export function localTransport(): Transport {
   const transport: Transport = {
     async exec(host: Host, command: string, options: ExecOptions = {}): Promise<CommandResult> {
       const started = performance.now();
+      const sent = delivery(command, options.secrets);
+      const input = stdinOf(sent.frame, options.input);
       const proc = $({
         nothrow: true,
         quiet: true,
         verbose: false,
         ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
-        ...(typeof options.input === 'string' || Buffer.isBuffer(options.input)
-          ? { input: options.input }
-          : {}),
-      })`sh -c ${command}`;
-      if (options.input && typeof options.input !== 'string' && !Buffer.isBuffer(options.input)) {
-        options.input.pipe(proc.stdin);
-      }
+        ...(typeof input === 'string' || Buffer.isBuffer(input) ? { input } : {}),
+      })`sh -c ${sent.argv}`;
+      if (input && typeof input !== 'string' && !Buffer.isBuffer(input)) input.pipe(proc.stdin);
       if (options.onStdout) proc.stdout.on('data', options.onStdout);
       if (options.onStderr) proc.stderr.on('data', options.onStderr);
       const out = await proc;
       return {
         host: host.name,
-        command,
+        command: sent.shown,
         exitCode: out.exitCode,
         signal: out.signal,
         stdout: out.stdout,
@@ -37,14 +57,16 @@ export function localTransport(): Transport {
         durationMs: Math.round(performance.now() - started),
       };
     },
-    async stream(from: PipeEnd, to: PipeEnd): Promise<PipeResult> {
+    async stream(from: PipeEnd, to: PipeEnd, options = {}): Promise<PipeResult> {
       const started = performance.now();
       const pass = new PassThrough();
       const hash = createHash('sha256');
       let bytes = 0;
-      const receiving = transport.exec(to.host, to.command, { input: pass });
+      const secrets = options.secrets ? { secrets: options.secrets } : {};
+      const receiving = transport.exec(to.host, to.command, { input: pass, ...secrets });
       const sending = transport
         .exec(from.host, from.command, {
+          ...secrets,
           onStdout: (chunk) => {
             hash.update(chunk);
             bytes += chunk.length;

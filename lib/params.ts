@@ -70,6 +70,26 @@ export function parseParamArgs(args: readonly string[]): Map<string, RawParam> {
   return out;
 }
 
+/**
+ * baton's command line as `ps` may show it: each inline `--param` value
+ * replaced by `…`, references kept. On Linux a process's title replaces its
+ * argv in /proc/<pid>/cmdline; the processes that started baton (a shell,
+ * npx, sudo) keep their own copy, which no process can change.
+ */
+export function withoutParamValues(argv: readonly string[]): string[] {
+  const hide = (param: string): string => {
+    const eq = param.indexOf('=');
+    const value = param.slice(eq + 1);
+    return eq <= 0 || value.startsWith('@env:') || value.startsWith('@file:')
+      ? param
+      : `${param.slice(0, eq)}=…`;
+  };
+  return argv.map((arg, i) => {
+    if (arg.startsWith('--param=')) return `--param=${hide(arg.slice(8))}`;
+    return argv[i - 1] === '--param' ? hide(arg) : arg;
+  });
+}
+
 export function resolveRef(name: string, given: string): RawParam {
   if (given.startsWith('@env:')) {
     const variable = given.slice(5);
@@ -103,11 +123,26 @@ export interface ValidatedParams<P> {
   secretNames: string[];
 }
 
+/**
+ * Shorter secrets are refused: they are guessed, and redacting one would
+ * rewrite every ordinary word that happens to contain it.
+ */
+export const MIN_SECRET_LENGTH = 8;
+
+export interface ValidateOptions {
+  /**
+   * `refuse` where runs need approvals: a value on baton's command line is in
+   * `ps` for the whole run, so secrets are taken only as `@env:` or `@file:`.
+   */
+  inlineSecrets?: 'allow' | 'refuse';
+}
+
 /** Validate raw params against the schema; the first bad one is named with its rule. */
 export function validateParams<S extends z.ZodObject>(
   schema: S,
   raw: Map<string, RawParam>,
   runbook: string,
+  options: ValidateOptions = {},
 ): ValidatedParams<z.output<S>> {
   const shape = schema.shape as Record<string, z.ZodType>;
   const known = Object.keys(shape);
@@ -115,7 +150,20 @@ export function validateParams<S extends z.ZodObject>(
   const secretNames = secretParamNames(schema);
   for (const name of secretNames) {
     const given = raw.get(name);
-    if (given) redactor.add(name, given.value);
+    if (!given) continue;
+    if (options.inlineSecrets === 'refuse' && !given.ref) {
+      throw new InvalidInputError(
+        `secret parameter ${name} of runbook ${runbook} is given inline, and runs on this stack need approvals: secrets are taken only by reference`,
+        `Pass --param ${name}=@file:PATH (or @env:VAR); a value on the command line is visible in ps to every user of the machine for the whole run.`,
+      );
+    }
+    if (given.value.length < MIN_SECRET_LENGTH) {
+      throw new InvalidInputError(
+        `secret parameter ${name} of runbook ${runbook} is shorter than ${MIN_SECRET_LENGTH} characters`,
+        `Use a secret of at least ${MIN_SECRET_LENGTH} characters: a shorter one is guessed, and cannot be told apart from ordinary output to redact it.`,
+      );
+    }
+    redactor.add(name, given.value);
   }
   const input: Record<string, unknown> = {};
   for (const [name, given] of raw) {

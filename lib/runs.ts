@@ -55,6 +55,7 @@ import {
   type ClearanceVerifier,
   type Signers,
 } from './signing.ts';
+import type { Redactor } from './redact.ts';
 import { planHash as hashOf, type Plan } from './plan.ts';
 import type { AnyRunbook } from './runbook.ts';
 import { defaultTransports, type Transports } from './transports.ts';
@@ -167,6 +168,8 @@ export interface Invocation {
   inventory?: Inventory;
   /** The approved plan a run must still be; compared before any gate. */
   approved?: RunInput['approved'];
+  /** Whether secrets may be given inline; by default refused where the stack's policy needs approvals. */
+  inlineSecrets?: 'allow' | 'refuse';
 }
 
 interface Prepared {
@@ -177,6 +180,7 @@ interface Prepared {
   session: Session;
   recordedParams: Record<string, unknown>;
   secretNames: string[];
+  redactor: Redactor;
   runId: string;
   transports: Transports;
   now: () => Date;
@@ -197,15 +201,21 @@ async function prepare(inv: Invocation, runId?: string): Promise<Prepared> {
   const cwd = inv.cwd ?? process.cwd();
   const loaded = await loadRunbook(inv.runbook, cwd);
   const { runbook } = loaded;
+  const stack = stackFor(runbook, inv.stack);
   // Parameters are checked before the stack is even loaded: bad input touches nothing.
   const validated = validateParams(
     runbook.params,
     inv.rawParams ?? parseParamArgs(inv.params),
     runbook.name,
+    { inlineSecrets: inv.inlineSecrets ?? 'allow' },
   );
   const repo = loadRepositoryPolicy(cwd);
-  const stack = stackFor(runbook, inv.stack);
   const inventory = inv.inventory ?? (await loadInventory(stack, cwd));
+  // Where the stack's policy needs approvals, secrets come by reference only.
+  if (!inv.inlineSecrets && inlineSecretsOn(runbook, stack, repo, inventory, cwd) === 'refuse')
+    validateParams(runbook.params, inv.rawParams ?? parseParamArgs(inv.params), runbook.name, {
+      inlineSecrets: 'refuse',
+    });
   const now = inv.deps?.now ?? (() => new Date());
   const id = runId ?? newRunId(runbook.name, now());
   const transports = defaultTransports();
@@ -240,10 +250,29 @@ async function prepare(inv: Invocation, runId?: string): Promise<Prepared> {
     session,
     recordedParams: validated.recorded,
     secretNames: validated.secretNames,
+    redactor: validated.redactor,
     runId: id,
     transports,
     now,
   };
+}
+
+/** Secrets on a command line are in `ps` for the whole run: refused where runs need approvals. */
+function inlineSecretsOn(
+  runbook: AnyRunbook,
+  stack: string,
+  repo: RepositoryPolicy,
+  inventory: Inventory,
+  cwd: string,
+): 'allow' | 'refuse' {
+  const policy = resolvePolicy({
+    repo,
+    runbook: runbook.name,
+    stack,
+    destructive: runbook.steps.some((s) => s.destructive),
+    testnet: testnetOrigin(inventory, cwd).testnet,
+  });
+  return policy.approvers > 0 ? 'refuse' : 'allow';
 }
 
 /** Dry run: probes run for real, mutations are recorded and returned, nothing is changed. */
@@ -251,6 +280,8 @@ export async function planRunbook(inv: Invocation): Promise<PlanResult> {
   const p = await prepare(inv);
   try {
     return await p.session.plan();
+  } catch (e) {
+    throw p.redactor.redactError(e);
   } finally {
     await p.transports.close();
   }

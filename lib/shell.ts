@@ -20,7 +20,12 @@ const SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/;
 export function quote(arg: string): string {
   if (arg === '') return "''";
   if (SAFE.test(arg)) return arg;
-  return "'" + arg.replaceAll("'", "'\\''") + "'";
+  return "'" + quotedText(arg) + "'";
+}
+
+/** `arg` as `quote` writes it between its single quotes. */
+export function quotedText(arg: string): string {
+  return arg.replaceAll("'", "'\\''");
 }
 
 function render(value: ShellValue): string {
@@ -53,4 +58,25 @@ export function raw(text: string): Cmd {
 export function isTemplateCall(args: unknown[]): args is [TemplateStringsArray, ...ShellValue[]] {
   const first = args[0];
   return Array.isArray(first) && Object.prototype.hasOwnProperty.call(first, 'raw');
+}
+
+/**
+ * A fixed program for `sh -c` that reads a script from stdin (a line with its
+ * number of lines, then the lines) and runs it in the same shell, leaving the
+ * rest of stdin to the script. A command holding a secret runs this way, so
+ * no argv, local or remote, shows it. `read` takes one byte at a time from a
+ * pipe, so nothing past the script is consumed; a script that arrives short is
+ * not run at all.
+ */
+export const STDIN_SCRIPT =
+  'IFS= read -r __baton_n && __baton_s= && ' +
+  'while [ "$__baton_n" -gt 0 ] && IFS= read -r __baton_l; do __baton_s="$__baton_s$__baton_l\n"; __baton_n=$((__baton_n - 1)); done; ' +
+  '[ "$__baton_n" = 0 ] || { echo "baton: the command did not arrive whole on stdin" >&2; exit 125; }; ' +
+  'unset __baton_l; eval "unset __baton_n __baton_s\n$__baton_s"';
+
+/** What goes on stdin ahead of the command's own input when it runs as STDIN_SCRIPT. */
+export function scriptFrame(command: string): Buffer {
+  const script = command.endsWith('\n') ? command : command + '\n';
+  const lines = script.split('\n').length - 1;
+  return Buffer.from(`${lines}\n${script}`);
 }

@@ -12,8 +12,15 @@ import { Readable, Transform, type Duplex, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Client, type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
 import { BatonError, TransientError, errorMessage } from './errors.ts';
-import { CommandError, type CommandResult, type ExecOptions, type Transport } from './exec.ts';
+import {
+  CommandError,
+  delivery,
+  type CommandResult,
+  type ExecOptions,
+  type Transport,
+} from './exec.ts';
 import type { Host } from './inventory.ts';
+import { clipHead, type Redactor } from './redact.ts';
 import { sh, type ShellValue } from './shell.ts';
 
 export interface SshPoolOptions {
@@ -54,11 +61,12 @@ class Captured {
       this.dropped += chunk.length - Math.max(0, room);
     }
   }
-  text(): string {
+  /** The kept text; with `secrets`, a secret cut at the limit leaves no beginning behind. */
+  text(secrets?: Redactor): string {
     const body = Buffer.concat(this.chunks).toString('utf8');
-    return this.dropped
-      ? `${body}\n[baton: ${this.dropped} more bytes of output not kept]\n`
-      : body;
+    if (!this.dropped) return body;
+    const kept = secrets ? secrets.redactCut(body) : body;
+    return `${kept}\n[baton: ${this.dropped} more bytes of output not kept]\n`;
   }
 }
 
@@ -121,6 +129,8 @@ export interface StreamEnd {
 
 export interface StreamOptions {
   timeoutMs?: number;
+  /** The run's secrets: see ExecOptions.secrets. */
+  secrets?: Redactor;
   signal?: AbortSignal;
   onProgress?: (bytes: number) => void;
 }
@@ -161,9 +171,13 @@ export class SshPool implements Transport {
 
   /** Run `command` through the host's shell. A non-zero exit is a result; a lost connection throws TransientError (see its `startedCommand`). */
   async exec(host: Host, command: string, options: ExecOptions = {}): Promise<CommandResult> {
-    const conn = await this.connection(host, command);
-    const channel = await this.openExec(conn, host, command);
-    return this.runChannel(conn, host, command, channel, options);
+    const sent = delivery(command, options.secrets);
+    const conn = await this.connection(host, sent.shown);
+    const channel = await this.openExec(conn, host, sent.argv, sent.shown);
+    return this.runChannel(conn, host, sent.shown, channel, {
+      ...options,
+      ...(sent.frame ? { frame: sent.frame } : {}),
+    });
   }
 
   /** Upload a local file, a Buffer or a stream to `remotePath`, replacing it atomically. */
@@ -240,14 +254,16 @@ export class SshPool implements Transport {
    */
   async stream(from: StreamEnd, to: StreamEnd, options: StreamOptions = {}): Promise<StreamResult> {
     const started = performance.now();
+    const source = delivery(from.command, options.secrets);
+    const sink = delivery(to.command, options.secrets);
     const [fromConn, toConn] = await Promise.all([
-      this.connection(from.host, from.command),
-      this.connection(to.host, to.command),
+      this.connection(from.host, source.shown),
+      this.connection(to.host, sink.shown),
     ]);
-    const toChannel = await this.openExec(toConn, to.host, to.command);
+    const toChannel = await this.openExec(toConn, to.host, sink.argv, sink.shown);
     let fromChannel: ClientChannel;
     try {
-      fromChannel = await this.openExec(fromConn, from.host, from.command);
+      fromChannel = await this.openExec(fromConn, from.host, source.argv, source.shown);
     } catch (e) {
       toChannel.close();
       // The destination already ran (with empty input, say a `cat >` that truncated
@@ -259,19 +275,22 @@ export class SshPool implements Transport {
         { cause: e },
       );
     }
+    if (sink.frame) toChannel.write(sink.frame);
     const hash = hashing(options.onProgress);
     let sourceAbandoned = false;
     const piped = pipeline(fromChannel, hash.transform, toChannel).catch((e: unknown) => e);
     const runOptions: ExecOptions = {
       ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}),
       ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.secrets ? { secrets: options.secrets } : {}),
     };
-    const toRun = this.runChannel(toConn, to.host, to.command, toChannel, {
+    const toRun = this.runChannel(toConn, to.host, sink.shown, toChannel, {
       ...runOptions,
       stdinManaged: true,
     });
-    const fromRun = this.runChannel(fromConn, from.host, from.command, fromChannel, {
+    const fromRun = this.runChannel(fromConn, from.host, source.shown, fromChannel, {
       ...runOptions,
+      ...(source.frame ? { frame: source.frame } : {}),
       stdoutManaged: true,
       abandoned: () => sourceAbandoned,
     });
@@ -521,7 +540,13 @@ export class SshPool implements Transport {
     return beforeStart(host, label, purpose, err);
   }
 
-  private openExec(conn: Connection, host: Host, command: string): Promise<ClientChannel> {
+  /** `shown` is how messages name the command; `command` goes to the host. */
+  private openExec(
+    conn: Connection,
+    host: Host,
+    command: string,
+    shown: string,
+  ): Promise<ClientChannel> {
     return new Promise<ClientChannel>((resolve, reject) => {
       try {
         conn.client.exec(command, (err, channel) => {
@@ -532,10 +557,10 @@ export class SshPool implements Transport {
           // The exec request may have reached the server before the connection died.
           reject(
             conn.dead
-              ? dropped(host, conn.label, command, err)
+              ? dropped(host, conn.label, shown, err)
               : new TransientError(
                   host.name,
-                  `${conn.label} refused a session for \`${clip(command)}\`: ${err.message}; the command did not start`,
+                  `${conn.label} refused a session for \`${clip(shown)}\`: ${err.message}; the command did not start`,
                   false,
                   { cause: err },
                 ),
@@ -543,7 +568,7 @@ export class SshPool implements Transport {
         });
       } catch (e) {
         conn.dead = true;
-        reject(beforeStart(host, conn.label, command, e));
+        reject(beforeStart(host, conn.label, shown, e));
       }
     });
   }
@@ -562,6 +587,7 @@ export class SshPool implements Transport {
     let exitCode: number | null | undefined;
     let signal: string | null = null;
     const input = options.stdinManaged ? undefined : options.input;
+    const frame = options.stdinManaged ? undefined : options.frame;
     return new Promise<CommandResult>((resolve, reject) => {
       const onInputError = (e: unknown): void => {
         kill(
@@ -626,8 +652,8 @@ export class SshPool implements Transport {
           command,
           exitCode,
           signal,
-          stdout: stdout.text(),
-          stderr: stderr.text(),
+          stdout: stdout.text(options.secrets),
+          stderr: stderr.text(options.secrets),
           durationMs: Math.round(performance.now() - started),
         });
       };
@@ -639,6 +665,7 @@ export class SshPool implements Transport {
       if (options.signal?.aborted) onAbort();
       else options.signal?.addEventListener('abort', onAbort, { once: true });
       if (options.stdinManaged) return;
+      if (frame) channel.write(frame);
       if (input === undefined) channel.end();
       else if (typeof input === 'string' || Buffer.isBuffer(input)) channel.end(input);
       else {
@@ -686,6 +713,8 @@ export class SshPool implements Transport {
 }
 
 interface InternalExecOptions extends ExecOptions {
+  /** The command itself, sent ahead of its input because it holds a secret (see `delivery`). */
+  frame?: Buffer;
   /** stream(): stdin is fed by the pipeline. */
   stdinManaged?: boolean;
   /** stream(): stdout is consumed by the pipeline. */
@@ -715,7 +744,9 @@ export function remote(transport: Transport, host: Host, options: RemoteOptions 
   ): Promise<CommandResult> => {
     const { check, ...execOptions } = options;
     const result = await transport.exec(host, sh(strings, ...values).text, execOptions);
-    if (check && (result.exitCode !== 0 || result.signal)) throw new CommandError(result);
+    if (check && (result.exitCode !== 0 || result.signal)) {
+      throw new CommandError(execOptions.secrets?.redactDeep(result) ?? result);
+    }
     return result;
   };
   return Object.assign(run, {
@@ -807,9 +838,10 @@ function endConnection(conn: Connection): void {
   conn.client.end();
 }
 
+/** For messages: one line of at most 160 characters, of a text already redacted (see `delivery`). */
 function clip(text: string): string {
   const line = text.replace(/\s+/g, ' ').trim();
-  return line.length > 160 ? `${line.slice(0, 157)}...` : line;
+  return line.length > 160 ? clipHead(line, 157, '...') : line;
 }
 
 function hashing(onProgress?: (bytes: number) => void): {

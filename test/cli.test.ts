@@ -189,6 +189,47 @@ describe('baton CLI', () => {
     expect(plan.text()).toContain('[redacted:credential]');
   });
 
+  it.each(['x', 'Qz7pw'])(
+    'refuses the secret %j, shorter than 8 characters, with exit 2, naming it and not printing it',
+    async (value) => {
+      const ws = workspace(['a']);
+      const io = captureIo();
+      const args = ['--param', `dir=${ws.data}`, '--param', `token=${value}`];
+      const code = await inDir(ws.cwd, () =>
+        main(['plan', ORDERED, '--stack', 'nodes', ...args], io),
+      );
+      expect(code).toBe(2);
+      expect(io.text()).toContain(
+        'secret parameter token of runbook ordered is shorter than 8 characters',
+      );
+      expect(io.text()).not.toContain(`token=${value}`);
+      if (value.length > 1) expect(io.text()).not.toContain(value);
+    },
+  );
+
+  it('takes secrets only by reference where runs need approvals, and inline on a testnet', async () => {
+    const ws = workspace(['a']);
+    const stacks = join(ws.cwd, '.baton', 'stacks');
+    writeFileSync(join(stacks, 'prod.json'), readFileSync(join(stacks, 'nodes.json')));
+    const plan = async (stack: string, token: string) => {
+      const io = captureIo();
+      const args = ['--param', `dir=${ws.data}`, '--param', `token=${token}`];
+      const code = await inDir(ws.cwd, () =>
+        main(['plan', ORDERED, '--stack', stack, ...args], io),
+      );
+      return { code, text: io.text() };
+    };
+    const inline = await plan('prod', 'inline-secret-1');
+    expect(inline.code).toBe(2);
+    expect(inline.text).toContain(
+      'secret parameter token of runbook ordered is given inline, and runs on this stack need approvals',
+    );
+    expect(inline.text).not.toContain('inline-secret-1');
+    process.env.BATON_CLI_TOKEN = 'by-reference-1';
+    expect((await plan('prod', '@env:BATON_CLI_TOKEN')).code).toBe(0);
+    expect((await plan('nodes', 'inline-secret-1')).code).toBe(0);
+  });
+
   it('lists runs with their outcome', async () => {
     const ws = workspace(['a']);
     await inDir(ws.cwd, () =>

@@ -1,16 +1,26 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { InvalidInputError } from '../lib/errors.ts';
-import { parseParamArgs, secret, validateParams } from '../lib/params.ts';
+import { parseParamArgs, secret, validateParams, withoutParamValues } from '../lib/params.ts';
 
 const schema = z.object({
   ttl: z.number().int().min(60),
   name: z.string().regex(/^[a-z]+$/, 'lowercase letters only'),
   dryish: z.boolean().default(false),
-  key: secret(z.string().min(8)).optional(),
+  key: secret(z.string().regex(/^\S+$/, 'no spaces')).optional(),
 });
 
 const validate = (args: string[]) => validateParams(schema, parseParamArgs(args), 'demo');
+
+function thrown(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    const error = e as InvalidInputError;
+    return `${error.message}\n${error.hint ?? ''}`;
+  }
+  throw new Error('expected a throw');
+}
 
 describe('params', () => {
   it('reads numbers and booleans from the command line', () => {
@@ -52,14 +62,44 @@ describe('params', () => {
   });
 
   it('never shows a secret value, even when it is invalid', () => {
-    expect(() => validate(['ttl=300', 'name=abc', 'key=short'])).toThrow(
-      /parameter key of runbook demo is invalid: Too small/,
+    const attempt = () => validate(['ttl=300', 'name=abc', 'key=has spaces in it']);
+    expect(attempt).toThrow('parameter key of runbook demo is invalid: no spaces');
+    expect(thrown(attempt)).not.toMatch(/spaces in/);
+  });
+
+  it.each(['x', 'Qz7', 'seven77', ''])(
+    'refuses a secret of %j: shorter than 8 characters, named, its value not shown',
+    (value) => {
+      const attempt = () => validate(['ttl=300', 'name=abc', `key=${value}`]);
+      expect(attempt).toThrow(InvalidInputError);
+      const message = thrown(attempt);
+      expect(message).toContain(
+        'secret parameter key of runbook demo is shorter than 8 characters',
+      );
+      expect(message).not.toContain(`key=${value}`);
+      if (value.length > 1) expect(message).not.toContain(value);
+    },
+  );
+
+  it('takes a secret of 8 characters', () => {
+    expect(validate(['ttl=300', 'name=abc', 'key=eight888']).params.key).toBe('eight888');
+  });
+
+  it('refuses an inline secret where runs need approvals, and takes one by reference', () => {
+    process.env.BATON_PARAMS_KEY = 'abcdefghij';
+    const raw = (key: string) => parseParamArgs(['ttl=300', 'name=abc', `key=${key}`]);
+    const refuse = { inlineSecrets: 'refuse' } as const;
+    const attempt = () => validateParams(schema, raw('abcdefghij'), 'demo', refuse);
+    expect(attempt).toThrow(
+      'secret parameter key of runbook demo is given inline, and runs on this stack need approvals',
     );
-    try {
-      validate(['ttl=300', 'name=abc', 'key=short']);
-    } catch (e) {
-      expect((e as Error).message).not.toContain('short');
-    }
+    expect(thrown(attempt)).not.toContain('abcdefghij');
+    expect(validateParams(schema, raw('@env:BATON_PARAMS_KEY'), 'demo', refuse).params.key).toBe(
+      'abcdefghij',
+    );
+    expect(validateParams(schema, raw('abcdefghij'), 'demo').params.key).toBe('abcdefghij');
+    const plain = parseParamArgs(['ttl=300', 'name=abc']);
+    expect(validateParams(schema, plain, 'demo', refuse).params.name).toBe('abc');
   });
 
   it('keeps a secret mark through describe, optional and default', () => {
@@ -87,5 +127,39 @@ describe('params', () => {
     const inline = validate(['ttl=300', 'name=abc', 'key=abcdefghij']);
     expect(inline.recorded.key).toBe('[redacted:key]');
     expect(inline.redactor.redact('x abcdefghij')).toBe('x [redacted:key]');
+  });
+
+  it('hides every inline --param value from the command line ps shows, and keeps references', () => {
+    expect(
+      withoutParamValues([
+        'node',
+        'bin/baton.js',
+        'run',
+        'handover',
+        '--param',
+        'opsPassword=hunter2hunter2',
+        '--param=linkPassword=swordfish1',
+        '--param',
+        'tsigKey=@env:BATON_TSIG_KEY',
+        '--param',
+        'canaryPassword=@file:/secure/canary',
+        '--stack',
+        'production',
+      ]),
+    ).toEqual([
+      'node',
+      'bin/baton.js',
+      'run',
+      'handover',
+      '--param',
+      'opsPassword=…',
+      '--param=linkPassword=…',
+      '--param',
+      'tsigKey=@env:BATON_TSIG_KEY',
+      '--param',
+      'canaryPassword=@file:/secure/canary',
+      '--stack',
+      'production',
+    ]);
   });
 });

@@ -5,8 +5,11 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatonError, TransientError } from '../lib/errors.ts';
-import { CommandError } from '../lib/exec.ts';
+import { CommandError, type ExecOptions } from '../lib/exec.ts';
+import { Redactor } from '../lib/redact.ts';
+import { sh } from '../lib/shell.ts';
 import { CommandTimeoutError, SshPool, fingerprint, remote } from '../lib/ssh.ts';
+import { everyCommandLine } from './support/argv.ts';
 import { freePort, sshdUnavailable, startSshd, type TestSshd } from './support/sshd.ts';
 import { assertPrerequisite, skipUnless } from './support/require.ts';
 
@@ -32,6 +35,17 @@ const hostile = [
   '-n',
   '*',
 ];
+
+/** Quotes, dollar signs, backslashes and a newline, with plain chunks that betray any part of it. */
+const SECRET = `Rw5'"$HOME\\n$(id)\`w\`\nTs2' \\'`;
+const CHUNKS = ['Rw5', 'Ts2'];
+const traces = (text: string): string[] => CHUNKS.filter((c) => text.includes(c));
+
+function secrets(): Redactor {
+  const r = new Redactor();
+  r.add('pw', SECRET);
+  return r;
+}
 
 describe.skipIf(skipUnless(missing, 'ssh against a real sshd'))(
   'SshPool against a real OpenSSH sshd',
@@ -290,6 +304,92 @@ describe.skipIf(skipUnless(missing, 'ssh against a real sshd'))(
       await expect
         .poll(async () => (await pool.exec(sshd.host(), 'pgrep -x yes || true')).stdout)
         .toBe('');
+    });
+
+    /** Run `command` on the host until it prints `started`; every command line on the machine then. */
+    async function whileRunning(
+      command: string,
+      options: ExecOptions,
+    ): Promise<{ listing: string; stdout: string; shown: string }> {
+      let listing = '';
+      let printed = '';
+      const result = await pool.exec(sshd.host(), command, {
+        ...options,
+        onStdout: (chunk) => {
+          printed += chunk.toString();
+          if (!listing && printed.includes('started')) listing = everyCommandLine();
+        },
+      });
+      expect(result.exitCode).toBe(0);
+      expect(listing, 'the command never said it started').not.toBe('');
+      return { listing, stdout: result.stdout, shown: result.command };
+    }
+
+    it('keeps a command holding a secret out of every argv on the host and the controller, and runs it', async () => {
+      const file = join(sshd.dir, 'secret-out');
+      const command = sh`printf '%s' ${SECRET} > ${file}; echo started; sleep 1; cat`.text;
+      const seen = await whileRunning(command, { secrets: secrets(), input: 'stdin too\n' });
+      expect(seen.listing).toContain('__baton_n');
+      expect(traces(seen.listing)).toEqual([]);
+      expect(seen.stdout).toBe('started\nstdin too\n');
+      expect(seen.shown).toContain("'[redacted:pw]'");
+      expect(await readFile(file, 'utf8')).toBe(SECRET);
+    });
+
+    it('shows the same command in ps when it is not told the secrets: the check above can see', async () => {
+      const command = sh`: ${SECRET}; echo started; sleep 1; :`.text;
+      expect(traces((await whileRunning(command, {})).listing)).toEqual(CHUNKS);
+    });
+
+    it('streams host to host into a command holding a secret, which shows in no argv', async () => {
+      const got = join(sshd.dir, 'streamed');
+      let listing = '';
+      const streaming = pool.stream(
+        { host: sshd.host('source'), command: sh`printf '%s' ${SECRET}`.text },
+        {
+          host: sshd.host('sink'),
+          command: sh`cat > ${got}; printf '%s' ${SECRET} >> ${got}; sleep 1`.text,
+        },
+        { secrets: secrets() },
+      );
+      await expect
+        .poll(async () => (await stat(got).catch(() => undefined))?.size)
+        .toBe(2 * Buffer.byteLength(SECRET));
+      listing = everyCommandLine();
+      const result = await streaming;
+      expect([result.from.exitCode, result.to.exitCode]).toEqual([0, 0]);
+      expect(listing).toContain('__baton_n');
+      expect(traces(listing)).toEqual([]);
+      expect(await readFile(got, 'utf8')).toBe(SECRET + SECRET);
+      expect(traces(result.from.command + result.to.command)).toEqual([]);
+    });
+
+    it('names a command holding a secret only redacted, also where a message clips it', async () => {
+      const command = sh`sleep 3; : ${'x'.repeat(140)} ${SECRET}`.text;
+      const error = await pool
+        .exec(sshd.host(), command, { timeoutMs: 300, secrets: secrets() })
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(CommandTimeoutError);
+      const message = (error as Error).message;
+      expect(message).toMatch(/\.\.\.` did not finish within 300 ms/);
+      expect(traces(message)).toEqual([]);
+      expect(message).not.toMatch(/\[redacted:?[a-z]*`/);
+    });
+
+    it('keeps no beginning of a secret that the output limit cut', async () => {
+      const bounded = new SshPool({ maxBufferBytes: 20 });
+      try {
+        const result = await bounded.exec(
+          sshd.host(),
+          sh`printf '%s' ${'x'.repeat(15) + SECRET}`.text,
+          {
+            secrets: secrets(),
+          },
+        );
+        expect(result.stdout).toMatch(/^x{15}\[redacted:pw\]\n\[baton: \d+ more bytes/);
+      } finally {
+        await bounded.close();
+      }
     });
 
     it('refuses a changed host key, naming the host and both fingerprints', async () => {
