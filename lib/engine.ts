@@ -350,7 +350,10 @@ export class Session {
         host,
         mode,
         command.text,
-        () => this.deps.transportFor(host).exec(host, command.text, rest),
+        () =>
+          this.deps
+            .transportFor(host)
+            .exec(host, command.text, { ...rest, secrets: this.input.redactor }),
         rest.allowFail,
       );
       const out = result.stdout.trim();

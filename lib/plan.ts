@@ -89,6 +89,11 @@ export function planDifferences(approved: Plan, now: Plan): string[] {
     const [was, is] = [canonicalJson(approved.params[name]), canonicalJson(now.params[name])];
     if (was !== is) out.push(`parameter ${name} was ${was ?? 'unset'}, is ${is ?? 'unset'}`);
   }
+  if ((approved.policyHash ?? null) !== (now.policyHash ?? null)) {
+    out.push(
+      `the repository's policy changed since the plan was made: the plan was made under policy ${(approved.policyHash ?? 'none').slice(0, 12)}, and baton.policy.json and the approvers file now give ${(now.policyHash ?? 'none').slice(0, 12)}`,
+    );
+  }
   if (approved.inventoryHash !== now.inventoryHash) {
     out.push(`the inventory of stack ${now.stack} changed (hosts, addresses, host keys or DNS)`);
   }
@@ -105,7 +110,11 @@ export function planDifferences(approved: Plan, now: Plan): string[] {
         `step ${id} ${b.skipped ? `is now skipped (${b.skipped})` : 'now runs (it was skipped)'}`,
       );
     }
-    if (a.destructive !== b.destructive || a.pointOfNoReturn !== b.pointOfNoReturn) {
+    if (
+      a.destructive !== b.destructive ||
+      a.pointOfNoReturn !== b.pointOfNoReturn ||
+      Boolean(a.commit) !== Boolean(b.commit)
+    ) {
       out.push(`step ${id} changed its destructive or point-of-no-return mark`);
     }
     const hosts = [...new Set([...a.hosts.map((h) => h.host), ...b.hosts.map((h) => h.host)])];

@@ -549,7 +549,15 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
       `run ${opts.runId}`,
       'baton resume',
     );
-    const validated = validateParams(loaded.runbook.params, raw, loaded.runbook.name);
+    const validated = validateParams(loaded.runbook.params, raw, loaded.runbook.name, {
+      inlineSecrets: inlineSecretsOn(
+        loaded.runbook,
+        start.stack,
+        loadRepositoryPolicy(opts.cwd),
+        start.inventory,
+        opts.cwd ?? process.cwd(),
+      ),
+    });
     if (history?.cleared) {
       // The cleared record is evidence to check, not a fact to trust.
       await verifyClearance(

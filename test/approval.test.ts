@@ -9,6 +9,7 @@ import { GENESIS, readJournal, sha256 } from '../lib/journal.ts';
 import { planHash } from '../lib/plan.ts';
 import { readPlanFile, runsDir, startRun, type PlanFile } from '../lib/runs.ts';
 import { buildReport, renderMarkdown } from '../lib/report.ts';
+import { SIGNATURES_FILE, sshHeadSigner } from '../lib/signing.ts';
 import { captureIo, localNodes, ORDERED, workspace, type Workspace } from './helpers.ts';
 
 interface Keys {
@@ -505,6 +506,8 @@ describe('two-person rule', () => {
       'production',
       '--approvals',
       ws.approvals,
+      '--signing-key',
+      keys.key('bob'),
       '--json',
     ]);
     expect(r.code, r.text).toBe(0);
@@ -694,7 +697,15 @@ describe('the policy belongs to the repository, and testnets are what baton made
       approvers,
       readFileSync(approvers, 'utf8') + `mallory@example.org senior ${pub('mallory')} mallory\n`,
     );
-    const r = await cli(ws, ['run', '--plan', ws.plan, '--approvals', ws.approvals]);
+    const r = await cli(ws, [
+      'run',
+      '--plan',
+      ws.plan,
+      '--approvals',
+      ws.approvals,
+      '--signing-key',
+      keys.key('bob'),
+    ]);
     expect(r.code).toBe(1);
     expect(r.text).toMatch(
       /the repository's policy changed since the plan was made: the plan was made under policy [0-9a-f]{12}, and baton.policy.json and the approvers file now give [0-9a-f]{12}/,
@@ -920,6 +931,14 @@ function rechain(ws: Workspace, runId: string, events: RunEvent[]): void {
   });
   writeFileSync(join(dir, 'journal.jsonl'), lines.map((l) => l + '\n').join(''));
   writeFileSync(join(dir, 'head'), JSON.stringify({ seq: lines.length - 1, hash: prev }) + '\n');
+  // The operator holds the key that signs the run's heads: a rewrite is signed again.
+  rmSync(join(dir, SIGNATURES_FILE), { force: true });
+  const signer = sshHeadSigner(keys.key('alice'));
+  lines.forEach((line, seq) => {
+    const { kind } = events[seq]!;
+    if (kind === 'cleared' || kind === 'run-end')
+      signer.sign(dir, { seq, hash: sha256(line) }, kind);
+  });
 }
 
 describe('resume does not trust the cleared record', () => {
@@ -940,7 +959,7 @@ describe('resume does not trust the cleared record', () => {
         reconfirmedBy: [],
       },
     ]);
-    const r = await cli(ws, ['resume', refused.runId]);
+    const r = await cli(ws, ['resume', refused.runId, '--signing-key', keys.key('alice')]);
     expect(r.code).toBe(1);
     expect(r.text).toContain(
       "the journal's clearance does not hold: the run needs 2 approval(s), and its cleared record carries 0 valid",
@@ -961,7 +980,7 @@ describe('resume does not trust the cleared record', () => {
     const borrowed = first.events.find((e) => e.kind === 'cleared')!;
     rechain(ws, second.runId, [...second.events.filter((e) => e.kind !== 'run-end'), borrowed]);
     const logged = ws.log().length;
-    const r = await cli(ws, ['resume', second.runId]);
+    const r = await cli(ws, ['resume', second.runId, '--signing-key', keys.key('alice')]);
     expect(r.code).toBe(1);
     expect(r.text).toContain(
       `the journal's clearance does not hold: the cleared record's approval 1 was used by run ${first.runId}, not by this run ${second.runId}`,
@@ -982,7 +1001,7 @@ describe('resume does not trust the cleared record', () => {
         : e,
     );
     rechain(ws, stopped.runId, events);
-    const r = await cli(ws, ['resume', stopped.runId]);
+    const r = await cli(ws, ['resume', stopped.runId, '--signing-key', keys.key('alice')]);
     expect(r.code).toBe(1);
     expect(r.text).toContain('does not match what the file says (forged or edited)');
     expect(ws.log()).toEqual([]);
@@ -997,7 +1016,13 @@ describe('resume does not trust the cleared record', () => {
     expect(stopped.outcome).toBe('needs-human');
     expect(stopped.events.at(-1)).toMatchObject({ kind: 'cleared' });
     expect(ws.log()).toEqual([]);
-    const r = await cli(ws, ['resume', stopped.runId, '--json']);
+    const r = await cli(ws, [
+      'resume',
+      stopped.runId,
+      '--signing-key',
+      keys.key('alice'),
+      '--json',
+    ]);
     expect(r.code, r.text).toBe(0);
     expect(ws.log().filter((l) => l.startsWith('apply:'))).toHaveLength(6);
   });

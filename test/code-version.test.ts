@@ -302,6 +302,6 @@ describe('the code version', () => {
 
 function writePolicy(cwd: string): string {
   const file = join(cwd, 'baton.policy.json');
-  writeFileSync(file, JSON.stringify({ testnets: ['nodes'] }));
+  writeFileSync(file, JSON.stringify({ stacks: { nodes: { approvers: 0 } } }));
   return file;
 }
