@@ -103,3 +103,39 @@ export function delivery(command: string, secrets: Redactor | undefined): Delive
   if (!secrets?.holds(command)) return { argv: command, shown: command };
   return { argv: STDIN_SCRIPT, shown: secrets.redact(command), frame: scriptFrame(command) };
 }
+
+/**
+ * Every process a command starts inherits this variable, set to a tag of its
+ * own: a command past its timeout is found by it and killed, children and
+ * all, before anything else runs (OpenSSH refuses signal requests for root
+ * sessions, and a killed shell leaves its children running).
+ */
+export const COMMAND_TAG = 'BATON_CMD';
+
+export function taggedCommand(argv: string, tag: string): string {
+  return `${COMMAND_TAG}=${tag}; export ${COMMAND_TAG}; ${argv}`;
+}
+
+/**
+ * POSIX sh that kills every process carrying the tag and prints `gone` once
+ * none is left, or `left: PIDS` when some survived five rounds.
+ */
+export function reapScript(tag: string): string {
+  if (!/^[0-9a-f]{16}$/.test(tag)) throw new Error(`not a command tag: ${tag}`);
+  return String.raw`t=${COMMAND_TAG}=${tag}
+tagged() {
+  for e in /proc/[0-9]*/environ; do
+    p=${'${e#/proc/}'}; p=${'${p%/environ}'}
+    [ "$p" = "$$" ] && continue
+    { tr '\0' '\n' < "$e"; } 2>/dev/null | grep -qxF "$t" && printf '%s ' "$p"
+  done
+}
+for round in 1 2 3 4 5; do
+  found=$(tagged)
+  [ -z "$found" ] && { echo gone; exit 0; }
+  kill -9 $found 2>/dev/null
+  sleep 0.2
+done
+echo "left: $(tagged)"
+exit 1`;
+}

@@ -1,11 +1,14 @@
 /** Runs commands on the controller itself, through zx, for hosts with `connection: local`. */
-import { createHash } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { PassThrough, Readable } from 'node:stream';
 import { $ } from 'zx';
 import {
+  COMMAND_TAG,
   delivery,
+  reapScript,
   type CommandResult,
   type ExecOptions,
   type PipeEnd,
@@ -35,25 +38,53 @@ export function localTransport(): Transport {
       const started = performance.now();
       const sent = delivery(command, options.secrets);
       const input = stdinOf(sent.frame, options.input);
+      // Cut short, the command is killed with every process it started (they carry its tag).
+      const tag = options.timeoutMs || options.signal ? randomBytes(8).toString('hex') : undefined;
+      let cut: string | undefined;
+      let reaping: Promise<void> | undefined;
+      const reap = (why: string): void => {
+        if (reaping || !tag) return;
+        reaping = new Promise<void>((resolve) => {
+          execFile('sh', ['-c', reapScript(tag)], { timeout: 15_000 }, (_e, stdout) => {
+            const said = String(stdout).trim();
+            cut = `${why}; ${said === 'gone' ? 'every process it started is gone' : `some of its processes survived the kill: ${said}`}`;
+            resolve();
+          });
+        });
+      };
       const proc = $({
         nothrow: true,
         quiet: true,
         verbose: false,
-        ...(options.timeoutMs ? { timeout: options.timeoutMs } : {}),
-        ...(options.signal ? { signal: options.signal } : {}),
+        ...(tag ? { env: { ...process.env, [COMMAND_TAG]: tag } } : {}),
         ...(typeof input === 'string' || Buffer.isBuffer(input) ? { input } : {}),
       })`sh -c ${sent.argv}`;
+      const timer = options.timeoutMs
+        ? setTimeout(() => reap(`killed after ${options.timeoutMs} ms`), options.timeoutMs)
+        : undefined;
+      const onAbort = (): void => reap('aborted');
+      if (options.signal?.aborted) onAbort();
+      else options.signal?.addEventListener('abort', onAbort, { once: true });
       if (input && typeof input !== 'string' && !Buffer.isBuffer(input)) input.pipe(proc.stdin);
       if (options.onStdout) proc.stdout.on('data', options.onStdout);
       if (options.onStderr) proc.stderr.on('data', options.onStderr);
-      const out = await proc;
+      let out;
+      try {
+        out = await proc;
+        await reaping;
+      } finally {
+        if (timer) clearTimeout(timer);
+        options.signal?.removeEventListener('abort', onAbort);
+      }
       return {
         host: host.name,
         command: sent.shown,
-        exitCode: out.exitCode,
-        signal: out.signal,
+        exitCode: cut ? null : out.exitCode,
+        signal: cut ? (out.signal ?? 'SIGKILL') : out.signal,
         stdout: out.stdout,
-        stderr: out.stderr,
+        stderr: cut
+          ? `${out.stderr}${out.stderr && !out.stderr.endsWith('\n') ? '\n' : ''}${cut}\n`
+          : out.stderr,
         durationMs: Math.round(performance.now() - started),
       };
     },

@@ -3,7 +3,7 @@
  * host, many channels over it; host keys pinned from the inventory; exec with
  * streaming output, SFTP, and host-to-host streams through the controller.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, readFileSync } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -18,6 +18,8 @@ import {
   type CommandResult,
   type ExecOptions,
   type Transport,
+  reapScript,
+  taggedCommand,
 } from './exec.ts';
 import type { Host } from './inventory.ts';
 import { clipHead, type Redactor } from './redact.ts';
@@ -92,10 +94,10 @@ export class CommandTimeoutError extends BatonError {
   readonly host: string;
   readonly command: string;
   readonly startedCommand = true;
-  constructor(host: string, command: string, timeoutMs: number) {
+  constructor(host: string, command: string, timeoutMs: number, reaped?: string) {
     super(
       'TIMEOUT',
-      `on ${host}: \`${clip(command)}\` did not finish within ${timeoutMs} ms and was killed`,
+      `on ${host}: \`${clip(command)}\` did not finish within ${timeoutMs} ms and was killed${reaped ? `; ${reaped}` : ''}`,
       'Its effect is unknown: check the host before retrying, or raise the timeout.',
     );
     this.name = 'CommandTimeoutError';
@@ -173,11 +175,32 @@ export class SshPool implements Transport {
   async exec(host: Host, command: string, options: ExecOptions = {}): Promise<CommandResult> {
     const sent = delivery(command, options.secrets);
     const conn = await this.connection(host, sent.shown);
-    const channel = await this.openExec(conn, host, sent.argv, sent.shown);
+    // A command that may be cut short is tagged, so that all of it can be found and killed.
+    const tag = options.timeoutMs || options.signal ? randomBytes(8).toString('hex') : undefined;
+    const argv = tag ? taggedCommand(sent.argv, tag) : sent.argv;
+    const channel = await this.openExec(conn, host, argv, sent.shown);
     return this.runChannel(conn, host, sent.shown, channel, {
       ...options,
       ...(sent.frame ? { frame: sent.frame } : {}),
+      ...(tag ? { reap: () => this.reap(conn, host, tag) } : {}),
     });
+  }
+
+  /** Kill every process of a tagged command on the host; says whether they are gone. */
+  private async reap(conn: Connection, host: Host, tag: string): Promise<string> {
+    if (conn.dead) return 'the connection is gone, so whether it still runs on the host is unknown';
+    try {
+      const script = reapScript(tag);
+      const channel = await this.openExec(conn, host, script, 'reap a timed-out command');
+      const r = await this.runChannel(conn, host, 'reap a timed-out command', channel, {
+        timeoutMs: 15_000,
+      });
+      return r.stdout.trim() === 'gone'
+        ? 'every process it started is gone'
+        : `some of its processes survived the kill: ${r.stdout.trim() || r.stderr.trim()}`;
+    } catch (e) {
+      return `whether it still runs on the host is unknown: ${errorMessage(e)}`;
+    }
   }
 
   /** Upload a local file, a Buffer or a stream to `remotePath`, replacing it atomically. */
@@ -611,15 +634,28 @@ export class SshPool implements Transport {
         signal = sig ?? null;
       };
       // Do not wait for the server to close the channel: children of the
-      // command may hold its output open long after the shell was killed.
-      const kill = (error: Error): void => {
+      // command may hold its output open long after the shell was killed. A
+      // tagged command is reaped on the host first: nothing of it runs on
+      // once this promise settles.
+      let killing = false;
+      const kill = (error: Error | ((reaped?: string) => Error)): void => {
+        if (killing) return;
+        killing = true;
         signalChannel(channel, 'KILL');
         channel.close();
-        finish(error);
+        const make = typeof error === 'function' ? error : (): Error => error;
+        if (!options.reap) return finish(make());
+        options.reap().then(
+          (reaped) => finish(make(reaped)),
+          (e: unknown) => finish(make(`whether it still runs is unknown: ${errorMessage(e)}`)),
+        );
       };
       const timer = options.timeoutMs
         ? setTimeout(
-            () => kill(new CommandTimeoutError(host.name, command, options.timeoutMs!)),
+            () =>
+              kill(
+                (reaped) => new CommandTimeoutError(host.name, command, options.timeoutMs!, reaped),
+              ),
             options.timeoutMs,
           )
         : undefined;
@@ -657,7 +693,9 @@ export class SshPool implements Transport {
           durationMs: Math.round(performance.now() - started),
         });
       };
-      const onClose = (): void => finish();
+      const onClose = (): void => {
+        if (!killing) finish();
+      };
       if (!options.stdoutManaged) channel.on('data', onStdout);
       channel.stderr.on('data', onStderr);
       channel.on('exit', onExit);
@@ -721,6 +759,8 @@ interface InternalExecOptions extends ExecOptions {
   stdoutManaged?: boolean;
   /** stream(): true once the controller closed this channel on purpose, so a missing exit status is no drop. */
   abandoned?: () => boolean;
+  /** Kill what is left of a command cut short; says what became of it. */
+  reap?: () => Promise<string>;
 }
 
 export interface RemoteOptions extends ExecOptions {

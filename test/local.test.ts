@@ -81,3 +81,16 @@ describe('localTransport', () => {
     expect(traces(result.from.command + result.to.command)).toEqual([]);
   });
 });
+
+describe('a command past its timeout', () => {
+  it('is killed with every process it started before the result comes back', async () => {
+    const result = await localTransport().exec(
+      host,
+      'sleep 3176 & (sleep 3177; echo late) & setsid sleep 3178 & wait',
+      { timeoutMs: 400 },
+    );
+    expect(result.exitCode).toBeNull();
+    expect(result.stderr).toContain('killed after 400 ms; every process it started is gone');
+    expect(everyCommandLine()).not.toMatch(/sleep 317[678]/);
+  });
+});

@@ -181,6 +181,18 @@ describe.skipIf(skipUnless(missing, 'ssh against a real sshd'))(
       expect((await pool.exec(sshd.host(), 'echo still usable')).exitCode).toBe(0);
     });
 
+    it('kills a timed-out command with every process it started before it reports the timeout', async () => {
+      const error = await pool
+        .exec(sshd.host(), 'sleep 3173 & (sleep 3174; echo late) & setsid sleep 3175 & wait', {
+          timeoutMs: 500,
+        })
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(CommandTimeoutError);
+      expect((error as Error).message).toContain('every process it started is gone');
+      // Checked from outside, the moment the error arrives: nothing of it runs on.
+      expect(everyCommandLine()).not.toMatch(/sleep 317[345]/);
+    });
+
     it('reports a connection killed mid-command as dropped mid-command, then reconnects', async () => {
       const host = sshd.host('victim');
       await pool.exec(host, 'true');

@@ -22,6 +22,7 @@ import { readIrcSecrets, OPERATOR_ACCOUNT } from '../../lib/testnet/irc.ts';
 import { askService, connectIrc } from '../../lib/testnet/irc-seed.ts';
 import { rehearsalParams } from '../../lib/testnet/rehearsal.ts';
 import '../../lib/testnet/stack.ts';
+import { readState, testnetPaths } from '../../lib/testnet/state.ts';
 import { ROOT } from '../helpers.ts';
 import { assertPrerequisite, skipUnless } from '../support/require.ts';
 
@@ -281,25 +282,29 @@ describe.skipIf(skipUnless(missing, 'one primary on the testnet'))(
     }, 300_000);
 
     it('a failover stops when the primary answers with another host key, instead of calling it down', async () => {
-      const forged: Inventory = {
-        ...inv,
-        hosts: inv.hosts.map((h) =>
-          h.name === 'nebula' && h.ssh
-            ? { ...h, ssh: { ...h.ssh, hostKeys: ['SHA256:' + 'A'.repeat(43)] } }
-            : h,
-        ),
-      };
-      const { runbook: rb } = await loadRunbook('failover');
-      const result = await startRun({
-        runbook: 'failover',
-        stack: 'local',
-        params: rehearsalParams(rb, []),
-        cwd: home,
-        inventory: forged,
-      });
-      expect(result.outcome).toBe('precondition-failed');
-      expect(result.error).toContain('nebula answers but cannot be used, so it is not "down"');
-      expect(result.error).toContain('presented host key');
+      // nebula "was rebuilt": a new host key, while the inventory pins the old one.
+      const key = '/etc/ssh/ssh_host_ed25519_key';
+      const sshd = readState(testnetPaths())!.hosts['nebula']!.sshdPid!;
+      await on('nebula', `cp -p ${key} ${key}.orig && cp -p ${key}.pub ${key}.pub.orig`);
+      await on('nebula', `rm -f ${key} ${key}.pub && ssh-keygen -q -t ed25519 -N '' -f ${key}`);
+      process.kill(sshd, 'SIGHUP');
+      try {
+        await new Promise((r) => setTimeout(r, 1_000));
+        const { runbook: rb } = await loadRunbook('failover');
+        const result = await startRun({
+          runbook: 'failover',
+          stack: 'local',
+          params: rehearsalParams(rb, []),
+          cwd: home,
+        });
+        expect(result.outcome).toBe('precondition-failed');
+        expect(result.error).toContain('nebula answers but cannot be used, so it is not "down"');
+        expect(result.error).toContain('presented host key');
+      } finally {
+        await on('nebula', `mv -f ${key}.orig ${key} && mv -f ${key}.pub.orig ${key}.pub`);
+        process.kill(sshd, 'SIGHUP');
+        await new Promise((r) => setTimeout(r, 1_000));
+      }
       await expectServicesOn('nebula');
     }, 120_000);
   },
