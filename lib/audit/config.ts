@@ -95,6 +95,8 @@ export const standbySchema = z.object({
   maxCopyAge: duration.default('48h'),
   /** Warn past this age; default half of maxCopyAge. */
   warnCopyAge: duration.optional(),
+  /** A copy holding this many percent fewer accounts, nicks or channels than the most complete one (or the live primary) fails. */
+  maxShrinkPercent: z.number().min(0).max(100).default(2),
   dns: z
     .object({
       /** Host to run dig on; default the inventory host with the server's address, else the controller. */

@@ -16,6 +16,7 @@ import { BatonError, errorMessage } from '../errors.ts';
 import { includes, parseTags } from '../inspircd/config.ts';
 import { verifyServiceTrust } from '../irc/verify.ts';
 import { sh } from '../shell.ts';
+import { incompleteCopy, mostComplete, type Counts } from '../steps/atheme.ts';
 import { compareAtheme } from './backup.ts';
 import type { AuditCheck, CheckContext, Finding, HostProbe, Verdict } from './check.ts';
 import { worst } from './check.ts';
@@ -78,6 +79,8 @@ export function standbyCopyCheck(service: string, s: StandbyConfig): AuditCheck 
       }
       candidates.sort((a, b) => b.mtime - a.mtime);
       const rejected: string[] = [];
+      // The complete-copy rule: a copy must hold what the most complete copy (or the live primary) holds.
+      const reference = await referenceCounts(ctx, s, candidates.slice(0, 10));
       const policy = `policy: a copy at most ${formatDuration(max)} old (warn above ${formatDuration(warnAt)})`;
       for (const c of candidates.slice(0, 10)) {
         const probe = ctx.probe(c.host);
@@ -96,6 +99,15 @@ export function standbyCopyCheck(service: string, s: StandbyConfig): AuditCheck 
           const check = checkAthemeDb(text, { file: c.path });
           if (!check.ok) {
             rejected.push(`${c.host}:${c.path}: Atheme would refuse it: ${check.fault.message}`);
+            continue;
+          }
+          const short = incompleteCopy(
+            { bytes: c.bytes, fingerprint: check.fingerprint },
+            reference,
+            s.maxShrinkPercent,
+          );
+          if (short) {
+            rejected.push(`${c.host}:${c.path}: ${short}`);
             continue;
           }
           detail = `${check.fingerprint.accounts} accounts, ${check.fingerprint.channels} channels`;
@@ -144,6 +156,38 @@ export function standbyCopyCheck(service: string, s: StandbyConfig): AuditCheck 
       };
     },
   };
+}
+
+/** The most complete of the copies that load, and of the primary's live data when it can be read. */
+async function referenceCounts(
+  ctx: CheckContext,
+  s: StandbyConfig,
+  copies: Copy[],
+): Promise<{ counts: Counts; from: string } | undefined> {
+  const seen: Array<{ where: string; counts: Counts }> = [];
+  for (const c of copies) {
+    if (c.kind !== 'atheme-db' || c.bytes === 0) continue;
+    const r = await ctx.probe(c.host)(sh`cat -- ${c.path}`, {
+      allowFail: true,
+      timeoutMs: 120_000,
+    });
+    const check = r.exitCode === 0 ? checkAthemeDb(r.stdout, { file: c.path }) : undefined;
+    if (check?.ok) seen.push({ where: `${c.host}:${c.path}`, counts: check.fingerprint });
+  }
+  if (s.primaryPath) {
+    try {
+      const r = await ctx.probe(s.primary)(sh`cat -- ${s.primaryPath}`, {
+        allowFail: true,
+        timeoutMs: 30_000,
+      });
+      const live = r.exitCode === 0 ? checkAthemeDb(r.stdout, { file: s.primaryPath }) : undefined;
+      if (live?.ok)
+        seen.push({ where: `the primary ${s.primary}:${s.primaryPath}`, counts: live.fingerprint });
+    } catch {
+      // An unreachable primary gives no reference; the copies still do.
+    }
+  }
+  return mostComplete(seen);
 }
 
 /** What the copy lacks of the primary's live data, in one line; an unreachable primary is said, not failed. */

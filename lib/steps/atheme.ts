@@ -60,3 +60,53 @@ export function lostSince(earlier: DbSummary, later: DbSummary): string[] {
   missing('channels', earlier.channels, later.channels);
   return lost;
 }
+
+export interface Counts {
+  accounts: number;
+  nicks: number;
+  channels: number;
+}
+
+/**
+ * The complete-copy rule: a copy is usable only if it is not empty, loads, and
+ * holds at least what the reference held (the most complete copy known, or
+ * the live primary), less `shrinkPercent` of each kind for accounts that
+ * expired meanwhile. Returns why a copy is refused, with the numbers missing.
+ */
+export function incompleteCopy(
+  copy: Pick<DbSummary, 'bytes' | 'fault' | 'fingerprint'>,
+  reference: { counts: Counts; from: string } | undefined,
+  shrinkPercent: number,
+): string | undefined {
+  if (copy.bytes === 0) return 'empty (0 bytes): nothing to start from';
+  if (copy.fault) return copy.fault;
+  if (!reference) return undefined;
+  const have = copy.fingerprint!;
+  const short: string[] = [];
+  for (const kind of ['accounts', 'nicks', 'channels'] as const) {
+    const want = reference.counts[kind];
+    const floor = Math.ceil(want * (1 - shrinkPercent / 100));
+    if (have[kind] < floor)
+      short.push(`${have[kind]} of ${want} ${kind} (${want - have[kind]} missing)`);
+  }
+  return short.length
+    ? `incomplete: holds ${short.join(', ')} of what ${reference.from} holds; at most ${shrinkPercent}% fewer is accepted`
+    : undefined;
+}
+
+/** The most complete of several loaded copies, kind by kind, as the reference a copy must match. */
+export function mostComplete(
+  copies: Array<{ where: string; counts: Counts }>,
+): { counts: Counts; from: string } | undefined {
+  if (copies.length === 0) return undefined;
+  const best = (kind: keyof Counts): { n: number; where: string } =>
+    copies.reduce((a, c) => (c.counts[kind] > a.n ? { n: c.counts[kind], where: c.where } : a), {
+      n: -1,
+      where: '',
+    });
+  const a = best('accounts');
+  const n = best('nicks');
+  const c = best('channels');
+  const from = [...new Set([a.where, n.where, c.where])].join(' and ');
+  return { counts: { accounts: a.n, nicks: n.n, channels: c.n }, from };
+}

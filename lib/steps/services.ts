@@ -26,7 +26,14 @@ import {
 } from '../runbook.ts';
 import { sh, type Cmd } from '../shell.ts';
 import { BatonError, errorMessage, isBatonError, TransientError } from '../errors.ts';
-import { describeDb, lostSince, readDb, type DbSummary } from './atheme.ts';
+import {
+  describeDb,
+  incompleteCopy,
+  lostSince,
+  mostComplete,
+  readDb,
+  type DbSummary,
+} from './atheme.ts';
 import {
   identifyEverywhere,
   operServ,
@@ -151,6 +158,14 @@ export const servicesParams = z.object({
     .default('/srv/backup/atheme')
     .describe('where backup hosts keep services.db copies'),
   maxCopyAgeHours: z.number().min(0).default(48).describe('oldest copy a failover may start from'),
+  maxCopyShrinkPercent: z
+    .number()
+    .min(0)
+    .max(100)
+    .default(2)
+    .describe(
+      'how many fewer accounts, nicks or channels than the most complete copy a copy may hold and still be used',
+    ),
   maxSplitWait: z
     .number()
     .int()
@@ -1258,6 +1273,7 @@ export async function gatherFailoverFacts(
   await list(ctx.hostNamed(facts.to), sh`test -f ${params.db} && stat -c '%Y %n' ${params.db}`);
   candidates.sort((a, b) => b.mtime - a.mtime);
   const rejected: string[] = [];
+  const loaded: Array<{ c: Candidate; db: DbSummary }> = [];
   for (const c of candidates.slice(0, 10)) {
     const probe = ctx.probe(c.host);
     const sum = await probe(
@@ -1268,9 +1284,18 @@ export async function gatherFailoverFacts(
       rejected.push(`${c.host}:${c.path}: sha256 does not match its .sha256 file`);
       continue;
     }
-    const db = await readDb(probe, c.path);
-    if (db.fault) {
-      rejected.push(`${c.host}:${c.path}: ${db.fault}`);
+    loaded.push({ c, db: await readDb(probe, c.path) });
+  }
+  // A copy must hold what the most complete copy holds: a backup cut short still parses.
+  const reference = mostComplete(
+    loaded
+      .filter((l) => l.db.bytes > 0 && !l.db.fault)
+      .map((l) => ({ where: `${l.c.host}:${l.c.path}`, counts: l.db.fingerprint! })),
+  );
+  for (const { c, db } of loaded) {
+    const why = incompleteCopy(db, reference, params.maxCopyShrinkPercent);
+    if (why) {
+      rejected.push(`${c.host}:${c.path}: ${why}`);
       continue;
     }
     const age = Math.max(0, Math.round(ctx.now().getTime() / 1000 - c.mtime));
