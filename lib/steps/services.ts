@@ -689,9 +689,12 @@ export function freezeStep(): Step {
     state: 'services read-only on the source host',
     idempotent: true,
     async apply(ctx) {
+      // A retry after a dropped connection finds its own freeze: that one is this run's.
+      const retried = Boolean(ctx.notes.freezing);
       await operServAct(ctx, 'READONLY ON', {
+        before: async () => ctx.note({ freezing: true }),
         after: (said) => {
-          if (/already enabled/i.test(said)) {
+          if (/already enabled/i.test(said) && !retried) {
             ctx.note({ alreadyReadOnly: true });
             throw new BatonError(
               'PRECONDITION_FAILED',
@@ -704,8 +707,8 @@ export function freezeStep(): Step {
       });
     },
     async undo(ctx) {
-      // Only a freeze this run set is lifted (a resume knows it from the journal).
-      if (!ctx.notes.froze) return;
+      // Only a freeze this run set (or sent, and lost the answer to) is lifted; a resume knows it from the journal.
+      if (ctx.notes.alreadyReadOnly || !(ctx.notes.froze || ctx.notes.freezing)) return;
       // After a rollback restarted services, they take a few seconds to link again.
       await operServAct(ctx, 'READONLY OFF', {
         before: () =>

@@ -15,7 +15,7 @@ import type { RunEvent } from '../../lib/events.ts';
 import { TransientError } from '../../lib/errors.ts';
 import { findHost, type Inventory } from '../../lib/inventory.ts';
 import { readJournal } from '../../lib/journal.ts';
-import { loadRunbook, startRun } from '../../lib/runs.ts';
+import { loadRunbook, planRunbook, startRun } from '../../lib/runs.ts';
 import type { SshPool } from '../../lib/ssh.ts';
 import * as testnet from '../../lib/testnet/index.ts';
 import { readIrcSecrets, OPERATOR_ACCOUNT } from '../../lib/testnet/irc.ts';
@@ -24,6 +24,7 @@ import { rehearsalParams } from '../../lib/testnet/rehearsal.ts';
 import '../../lib/testnet/stack.ts';
 import { readState, testnetPaths } from '../../lib/testnet/state.ts';
 import { ROOT } from '../helpers.ts';
+import { allOf, dropConnections, failAt, idempotentSteps } from '../support/idempotence.ts';
 import { assertPrerequisite, skipUnless } from '../support/require.ts';
 
 const missing = process.getuid?.() !== 0 ? 'needs root (the testnet)' : undefined;
@@ -266,6 +267,104 @@ describe.skipIf(skipUnless(missing, 'one primary on the testnet'))(
         expect(await accounts('nebula')).toContain(nick);
       }, 400_000);
     }
+
+    /** What a rollback must give back, read on the hosts themselves. */
+    const outside = async (): Promise<Record<string, string>> => {
+      const fp = (text: string): string => {
+        const check = checkAthemeDb(text);
+        return check.ok ? check.fingerprint.sha256 : `does not load: ${check.fault.message}`;
+      };
+      return {
+        nebulaDb: fp(await on('nebula', `cat ${DB}`)),
+        nebulaUnit: `${await active('nebula')} ${(await on('nebula', 'systemctl is-enabled atheme || true')).trim()}`,
+        emergency1Db: (await on('emergency1', `sha256sum ${DB} 2>/dev/null || echo none`)).slice(
+          0,
+          64,
+        ),
+        emergency1Unit: `${await active('emergency1')} ${(await on('emergency1', 'systemctl is-enabled atheme || true')).trim()}`,
+        emergency1Link: (await on('emergency1', `sha256sum ${LINK}`)).slice(0, 64),
+        leftovers:
+          (
+            await on(
+              'nebula',
+              `ls ${DB}.handover* 2>/dev/null; ls /etc/atheme/start.env 2>/dev/null; true`,
+            )
+          ).trim() +
+          (
+            await on('emergency1', `ls ${DB}.incoming* /etc/atheme/start.env 2>/dev/null; true`)
+          ).trim(),
+        a: await dig('services.irc.test', 'A'),
+        lease: await dig('_lease.services.irc.test', 'TXT'),
+      };
+    };
+
+    for (const when of ['first', 'last'] as const) {
+      it(`every idempotent step before the point of no return holds when its connection drops after its ${when} mutation, and a rollback through them gives nebula back`, async () => {
+        const before = await outside();
+        const { runbook: rb } = await loadRunbook('handover');
+        const { plan } = await planRunbook({
+          runbook: 'handover',
+          stack: 'local',
+          params: rehearsalParams(rb, []),
+          cwd: home,
+        });
+        const commitAt = plan.steps.findIndex((p) => p.commit && !p.skipped);
+        const steps = idempotentSteps(rb, plan).filter(
+          (id) => plan.steps.findIndex((p) => p.id === id) < commitAt,
+        );
+        expect(steps).toEqual(
+          expect.arrayContaining(['freeze', 'save', 'snapshot', 'transfer', 'lease', 'fence']),
+        );
+        const drops = dropConnections(plan, steps, when);
+        const result = await run('handover', {
+          afterMutation: allOf(drops.afterMutation, failAt('start-standby')),
+          backoffMs: 10,
+        });
+        expect(result.outcome, result.error).toBe('rolled-back');
+        expect(drops.dropped).toEqual(
+          steps.map((id) => `${id} on ${plan.steps.find((p) => p.id === id)!.hosts[0]!.host}`),
+        );
+        expect(await outside()).toEqual(before);
+        // And writable again: this run's freeze was lifted.
+        const [said] = await services('OperServ', [['READONLY ON', /read-?only/i]], true);
+        expect(said).toMatch(/now running in read-?only mode/i);
+        await services('OperServ', [['READONLY OFF', /read-?only/i]], true);
+      }, 300_000);
+    }
+
+    it('every idempotent step of a handover and its failback holds when applied twice, and both complete', async () => {
+      const fingerprint = checkAthemeDb(await on('nebula', `cat ${DB}`));
+      const { runbook: rb } = await loadRunbook('handover');
+      const { plan } = await planRunbook({
+        runbook: 'handover',
+        stack: 'local',
+        params: rehearsalParams(rb, []),
+        cwd: home,
+      });
+      const drops = dropConnections(plan, idempotentSteps(rb, plan), 'last');
+      const result = await run('handover', { afterMutation: drops.afterMutation, backoffMs: 10 });
+      expect(result.outcome, result.error).toBe('done');
+      expect(drops.dropped).toEqual(
+        expect.arrayContaining(['cut-dns on controller', 'unfreeze on emergency1']),
+      );
+      await expectServicesOn('emergency1');
+      const moved = checkAthemeDb(await on('emergency1', `cat ${DB}`));
+      expect(moved.ok && fingerprint.ok && moved.fingerprint.sha256).toBe(
+        fingerprint.ok && fingerprint.fingerprint.sha256,
+      );
+      const { runbook: fb } = await loadRunbook('failback');
+      const { plan: back } = await planRunbook({
+        runbook: 'failback',
+        stack: 'local',
+        params: rehearsalParams(fb, []),
+        cwd: home,
+      });
+      const again = dropConnections(back, idempotentSteps(fb, back), 'first');
+      const returned = await run('failback', { afterMutation: again.afterMutation, backoffMs: 10 });
+      expect(returned.outcome, returned.error).toBe('done');
+      expect(again.dropped.length).toBeGreaterThan(5);
+      await expectServicesOn('nebula');
+    }, 400_000);
 
     it('a freeze someone else set stops the handover, and its undo leaves that freeze in place', async () => {
       await services('OperServ', [['READONLY ON', /read-?only/i]], true);
