@@ -10,7 +10,7 @@ import { planHash } from '../lib/plan.ts';
 import { readPlanFile, runsDir, startRun, type PlanFile } from '../lib/runs.ts';
 import { buildReport, renderMarkdown } from '../lib/report.ts';
 import { SIGNATURES_FILE, sshHeadSigner } from '../lib/signing.ts';
-import { captureIo, localNodes, ORDERED, workspace, type Workspace } from './helpers.ts';
+import { captureIo, localNodes, ORDERED, workspace, type Workspace, inDir } from './helpers.ts';
 
 interface Keys {
   dir: string;
@@ -84,16 +84,6 @@ function production(
   const approvals = join(ws.cwd, 'approvals');
   mkdirSync(approvals);
   return { ...ws, plan: join(ws.cwd, 'plan.json'), approvals };
-}
-
-async function inDir<T>(dir: string, fn: () => Promise<T>): Promise<T> {
-  const before = process.cwd();
-  process.chdir(dir);
-  try {
-    return await fn();
-  } finally {
-    process.chdir(before);
-  }
 }
 
 async function makePlan(ws: Workspace & { plan: string }, extra: string[] = []): Promise<PlanFile> {

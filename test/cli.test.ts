@@ -4,19 +4,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { main } from '../lib/cli.ts';
 import { runsDir } from '../lib/runs.ts';
-import { allText, captureIo, ORDERED, ROOT, workspace } from './helpers.ts';
+import { allText, captureIo, ORDERED, ROOT, workspace, inDir } from './helpers.ts';
 
 const BATON = join(ROOT, 'bin', 'baton.js');
-
-async function inDir<T>(dir: string, fn: () => Promise<T>): Promise<T> {
-  const before = process.cwd();
-  process.chdir(dir);
-  try {
-    return await fn();
-  } finally {
-    process.chdir(before);
-  }
-}
 
 describe('baton CLI', () => {
   it('`baton plan config-release --json` prints the plan and exits 0 with no build step', () => {

@@ -116,3 +116,14 @@ export function captureIo(answers: string[] = []): CapturedIo {
     text: () => [...stdout, ...stderr].join('\n'),
   };
 }
+
+/** Run `fn` with the process in `dir` (the CLI resolves its paths from there). */
+export async function inDir<T>(dir: string, fn: () => Promise<T>): Promise<T> {
+  const before = process.cwd();
+  process.chdir(dir);
+  try {
+    return await fn();
+  } finally {
+    process.chdir(before);
+  }
+}

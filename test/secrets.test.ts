@@ -7,7 +7,7 @@ import { InvalidInputError } from '../lib/errors.ts';
 import { inventoryHash } from '../lib/inventory.ts';
 import { Journal } from '../lib/journal.ts';
 import { loadRunbook, resumeRun, runsDir, startRun } from '../lib/runs.ts';
-import { allText, captureIo, localNodes, ROOT, workspace } from './helpers.ts';
+import { allText, captureIo, localNodes, ROOT, workspace, inDir } from './helpers.ts';
 import { everyCommandLine } from './support/argv.ts';
 import { assertPrerequisite, skipUnless } from './support/require.ts';
 import { sshdUnavailable, startSshd, type TestSshd } from './support/sshd.ts';
@@ -19,16 +19,6 @@ const CHUNKS = ['Xq7', 'Wd6', 'Zk9'];
 
 function traces(text: string): string[] {
   return CHUNKS.filter((c) => text.includes(c));
-}
-
-async function inDir<T>(dir: string, fn: () => Promise<T>): Promise<T> {
-  const before = process.cwd();
-  process.chdir(dir);
-  try {
-    return await fn();
-  } finally {
-    process.chdir(before);
-  }
 }
 
 describe('a secret made of quotes, dollar signs, backslashes and a newline', () => {

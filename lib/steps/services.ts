@@ -851,11 +851,19 @@ export function transferStep(source: 'snapshot' | 'copy'): Step {
       const { probe, facts, host: h } = ctx;
       const from =
         source === 'snapshot' ? { host: facts.from, path: facts.snapshot } : copyOf(facts);
-      const [src, dst] = await Promise.all([
+      const [src, dst, want, got] = await Promise.all([
         readDb(ctx.on(from.host).probe, from.path),
         readDb(probe, facts.incoming),
+        recordedSha(ctx.on(from.host).probe, from.path),
+        shaOf(probe, facts.incoming),
       ]);
       return [
+        condition(`the copy on ${h.name} is byte for byte ${from.host}'s`, want === got, {
+          expected: `sha256 ${want}`,
+          found: `sha256 ${got}`,
+          remedy:
+            'A byte changed on the way or at rest: transfer again, and do not start services from this copy.',
+        }),
         condition(`the copy on ${h.name} loads`, !dst.fault, {
           expected: 'every record readable',
           found: describeDb(dst),
@@ -877,6 +885,18 @@ export function transferStep(source: 'snapshot' | 'copy'): Step {
   };
 }
 
+async function shaOf(probe: Exec, path: string): Promise<string> {
+  const r = await probe(sh`sha256sum ${path}`, { allowFail: true });
+  return r.exitCode === 0 ? r.stdout.slice(0, 64) : `unreadable: ${r.stderr.trim()}`;
+}
+
+/** The sha256 the source recorded when the copy was made (its .sha256 file), else its sha256 now. */
+async function recordedSha(probe: Exec, path: string): Promise<string> {
+  const r = await probe(sh`cat ${`${path}.sha256`}`, { allowFail: true });
+  const recorded = /^[0-9a-f]{64}/.exec(r.stdout)?.[0];
+  return recorded ?? shaOf(probe, path);
+}
+
 function copyOf(facts: ServicesFacts): { host: string; path: string } {
   if (!facts.copy) throw new Error('no verified copy was chosen');
   return facts.copy;
@@ -890,17 +910,35 @@ export function installStep(): Step {
     state: 'the data in place on the target host; services not started there',
     async apply({ $, params, facts }) {
       if (facts.standbyHasDb) await $`mv -f ${params.db} ${`${facts.incoming}.before`}`;
-      await $`mv -f ${facts.incoming} ${params.db}`;
+      await $`mv -f ${facts.incoming} ${params.db} && sha256sum ${params.db} > ${`${params.db}.sha256`}`;
     },
-    async verify({ probe, params, host: h }) {
-      const db = await readDb(probe, params.db);
-      return condition(`services.db on ${h.name} loads`, !db.fault, {
-        expected: 'every record readable',
-        found: describeDb(db),
-      });
+    async verify(ctx) {
+      const { probe, params, facts, host: h } = ctx;
+      const from = facts.copy ?? { host: facts.from, path: facts.snapshot };
+      const [db, want, got] = await Promise.all([
+        readDb(probe, params.db),
+        recordedSha(ctx.on(from.host).probe, from.path),
+        shaOf(probe, params.db),
+      ]);
+      return [
+        condition(
+          `services.db on ${h.name} is byte for byte the copy from ${from.host}`,
+          want === got,
+          {
+            expected: `sha256 ${want}`,
+            found: `sha256 ${got}`,
+            remedy:
+              'The file changed after it was verified: do not start services from it; transfer again.',
+          },
+        ),
+        condition(`services.db on ${h.name} loads`, !db.fault, {
+          expected: 'every record readable',
+          found: describeDb(db),
+        }),
+      ];
     },
     async undo({ $, params, facts }) {
-      await $`test ! -e ${params.db} || mv -f ${params.db} ${facts.incoming}`;
+      await $`rm -f ${`${params.db}.sha256`} && { test ! -e ${params.db} || mv -f ${params.db} ${facts.incoming}; }`;
       if (facts.standbyHasDb)
         await $`test ! -e ${`${facts.incoming}.before`} || mv -f ${`${facts.incoming}.before`} ${params.db}`;
     },
@@ -1095,6 +1133,8 @@ export function startStandbyStep(): Step {
       });
     },
     async apply({ $, params }) {
+      // The data must still be what install verified: not one byte changed at rest since.
+      await $`sha256sum -c --status ${`${params.db}.sha256`} && rm -f ${`${params.db}.sha256`} || { echo ${`${params.db} changed after it was verified; services not started`} >&2; exit 1; }`;
       await $`umask 022 && printf 'ATHEME_FLAGS=-r\n' > ${`${params.startFlags}.new`} && mv -f ${`${params.startFlags}.new`} ${params.startFlags}`;
       await $`systemctl enable ${params.unit} && systemctl start ${params.unit}`;
     },

@@ -1,0 +1,65 @@
+/**
+ * The fault matrix's fixed sample, run in CI: every fault at least once and
+ * every step of handover and failover at least once. The whole matrix runs
+ * with `npm run faults` and is written to docs/reliability.md.
+ */
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SshPool } from '../../lib/ssh.ts';
+import * as testnet from '../../lib/testnet/index.ts';
+import '../../lib/testnet/stack.ts';
+import { ROOT } from '../helpers.ts';
+import { assertPrerequisite, skipUnless } from '../support/require.ts';
+import { matrixSteps, runCase, sampleCases, type Case, type MatrixEnv } from './matrix.ts';
+
+const missing = process.getuid?.() !== 0 ? 'needs root (the testnet)' : undefined;
+const home = mkdtempSync(join(tmpdir(), 'baton-matrix-'));
+
+describe.skipIf(skipUnless(missing, 'the fault matrix on the testnet'))(
+  'the fault matrix, a sample',
+  () => {
+    let env: MatrixEnv;
+    let pool: SshPool;
+    const cases: Case[] = [];
+
+    beforeAll(async () => {
+      assertPrerequisite(missing);
+      process.env.BATON_HOME = home;
+      const { inventory } = await testnet.up({ topology: 'irc' });
+      pool = testnet.testnetPool({ readyTimeoutMs: 20_000 });
+      env = {
+        home,
+        bin: join(ROOT, 'bin', 'baton.js'),
+        pool,
+        inventory,
+        log: (l) => console.log(l),
+      };
+      cases.push(...sampleCases('handover', await matrixSteps(env, 'handover')));
+      cases.push(...sampleCases('failover', await matrixSteps(env, 'failover'), 3));
+    }, 900_000);
+
+    afterAll(async () => {
+      await pool?.close();
+      if (existsSync(join(home, 'testnet'))) await testnet.down();
+      delete process.env.BATON_HOME;
+      rmSync(home, { recursive: true, force: true });
+    });
+
+    it('covers every fault and every step', () => {
+      expect(new Set(cases.map((c) => c.fault)).size).toBe(8);
+      expect(cases.filter((c) => c.runbook === 'handover').length).toBeGreaterThan(15);
+      expect(cases.filter((c) => c.runbook === 'failover').length).toBeGreaterThan(10);
+    });
+
+    it('ends every case with one primary and every byte', async () => {
+      const failed: string[] = [];
+      for (const c of cases) {
+        const r = await runCase(env, c);
+        if (!r.ok) failed.push(`${c.runbook} ${c.step} ${c.fault}: ${r.failures.join('; ')}`);
+      }
+      expect(failed).toEqual([]);
+    }, 2_400_000);
+  },
+);
