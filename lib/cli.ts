@@ -10,7 +10,7 @@ import { Command, CommanderError, Option } from 'commander';
 import type { RunResult } from './engine.ts';
 import { BatonError, errorMessage, isBatonError, type ErrorCode } from './errors.ts';
 import type { RunOutcome } from './events.ts';
-import { readJournal, type JournalRead } from './journal.ts';
+import { readJournal } from './journal.ts';
 import { renderVerification, SIGNING_KEY_ENV, verifyRun } from './signing.ts';
 import { describeParams } from './params.ts';
 import { registerPulumiStackSource } from './pulumi-stack.ts';
@@ -568,13 +568,7 @@ head it no longer matches, a bad signature, or nothing signed at all.`,
     )
     .action(async (runId: string, o: VerifyOptions) => {
       const dir = runDir(runId);
-      let read: JournalRead | undefined;
-      try {
-        read = readJournal(dir);
-      } catch {
-        // verifyRun reports the broken chain.
-      }
-      const signers = read ? signersFor(read, o) : undefined;
+      const signers = signersFor(o);
       const v = await verifyRun(dir, signers ? { signers } : {});
       if (json) io.out(JSON.stringify({ runId, ...v }, null, 2));
       else io.out(renderVerification(runId, v));
@@ -738,7 +732,7 @@ interface VerifyOptions {
 
 const SIGNING_KEY_HELP = `the ssh key that signs the journal's head at the gate and at the end (default $${SIGNING_KEY_ENV}); needed where the policy needs approvals`;
 const ALLOWED_SIGNERS_HELP =
-  "who may sign journals, as an approvers file (default: the policy's approvers file)";
+  "who may sign journals, as an approvers file (default: the policy's approvers file and its signers.controllers)";
 const CONTROLLER_KEY_HELP = 'the public key of a controller that may sign journals too';
 
 function signingKeyOf(o: { signingKey?: string }): { signingKey?: string } {

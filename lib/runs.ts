@@ -48,6 +48,7 @@ import { testnetOrigin } from './testnet/stack.ts';
 import {
   loadSigners,
   readSignatures,
+  requireTrusted,
   runSigner,
   SIGNING_KEY_ENV,
   sshHeadSigner,
@@ -83,6 +84,20 @@ export function batonHome(cwd = process.cwd()): string {
 
 export function runsDir(cwd?: string): string {
   return join(batonHome(cwd), 'runs');
+}
+
+/**
+ * Who may sign a run's journal: the approvers in the repository's approvers
+ * file and the controller keys its policy names under `signers.controllers`.
+ */
+export function trustedSigners(repo: RepositoryPolicy, controllerKey?: string): Signers {
+  return loadSigners({
+    approversFile: repo.approversFile,
+    ...(repo.data.signers
+      ? { controllers: { keys: repo.data.signers.controllers, file: repo.file! } }
+      : {}),
+    ...(controllerKey ? { controllerKey } : {}),
+  });
 }
 
 export function operatorName(): string {
@@ -375,6 +390,7 @@ export async function startRun(opts: StartOptions): Promise<RunResult> {
       keyPath: opts.signingKey,
       needsApprovals: rules.approvers > 0,
       what: `${runbook.name} on stack ${opts.policyOf ?? p.stack}`,
+      trusted: trustedSigners(p.repo),
       now: p.now,
     });
     const sleep = opts.deps?.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
@@ -388,7 +404,11 @@ export async function startRun(opts: StartOptions): Promise<RunResult> {
         ...(opts.stdinApprovals !== undefined ? { stdin: opts.stdinApprovals } : {}),
         ...(opts.pollMs ? { pollMs: opts.pollMs } : {}),
         runId: p.runId,
-        operator: operatorIdentity(operatorName(), policy.operators, await operatorKeys()),
+        // Whoever signs the journal holds the key: an approval made with it is the operator's own.
+        operator: operatorIdentity(operatorName(), policy.operators, [
+          ...(await operatorKeys()),
+          ...(signer ? [signer.identity.publicKey] : []),
+        ]),
         ledger: approvalLedger(batonHome(cwd)),
         now: p.now,
         sleep,
@@ -466,34 +486,40 @@ export interface ResumeOptions {
   verifyClearance?: ClearanceVerifier;
 }
 
-/** The signers a run's journal is checked against: the given file, else the approvers file of the policy the run recorded. */
-export function signersFor(
-  read: JournalRead,
-  opts: { allowedSigners?: string; controllerKey?: string; cwd?: string },
-): Signers | undefined {
-  const file = opts.allowedSigners ?? loadRepositoryPolicy(opts.cwd).approversFile;
-  if (!file || !existsSync(file)) return undefined;
-  return loadSigners({
-    approversFile: file,
-    ...(opts.controllerKey ? { controllerKey: opts.controllerKey } : {}),
-  });
+/**
+ * The signers a run's journal is checked against: those of the given file
+ * (the approvers file format), else the repository's trusted signers; plus
+ * a controller key given. Undefined when that is no one.
+ */
+export function signersFor(opts: {
+  allowedSigners?: string;
+  controllerKey?: string;
+  cwd?: string;
+}): Signers | undefined {
+  const controllerKey = opts.controllerKey ? { controllerKey: opts.controllerKey } : {};
+  if (opts.allowedSigners && !existsSync(opts.allowedSigners))
+    throw new InvalidInputError(`no allowed signers file ${opts.allowedSigners}`);
+  const signers = opts.allowedSigners
+    ? loadSigners({ approversFile: opts.allowedSigners, ...controllerKey })
+    : trustedSigners(loadRepositoryPolicy(opts.cwd), opts.controllerKey);
+  return signers.signers.length ? signers : undefined;
 }
 
 /**
  * Before a resume acts on a journal: a signed journal must agree with every
  * signed head (a rewritten, re-chained journal does not), and the resume must
- * sign what it adds.
+ * sign what it adds, with a key that may sign.
  */
 async function verifyForResume(
   dir: string,
   read: JournalRead,
   opts: ResumeOptions,
-): Promise<{ signer?: HeadSigner; lastUnsigned: boolean }> {
+): Promise<{ signer?: HeadSigner; lastUnsigned: boolean; signerKeys: string[] }> {
   const signed =
     readSignatures(dir).length > 0 ||
     read.records.some((r) => r.event.kind === 'policy' && r.event.approvers > 0);
-  if (!signed) return { lastUnsigned: false };
-  const signers = signersFor(read, opts);
+  if (!signed) return { lastUnsigned: false, signerKeys: [] };
+  const signers = signersFor(opts);
   if (!signers) {
     throw new InvalidInputError(
       `run ${opts.runId} has a signed journal, and no allowed signers to check it against`,
@@ -516,9 +542,17 @@ async function verifyForResume(
       `Pass --signing-key KEY (or set ${SIGNING_KEY_ENV}).`,
     );
   }
+  const signer = sshHeadSigner(opts.signingKey, opts.deps?.now);
+  const identity = requireTrusted(signer, signers);
   return {
-    signer: sshHeadSigner(opts.signingKey, opts.deps?.now),
+    signer,
     lastUnsigned: v.status === 'incomplete',
+    signerKeys: [
+      ...new Set([
+        ...v.heads.flatMap((h) => (h.publicKey ? [h.publicKey] : [])),
+        identity.publicKey,
+      ]),
+    ],
   };
 }
 
@@ -537,7 +571,7 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
       `Nothing to resume. \`baton report ${opts.runId}\` shows what it did.`,
     );
   }
-  const { signer, lastUnsigned } = await verifyForResume(dir, read, opts);
+  const { signer, lastUnsigned, signerKeys } = await verifyForResume(dir, read, opts);
   const release = acquireLock(dir, opts.runId);
   try {
     const loaded = await loadRunbook(start.runbookFile, opts.cwd);
@@ -569,7 +603,10 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
           destructive: loaded.runbook.steps.some((s) => s.destructive),
           testnet: testnetOrigin(start.inventory, opts.cwd).testnet,
         }),
-        { ledger: approvalLedger(batonHome(opts.cwd)), operatorKeys: await operatorKeys() },
+        {
+          ledger: approvalLedger(batonHome(opts.cwd)),
+          operatorKeys: [...(await operatorKeys()), ...signerKeys],
+        },
       );
     }
     if (!history) {

@@ -41,12 +41,18 @@ export function headMessage(head: Head): string {
   return `baton journal head v1\nseq: ${head.seq}\nhash: ${head.hash}\n`;
 }
 
+/** A head signer with an ssh key, and a signature it made when created, to tell who it signs as. */
+export interface SshHeadSigner extends HeadSigner {
+  keyPath: string;
+  probe: { message: string; signature: string };
+}
+
 /**
  * A signer with the key at `keyPath` (a private key, or its .pub with the key
  * in ssh-agent). It signs once on creation, so a key that cannot sign is
  * found before the run starts, not at its gate.
  */
-export function sshHeadSigner(keyPath: string, now: () => Date = () => new Date()): HeadSigner {
+export function sshHeadSigner(keyPath: string, now: () => Date = () => new Date()): SshHeadSigner {
   if (!existsSync(keyPath)) {
     throw new InvalidInputError(
       `no signing key at ${keyPath}`,
@@ -70,8 +76,11 @@ export function sshHeadSigner(keyPath: string, now: () => Date = () => new Date(
     }
     return r.stdout;
   };
-  sign(headMessage({ seq: -1, hash: 'a signing check, not a head' }));
+  const probeMessage = headMessage({ seq: -1, hash: 'a signing check, not a head' });
+  const probe = { message: probeMessage, signature: sign(probeMessage) };
   return {
+    keyPath,
+    probe,
     sign(dir, head, kind) {
       const signed: SignedHead = {
         ...head,
@@ -79,37 +88,60 @@ export function sshHeadSigner(keyPath: string, now: () => Date = () => new Date(
         signedAt: now().toISOString(),
         signature: sign(headMessage(head)),
       };
-      const fd = openSync(join(dir, SIGNATURES_FILE), 'a', 0o600);
-      try {
-        writeSync(fd, JSON.stringify(signed) + '\n');
-        fsyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
+      appendLine(join(dir, SIGNATURES_FILE), JSON.stringify(signed));
     },
   };
+}
+
+function appendLine(file: string, line: string): void {
+  const fd = openSync(file, 'a', 0o600);
+  try {
+    writeSync(fd, line + '\n');
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**
  * The signer a run uses: the key given, else none. A run that needs
  * approvals is refused without one, before anything is recorded: its journal
- * would be as easy to rewrite as a text file.
+ * would be as easy to rewrite as a text file. A key no one trusts to sign
+ * journals is refused too: `baton verify` would fail the journal it signs.
  */
 export function runSigner(opts: {
   keyPath: string | undefined;
   /** Decided by the approval policy (approval.ts): does this run need approvals? */
   needsApprovals: boolean;
   what: string;
+  /** Who may sign journals (see `trustedSigners`). */
+  trusted: Signers | undefined;
   now?: () => Date;
-}): HeadSigner | undefined {
+}): (SshHeadSigner & { identity: SignerIdentity }) | undefined {
   if (!opts.keyPath) {
     if (!opts.needsApprovals) return undefined;
     throw new InvalidInputError(
       `${opts.what} needs approvals, so its journal must be signed, and no signing key was given`,
-      `Pass --signing-key KEY (or set ${SIGNING_KEY_ENV}): the operator's ssh key, or the controller key the policy names.`,
+      `Pass --signing-key KEY (or set ${SIGNING_KEY_ENV}): the operator's ssh key, or a controller key the policy names under signers.controllers.`,
     );
   }
-  return sshHeadSigner(opts.keyPath, opts.now);
+  const signer = sshHeadSigner(opts.keyPath, opts.now);
+  return { ...signer, identity: requireTrusted(signer, opts.trusted) };
+}
+
+/** Who a signer signs as, among the trusted signers; refuses a key that is not one of them. */
+export function requireTrusted(
+  signer: SshHeadSigner,
+  trusted: Signers | undefined,
+): SignerIdentity {
+  const found = trusted
+    ? identify(signer.probe.signature, signer.probe.message, trusted.signers)
+    : undefined;
+  if (found && 'principal' in found) return found;
+  throw new InvalidInputError(
+    `the signing key ${signer.keyPath} is not one that may sign journals: it is neither an approver's key nor a controller key the policy names (trusted: ${trusted?.sources.join('; ') || 'no one'})`,
+    "Sign with your own key from the approvers file, or add the controller's public key to signers.controllers in baton.policy.json (through its review). Nothing was recorded.",
+  );
 }
 
 export function readSignatures(dir: string): SignedHead[] {
@@ -133,24 +165,54 @@ export function readSignatures(dir: string): SignedHead[] {
     });
 }
 
-/** Who may sign a journal's heads: the approvers file, and a controller key. */
+/** Who may sign a journal's heads: approvers and controllers. */
 export interface Signers {
   signers: Approver[];
   /** Where they came from, for the report. */
   sources: string[];
 }
 
-export function loadSigners(opts: { approversFile: string; controllerKey?: string }): Signers {
-  const signers = loadApprovers(opts.approversFile);
-  const sources = [`the approvers file ${opts.approversFile} (${signers.length} key(s))`];
+/** A signer found among the trusted ones. */
+export interface SignerIdentity {
+  principal: string;
+  keyFingerprint: string;
+  publicKey: string;
+}
+
+/**
+ * The keys that may sign journals: the approvers file's (when it exists), the
+ * controllers a policy names (`signers.controllers`), and a controller key given.
+ */
+export function loadSigners(opts: {
+  approversFile: string;
+  controllers?: { keys: string[]; file: string };
+  controllerKey?: string;
+}): Signers {
+  const signers: Approver[] = [];
+  const sources: string[] = [];
+  if (existsSync(opts.approversFile)) {
+    signers.push(...loadApprovers(opts.approversFile));
+    sources.push(`the approvers file ${opts.approversFile} (${signers.length} key(s))`);
+  }
+  const controller = (line: string, where: string, n: number): Approver => {
+    const [type, blob, ...comment] = line.trim().split(/\s+/);
+    let name = `controller:${(comment.join('-') || String(n)).replace(/[^A-Za-z0-9._@-]/g, '_')}`;
+    if (signers.some((a) => a.principal === name)) name += `-${n}`;
+    return parseApprovers(`${name} controller ${type} ${blob}`, where)[0]!;
+  };
+  const keys = opts.controllers?.keys ?? [];
+  if (keys.length) {
+    keys.forEach((k, i) => signers.push(controller(k, opts.controllers!.file, i + 1)));
+    sources.push(
+      `the controller key(s) under signers.controllers in ${opts.controllers!.file} (${keys.length})`,
+    );
+  }
   if (opts.controllerKey) {
     if (!existsSync(opts.controllerKey))
       throw new InvalidInputError(`no controller key at ${opts.controllerKey}`);
-    const [key] = parseApprovers(
-      `controller controller ${readFileSync(opts.controllerKey, 'utf8').trim()}`,
-      opts.controllerKey,
+    signers.push(
+      controller(readFileSync(opts.controllerKey, 'utf8'), opts.controllerKey, signers.length + 1),
     );
-    signers.push(key!);
     sources.push(`the controller key ${opts.controllerKey}`);
   }
   return { signers, sources };
@@ -171,6 +233,7 @@ export interface HeadCheck {
   ok: boolean;
   principal?: string;
   keyFingerprint?: string;
+  publicKey?: string;
   problem?: string;
 }
 
@@ -234,9 +297,12 @@ export async function verifyRun(dir: string, opts: VerifyOptions = {}): Promise<
     } else if (!opts.signers) {
       head.problem = 'no list of allowed signers to check the signature against';
     } else {
-      const checked = checkSignature(s, opts.signers.signers);
-      if ('problem' in checked) head.problem = checked.problem;
-      else Object.assign(head, { ok: true, ...checked });
+      const found = identify(s.signature, headMessage(s), opts.signers.signers);
+      if ('principal' in found) Object.assign(head, { ok: true, ...found });
+      else
+        head.problem = found.by
+          ? `the signature at record ${s.seq} (${s.kind}) by ${found.by} does not cover this head: forged or edited`
+          : `the signature at record ${s.seq} (${s.kind}) is not by an allowed signer, or is damaged`;
     }
     if (head.problem) problems.push(head.problem);
   }
@@ -317,15 +383,17 @@ export async function verifyRun(dir: string, opts: VerifyOptions = {}): Promise<
   };
 }
 
-function checkSignature(
-  s: SignedHead,
+/** Who of `signers` made this signature over `message`; `by` names a listed signer whose signature does not cover it. */
+function identify(
+  signature: string,
+  message: string,
   signers: Approver[],
-): { principal: string; keyFingerprint: string } | { problem: string } {
+): SignerIdentity | { by?: string } {
   const dir = mkdtempSync(join(tmpdir(), 'baton-head-'));
   try {
     const sig = join(dir, 'head.sig');
     const allowed = join(dir, 'allowed_signers');
-    writeFileSync(sig, s.signature);
+    writeFileSync(sig, signature);
     writeFileSync(
       allowed,
       signers
@@ -336,24 +404,20 @@ function checkSignature(
       encoding: 'utf8',
     });
     const principal = found.stdout.trim().split('\n')[0]?.trim();
-    if (found.status !== 0 || !principal) {
-      return {
-        problem: `the signature at record ${s.seq} (${s.kind}) is not by an allowed signer, or is damaged`,
-      };
-    }
+    if (found.status !== 0 || !principal) return {};
     const verified = spawnSync(
       'ssh-keygen',
       ['-Y', 'verify', '-f', allowed, '-I', principal, '-n', JOURNAL_NAMESPACE, '-s', sig],
-      { input: headMessage(s), encoding: 'utf8' },
+      { input: message, encoding: 'utf8' },
     );
-    if (verified.status !== 0) {
-      return {
-        problem: `the signature at record ${s.seq} (${s.kind}) by ${principal} does not cover this head: forged or edited`,
-      };
-    }
+    if (verified.status !== 0) return { by: principal };
     const keyFingerprint =
       /key (SHA256:[A-Za-z0-9+/]+)/.exec(verified.stdout + verified.stderr)?.[1] ?? 'unknown';
-    return { principal, keyFingerprint };
+    return {
+      principal,
+      keyFingerprint,
+      publicKey: signers.find((a) => a.principal === principal)!.publicKey,
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

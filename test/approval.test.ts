@@ -140,7 +140,7 @@ async function approve(
 async function runApproved(
   ws: Workspace & { plan: string; approvals: string },
   reconfirmers: string[],
-  opts: { emergency?: boolean; stopAt?: RunEvent['kind'] } = {},
+  opts: { emergency?: boolean; stopAt?: RunEvent['kind']; signingKey?: string } = {},
 ): Promise<{ outcome: string; error?: string; events: RunEvent[]; runId: string }> {
   const file = readPlanFile(ws.plan);
   const pending: Array<Promise<void>> = [];
@@ -152,7 +152,7 @@ async function runApproved(
     approvals: ws.approvals,
     approvedHash: file.planHash,
     pollMs: 50,
-    signingKey: keys.key('alice'),
+    signingKey: opts.signingKey ?? keys.key('alice'),
     ...(opts.emergency ? { emergency: true } : {}),
     deps: {
       onEvent(e) {
@@ -855,6 +855,13 @@ describe('emergency is narrow and reviewed', () => {
       runApproved(ws, [], { emergency: true }),
     );
     expect(byKey.error).toContain(
+      "every approval is the operator's own (bob@example.org, run by ops@controller)",
+    );
+    // Whoever signs the run's journal holds that key, wherever it is kept.
+    const bySigningKey = await withEnv({ BATON_OPERATOR: 'ops@controller' }, () =>
+      runApproved(ws, [], { emergency: true, signingKey: keys.key('bob') }),
+    );
+    expect(bySigningKey.error).toContain(
       "every approval is the operator's own (bob@example.org, run by ops@controller)",
     );
     expect(ws.log()).toEqual([]);

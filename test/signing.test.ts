@@ -22,7 +22,7 @@ const pub = (name: string): string =>
 beforeAll(() => {
   keyDir = join(workspace().cwd, 'keys');
   mkdirSync(keyDir);
-  for (const name of ['alice', 'bob', 'mallory']) {
+  for (const name of ['alice', 'bob', 'mallory', 'ci']) {
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', key(name)]);
   }
 });
@@ -273,6 +273,61 @@ describe('signed journal heads', () => {
     expect(resumed.outcome).toBe('done');
     expect(readSignatures(dir).map((s) => s.kind)).toEqual(['cleared', 'run-end']);
     expect((await cli(ws, ['verify', runId])).code).toBe(0);
+  });
+
+  it('refuses a signing key that is neither an approver nor a controller the policy names, before the run directory is made', async () => {
+    const ws = production();
+    const planFile = join(ws.cwd, 'plan.json');
+    const plan = ['plan', ORDERED, '--stack', 'nodes', '--param', `dir=${ws.data}`];
+    expect((await cli(ws, [...plan, '--out', planFile])).code).toBe(0);
+    const approved = await cli(ws, [
+      'approve',
+      planFile,
+      '--key',
+      key('alice'),
+      '--out',
+      ws.approvals,
+    ]);
+    expect(approved.code).toBe(0);
+    const run = ['run', '--plan', planFile, '--approvals', ws.approvals, '--signing-key'];
+    const refused = await cli(ws, [...run, key('mallory')]);
+    expect(refused.code).toBe(2);
+    expect(refused.text).toContain(
+      `the signing key ${key('mallory')} is not one that may sign journals: it is neither an approver's key nor a controller key the policy names (trusted: the approvers file ${join(ws.cwd, 'approvers')} (2 key(s)))`,
+    );
+    expect(existsSync(runsDir(ws.cwd))).toBe(false);
+    // Nothing was used up: the same approval runs with a key the policy trusts.
+    expect(existsSync(join(ws.cwd, '.baton', 'approvals'))).toBe(false);
+    expect((await cli(ws, [...run, key('bob')])).code).toBe(0);
+  });
+
+  it('signs with a controller key the policy names under signers.controllers, which verify trusts', async () => {
+    const ws = production();
+    const policyFile = join(ws.cwd, 'baton.policy.json');
+    const policy = JSON.parse(readFileSync(policyFile, 'utf8')) as Record<string, unknown>;
+    writeFileSync(
+      policyFile,
+      JSON.stringify({ ...policy, signers: { controllers: [`${pub('ci')} ci-controller`] } }),
+    );
+    const runId = await approvedRun(ws, { signingKey: key('ci') });
+    const v = await cli(ws, ['verify', runId, '--json']);
+    expect(v.code, v.text).toBe(0);
+    const verification = JSON.parse(v.text) as Verification;
+    expect(verification.heads.map((h) => [h.kind, h.ok, h.principal])).toEqual([
+      ['cleared', true, 'controller:ci-controller'],
+      ['run-end', true, 'controller:ci-controller'],
+    ]);
+    expect(verification.trusted).toContain(
+      `the controller key(s) under signers.controllers in ${policyFile} (1)`,
+    );
+    // Without the policy naming it, the same key is refused.
+    writeFileSync(policyFile, JSON.stringify(policy));
+    await expect(approvedRun(ws, { signingKey: key('ci') })).rejects.toMatchObject({
+      code: 'INVALID_INPUT',
+      message: expect.stringContaining(
+        `the signing key ${key('ci')} is not one that may sign journals`,
+      ),
+    });
   });
 
   it('says of a testnet run that nothing is signed, and exits 1', async () => {
