@@ -26,6 +26,7 @@ import { loadRepositoryPolicy, resolvePolicy } from './policy.ts';
 import { isReported, registerAuditCommands } from './audit/cli.ts';
 import type { Gate } from './gate.ts';
 import {
+  clearanceVerifier,
   invocationFromPlan,
   readPlanFile,
   writePlanFile,
@@ -552,7 +553,7 @@ Exits 1 when the journal fails verification (tampered or truncated).`,
     program
       .command('verify <run-id>')
       .description(
-        "Check a run's journal: its chain, every signed head against the allowed signers, and what no signature covers.",
+        "Check a run's journal: its chain, every signed head against the allowed signers, the approvals behind its clearance, and say what no check covers.",
       )
       .option('--allowed-signers <file>', ALLOWED_SIGNERS_HELP)
       .option('--controller-key <file.pub>', CONTROLLER_KEY_HELP),
@@ -563,13 +564,19 @@ Exits 1 when the journal fails verification (tampered or truncated).`,
 Examples:
   npx baton verify 20261121T060102Z-handover-1a2b
   npx baton verify <run-id> --allowed-signers approvers --json
+Run it where the repository's baton.policy.json and approvers file are the ones
+the run was planned under: the approvals are checked against them.
 Exits 0 when the journal is verified, 1 when it is not: a broken chain, a signed
-head it no longer matches, a bad signature, or nothing signed at all.`,
+head it no longer matches, a bad signature, a clearance whose approvals do not
+hold, or nothing signed at all.`,
     )
     .action(async (runId: string, o: VerifyOptions) => {
       const dir = runDir(runId);
       const signers = signersFor(o);
-      const v = await verifyRun(dir, signers ? { signers } : {});
+      const v = await verifyRun(dir, {
+        ...(signers ? { signers } : {}),
+        verifyClearance: clearanceVerifier(),
+      });
       if (json) io.out(JSON.stringify({ runId, ...v }, null, 2));
       else io.out(renderVerification(runId, v));
       throw new Exit(v.status === 'verified' ? EXIT.done : EXIT.failed);

@@ -482,8 +482,6 @@ export interface ResumeOptions {
   allowedSigners?: string;
   /** A controller's public key that may sign too. */
   controllerKey?: string;
-  /** Checks a clearance record's approvals (approval.ts); without it they are reported as not checked. */
-  verifyClearance?: ClearanceVerifier;
 }
 
 /**
@@ -503,6 +501,39 @@ export function signersFor(opts: {
     ? loadSigners({ approversFile: opts.allowedSigners, ...controllerKey })
     : trustedSigners(loadRepositoryPolicy(opts.cwd), opts.controllerKey);
   return signers.signers.length ? signers : undefined;
+}
+
+/**
+ * The check `baton verify` makes of a journal's clearance: the approvals its
+ * cleared record carries, verified again under the repository's policy, as a
+ * resume does (gate.ts verifyClearance).
+ */
+export function clearanceVerifier(cwd?: string): ClearanceVerifier {
+  return async (records, signerKeys) => {
+    const events = records.map((r) => r.event);
+    const start = events[0];
+    if (start?.kind !== 'run-start')
+      throw new JournalCorruptError('the journal does not begin with run-start');
+    const planned = events.find(
+      (e): e is Extract<RunEvent, { kind: 'planned' }> => e.kind === 'planned',
+    );
+    const policy = resolvePolicy({
+      repo: loadRepositoryPolicy(cwd),
+      runbook: start.runbook,
+      stack: planned?.plan.stack ?? start.stack,
+      destructive: planned ? planned.plan.steps.some((s) => s.destructive) : true,
+      testnet: testnetOrigin(start.inventory, cwd).testnet,
+    });
+    const check = await verifyClearance(events, policy, {
+      ledger: approvalLedger(batonHome(cwd)),
+      operatorKeys: signerKeys,
+    });
+    return {
+      policyHash: policy.hash,
+      approversFile: policy.approversFile,
+      approvals: check.approvals,
+    };
+  };
 }
 
 /**
@@ -526,10 +557,7 @@ async function verifyForResume(
       'Pass --allowed-signers FILE (the approvers file), or resume from the directory that holds baton.policy.json.',
     );
   }
-  const v = await verifyRun(dir, {
-    signers,
-    ...(opts.verifyClearance ? { verifyClearance: opts.verifyClearance } : {}),
-  });
+  const v = await verifyRun(dir, { signers });
   if (v.status === 'failed') {
     throw new JournalCorruptError(
       `run ${opts.runId}'s journal fails verification: ${v.problems.join('; ')}`,

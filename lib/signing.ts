@@ -218,14 +218,29 @@ export function loadSigners(opts: {
   return { signers, sources };
 }
 
+/** The approvals a clearance carries, as verified. */
+export interface VerifiedClearance {
+  policyHash: string;
+  approversFile: string;
+  approvals: Array<{ purpose: 'approve' | 'reconfirm'; principal: string; keyFingerprint: string }>;
+}
+
 /**
- * Checks what a cleared record says about approvals (approval.ts, which
- * knows the approvers and the policy). Returns what is wrong, or nothing.
+ * Checks what a cleared record says about approvals (gate.ts, which knows
+ * the approvers and the policy). `signerKeys` are the public keys that signed
+ * the journal: the operator holds them, so an approval made with one is the
+ * operator's own. Throws naming what is wrong.
  */
 export type ClearanceVerifier = (
-  cleared: JournalRecord,
   records: JournalRecord[],
-) => Promise<string | undefined>;
+  signerKeys: string[],
+) => Promise<VerifiedClearance>;
+
+export interface ClearanceReport extends Partial<VerifiedClearance> {
+  seq: number;
+  ok: boolean;
+  problem?: string;
+}
 
 export interface HeadCheck {
   seq: number;
@@ -247,6 +262,8 @@ export interface Verification {
   records: number;
   chain: string;
   heads: HeadCheck[];
+  /** Each cleared record, and the approvals behind it as verified. */
+  clearances: ClearanceReport[];
   /** The last record should be signed and is not: the controller stopped between the two writes; a resume signs it. */
   unsignedLast?: { seq: number; kind: string };
   problems: string[];
@@ -276,6 +293,7 @@ export async function verifyRun(dir: string, opts: VerifyOptions = {}): Promise<
       records: 0,
       chain: `broken: ${errorMessage(e)}`,
       heads: [],
+      clearances: [],
       problems: [errorMessage(e)],
       trusted,
       unchecked: ['the signed heads: the chain they sign is broken'],
@@ -327,16 +345,35 @@ export async function verifyRun(dir: string, opts: VerifyOptions = {}): Promise<
     }
   }
 
-  const clearances = records.filter((r) => r.event.kind === 'cleared');
-  if (opts.verifyClearance) {
-    for (const c of clearances) {
-      const wrong = await opts.verifyClearance(c, records);
-      if (wrong) problems.push(`the clearance at record ${c.seq}: ${wrong}`);
+  const clearances: ClearanceReport[] = [];
+  const cleared = records.filter((r) => r.event.kind === 'cleared');
+  if (cleared.length > 1)
+    problems.push(
+      `the journal has ${cleared.length} cleared records (${cleared.map((c) => c.seq).join(', ')}): a run is cleared once`,
+    );
+  if (cleared.length && opts.verifyClearance) {
+    const signerKeys = [
+      ...new Set(heads.filter((h) => h.ok && h.publicKey).map((h) => h.publicKey!)),
+    ];
+    const seq = cleared[0]!.seq;
+    try {
+      clearances.push({
+        seq,
+        ok: true,
+        ...(await opts.verifyClearance(records, signerKeys)),
+      });
+    } catch (e) {
+      clearances.push({ seq, ok: false, problem: errorMessage(e) });
+      problems.push(`the clearance at record ${seq}: ${errorMessage(e)}`);
     }
-    if (clearances.length) trusted.push('the approvals the clearance records carry, as checked');
-  } else if (clearances.length) {
+    const good = clearances.filter((c) => c.ok);
+    for (const c of good)
+      trusted.push(
+        `the policy ${c.policyHash} (baton.policy.json and the approvers file ${c.approversFile}) and the run store's record of which run used each approval, against which the approvals behind record ${c.seq} were checked`,
+      );
+  } else if (cleared.length) {
     unchecked.push(
-      `the approvals behind the clearance at record ${clearances.map((c) => c.seq).join(', ')}: not checked here`,
+      `the approvals behind the clearance at record ${cleared.map((c) => c.seq).join(', ')}: not checked here`,
     );
   }
 
@@ -376,6 +413,7 @@ export async function verifyRun(dir: string, opts: VerifyOptions = {}): Promise<
     records: records.length,
     chain,
     heads,
+    clearances,
     ...(unsignedLast ? { unsignedLast } : {}),
     problems,
     trusted,
@@ -442,8 +480,21 @@ export function renderVerification(runId: string, v: Verification): string {
       );
     }
   }
-  for (const p of v.problems.filter((p) => !v.heads.some((h) => h.problem === p)))
-    lines.push(`  problem: ${p}`);
+  for (const c of v.clearances) {
+    if (!c.ok) {
+      lines.push(`  clearance at record ${c.seq}: BAD: ${c.problem}`);
+      continue;
+    }
+    lines.push(
+      `  clearance at record ${c.seq}: holds under policy ${c.policyHash} (approvers file ${c.approversFile})${c.approvals!.length ? '' : ': the policy asked for no approvals'}`,
+    );
+    for (const a of c.approvals!)
+      lines.push(`    ${a.purpose} by ${a.principal} (${a.keyFingerprint}): good`);
+  }
+  const shown = (p: string): boolean =>
+    v.heads.some((h) => h.problem === p) ||
+    v.clearances.some((c) => `the clearance at record ${c.seq}: ${c.problem}` === p);
+  for (const p of v.problems.filter((p) => !shown(p))) lines.push(`  problem: ${p}`);
   for (const t of v.trusted) lines.push(`  trusts: ${t}`);
   for (const u of v.unchecked) lines.push(`  could not check: ${u}`);
   return lines.join('\n');

@@ -948,8 +948,93 @@ function rechain(ws: Workspace, runId: string, events: RunEvent[]): void {
   });
 }
 
-describe('resume does not trust the cleared record', () => {
+describe('resume and verify do not trust the cleared record', () => {
   const quick = { holdSeconds: 0, reconfirm: false };
+
+  it('verifies the approvals behind a clearance and lists them: who, with which key, for what, under which policy', async () => {
+    const ws = production();
+    const { plan } = await makePlan(ws);
+    await approve(ws, 'alice');
+    await approve(ws, 'bob');
+    const r = await runApproved(ws, ['alice', 'bob']);
+    expect(r.outcome).toBe('done');
+    const seq = r.events.findIndex((e) => e.kind === 'cleared');
+    const fingerprint = (who: string): string =>
+      execFileSync('ssh-keygen', ['-lf', keys.key(who) + '.pub'], { encoding: 'utf8' }).split(
+        ' ',
+      )[1]!;
+
+    const json = await cli(ws, ['verify', r.runId, '--json']);
+    expect(json.code, json.text).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      status: 'verified',
+      clearances: [
+        {
+          seq,
+          ok: true,
+          policyHash: plan.policyHash,
+          approversFile: join(ws.cwd, 'approvers'),
+          approvals: [
+            {
+              purpose: 'approve',
+              principal: 'alice@example.org',
+              keyFingerprint: fingerprint('alice'),
+            },
+            {
+              purpose: 'approve',
+              principal: 'bob@example.org',
+              keyFingerprint: fingerprint('bob'),
+            },
+            {
+              purpose: 'reconfirm',
+              principal: 'alice@example.org',
+              keyFingerprint: fingerprint('alice'),
+            },
+            {
+              purpose: 'reconfirm',
+              principal: 'bob@example.org',
+              keyFingerprint: fingerprint('bob'),
+            },
+          ],
+        },
+      ],
+    });
+    const text = await cli(ws, ['verify', r.runId]);
+    expect(text.text).toContain(
+      `clearance at record ${seq}: holds under policy ${plan.policyHash} (approvers file ${join(ws.cwd, 'approvers')})`,
+    );
+    expect(text.text).toContain(`reconfirm by bob@example.org (${fingerprint('bob')}): good`);
+    expect(text.text).not.toContain('not checked here');
+  });
+
+  it('fails verify of a journal rechained around a forged cleared record and signed again with the operator key, naming the clearance', async () => {
+    const ws = production(quick);
+    await makePlan(ws);
+    await approve(ws, 'mallory');
+    const refused = await runApproved(ws, []);
+    expect(refused.error).toBe('2 distinct approval(s) needed, 0 valid');
+    const events: RunEvent[] = [
+      ...refused.events.filter((e) => e.kind !== 'run-end'),
+      {
+        kind: 'cleared',
+        emergency: false,
+        approvers: ['alice@example.org', 'bob@example.org'],
+        reconfirmedBy: [],
+      },
+      { kind: 'run-end', outcome: 'done', state: 'handed over' },
+    ];
+    rechain(ws, refused.runId, events);
+    const seq = events.findIndex((e) => e.kind === 'cleared');
+
+    const v = await cli(ws, ['verify', refused.runId]);
+    expect(v.code).toBe(1);
+    expect(v.text).toContain(`Run ${refused.runId}: FAILED verification`);
+    // The heads are signed with the operator's own key, which is an approver's: they hold.
+    expect(v.text).toContain(`record ${seq} (cleared): good signature by alice@example.org`);
+    expect(v.text).toContain(
+      `clearance at record ${seq}: BAD: the journal's clearance does not hold: the run needs 2 approval(s), and its cleared record carries 0 valid`,
+    );
+  });
 
   it('refuses to resume a refused run whose journal was rechained with a forged cleared record', async () => {
     const ws = production(quick);

@@ -130,9 +130,14 @@ describe('signed journal heads', () => {
       ],
     });
     expect(v.trusted).toContain(`the approvers file ${join(ws.cwd, 'approvers')} (2 key(s))`);
-    expect(v.unchecked).toContain(
-      `the approvals behind the clearance at record ${cleared}: not checked here`,
-    );
+    expect(v.clearances).toMatchObject([
+      {
+        seq: cleared,
+        ok: true,
+        approvals: [{ purpose: 'approve', principal: 'alice@example.org' }],
+      },
+    ]);
+
     const text = await cli(ws, ['verify', runId]);
     expect(text.text).toContain(`Run ${runId}: verified`);
     expect(text.text).toContain(`record ${end.seq} (run-end): good signature by bob@example.org`);
