@@ -36,6 +36,7 @@ import {
   planRunbook,
   resumeRun,
   runDir,
+  runIndex,
   signersFor,
   startRun,
   unlockStack,
@@ -553,7 +554,7 @@ Exits 1 when the journal fails verification (tampered or truncated).`,
     program
       .command('verify <run-id>')
       .description(
-        "Check a run's journal: its chain, every signed head against the allowed signers, the approvals behind its clearance, and say what no check covers.",
+        "Check a run's journal: its chain, every signed head against the allowed signers and the run index, the approvals behind its clearance, and say what no check covers.",
       )
       .option('--allowed-signers <file>', ALLOWED_SIGNERS_HELP)
       .option('--controller-key <file.pub>', CONTROLLER_KEY_HELP),
@@ -567,8 +568,8 @@ Examples:
 Run it where the repository's baton.policy.json and approvers file are the ones
 the run was planned under: the approvals are checked against them.
 Exits 0 when the journal is verified, 1 when it is not: a broken chain, a signed
-head it no longer matches, a bad signature, a clearance whose approvals do not
-hold, or nothing signed at all.`,
+head it no longer matches, a bad signature, a signed end the run index has and
+the journal lacks, a clearance whose approvals do not hold, or nothing signed at all.`,
     )
     .action(async (runId: string, o: VerifyOptions) => {
       const dir = runDir(runId);
@@ -576,6 +577,7 @@ hold, or nothing signed at all.`,
       const v = await verifyRun(dir, {
         ...(signers ? { signers } : {}),
         verifyClearance: clearanceVerifier(),
+        index: runIndex(),
       });
       if (json) io.out(JSON.stringify({ runId, ...v }, null, 2));
       else io.out(renderVerification(runId, v));

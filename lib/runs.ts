@@ -46,9 +46,11 @@ import {
 } from './policy.ts';
 import { testnetOrigin } from './testnet/stack.ts';
 import {
+  indexProblem,
   loadSigners,
   readSignatures,
   requireTrusted,
+  RUN_INDEX_FILE,
   runSigner,
   SIGNING_KEY_ENV,
   sshHeadSigner,
@@ -84,6 +86,11 @@ export function batonHome(cwd = process.cwd()): string {
 
 export function runsDir(cwd?: string): string {
   return join(batonHome(cwd), 'runs');
+}
+
+/** The run store's index of signed heads (signing.ts), beside the runs. */
+export function runIndex(cwd?: string): string {
+  return join(batonHome(cwd), RUN_INDEX_FILE);
 }
 
 /**
@@ -391,6 +398,7 @@ export async function startRun(opts: StartOptions): Promise<RunResult> {
       needsApprovals: rules.approvers > 0,
       what: `${runbook.name} on stack ${opts.policyOf ?? p.stack}`,
       trusted: trustedSigners(p.repo),
+      index: runIndex(cwd),
       now: p.now,
     });
     const sleep = opts.deps?.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
@@ -538,8 +546,8 @@ export function clearanceVerifier(cwd?: string): ClearanceVerifier {
 
 /**
  * Before a resume acts on a journal: a signed journal must agree with every
- * signed head (a rewritten, re-chained journal does not), and the resume must
- * sign what it adds, with a key that may sign.
+ * signed head (a rewritten, re-chained journal does not) and with the run
+ * index, and the resume must sign what it adds, with a key that may sign.
  */
 async function verifyForResume(
   dir: string,
@@ -557,7 +565,7 @@ async function verifyForResume(
       'Pass --allowed-signers FILE (the approvers file), or resume from the directory that holds baton.policy.json.',
     );
   }
-  const v = await verifyRun(dir, { signers });
+  const v = await verifyRun(dir, { signers, index: runIndex(opts.cwd) });
   if (v.status === 'failed') {
     throw new JournalCorruptError(
       `run ${opts.runId}'s journal fails verification: ${v.problems.join('; ')}`,
@@ -570,7 +578,7 @@ async function verifyForResume(
       `Pass --signing-key KEY (or set ${SIGNING_KEY_ENV}).`,
     );
   }
-  const signer = sshHeadSigner(opts.signingKey, opts.deps?.now);
+  const signer = sshHeadSigner(opts.signingKey, opts.deps?.now, { index: runIndex(opts.cwd) });
   const identity = requireTrusted(signer, signers);
   return {
     signer,
@@ -828,6 +836,7 @@ export function listRuns(cwd?: string): RunSummary[] {
       }
       const first = read.records[0];
       const start = first?.event.kind === 'run-start' ? first.event : undefined;
+      const cut = indexProblem(runIndex(cwd), runId, readSignatures(dir), read.records.length);
       const end = read.records.findLast((r) => r.event.kind === 'run-end');
       const endEvent = end?.event as Extract<RunEvent, { kind: 'run-end' }> | undefined;
       return {
@@ -841,7 +850,7 @@ export function listRuns(cwd?: string): RunSummary[] {
           endEvent?.outcome ??
           (existsSync(join(dir, 'lock')) ? 'running or interrupted' : 'interrupted'),
         ...(endEvent ? { state: endEvent.state } : {}),
-        journal: 'verified',
+        journal: cut ?? 'verified',
       };
     });
 }

@@ -3,8 +3,9 @@
  * run directory can rewrite it and compute the chain again. At each record
  * that clears a run to change hosts and at its end, the head (sequence and
  * hash) is signed with an SSH key (`ssh-keygen -Y sign`, namespace
- * `baton-journal`) into `signatures.jsonl` beside the journal; `baton verify`
- * and `baton resume` check the chain against those signatures.
+ * `baton-journal`) into `signatures.jsonl` beside the journal, and noted in
+ * the run store's index, so that cutting the end of both files is seen;
+ * `baton verify` and `baton resume` check the chain against those signatures.
  */
 import { spawnSync } from 'node:child_process';
 import {
@@ -19,14 +20,16 @@ import {
   writeSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { loadApprovers, parseApprovers, type Approver } from './approval.ts';
 import { errorMessage, InvalidInputError } from './errors.ts';
 import type { JournalRecord, RunEvent } from './events.ts';
-import { readJournal, SIGNED_KINDS, type Head, type HeadSigner } from './journal.ts';
+import { readJournal, sha256, SIGNED_KINDS, type Head, type HeadSigner } from './journal.ts';
 
 export const JOURNAL_NAMESPACE = 'baton-journal';
 export const SIGNATURES_FILE = 'signatures.jsonl';
+/** In the baton home: one line per signed head of every run, the last line of a run saying how far its signed journal reaches. */
+export const RUN_INDEX_FILE = 'runs-index.jsonl';
 export const SIGNING_KEY_ENV = 'BATON_SIGNING_KEY';
 
 export interface SignedHead extends Head {
@@ -41,6 +44,15 @@ export function headMessage(head: Head): string {
   return `baton journal head v1\nseq: ${head.seq}\nhash: ${head.hash}\n`;
 }
 
+/** One line of the run index: a signed head of a run, by the sha256 of its signature. */
+export interface IndexEntry {
+  runId: string;
+  seq: number;
+  hash: string;
+  kind: RunEvent['kind'];
+  signatureSha256: string;
+}
+
 /** A head signer with an ssh key, and a signature it made when created, to tell who it signs as. */
 export interface SshHeadSigner extends HeadSigner {
   keyPath: string;
@@ -50,9 +62,14 @@ export interface SshHeadSigner extends HeadSigner {
 /**
  * A signer with the key at `keyPath` (a private key, or its .pub with the key
  * in ssh-agent). It signs once on creation, so a key that cannot sign is
- * found before the run starts, not at its gate.
+ * found before the run starts, not at its gate. With `index`, every head it
+ * signs is also appended to that run index.
  */
-export function sshHeadSigner(keyPath: string, now: () => Date = () => new Date()): SshHeadSigner {
+export function sshHeadSigner(
+  keyPath: string,
+  now: () => Date = () => new Date(),
+  opts: { index?: string } = {},
+): SshHeadSigner {
   if (!existsSync(keyPath)) {
     throw new InvalidInputError(
       `no signing key at ${keyPath}`,
@@ -89,6 +106,16 @@ export function sshHeadSigner(keyPath: string, now: () => Date = () => new Date(
         signature: sign(headMessage(head)),
       };
       appendLine(join(dir, SIGNATURES_FILE), JSON.stringify(signed));
+      if (opts.index) {
+        const entry: IndexEntry = {
+          runId: basename(dir),
+          seq: head.seq,
+          hash: head.hash,
+          kind,
+          signatureSha256: sha256(signed.signature),
+        };
+        appendLine(opts.index, JSON.stringify(entry));
+      }
     },
   };
 }
@@ -101,6 +128,57 @@ function appendLine(file: string, line: string): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/** The last entry the run index holds for a run; undefined when it holds none; null when there is no index. */
+export function indexedHead(index: string, runId: string): IndexEntry | undefined | null {
+  if (!existsSync(index)) return null;
+  let last: IndexEntry | undefined;
+  for (const line of readFileSync(index, 'utf8').split('\n')) {
+    if (!line.trim()) continue;
+    let entry: IndexEntry;
+    try {
+      entry = JSON.parse(line) as IndexEntry;
+    } catch {
+      continue;
+    }
+    if (entry.runId === runId) last = entry;
+  }
+  return last;
+}
+
+/**
+ * Whether the journal's signed heads reach as far as the run index says: the
+ * index's last entry for the run must be the last line of its signatures
+ * file, and a record the journal still has. Cheap (no signature is checked),
+ * for `baton runs`; `verifyRun` checks the signatures themselves.
+ */
+export function indexProblem(
+  index: string,
+  runId: string,
+  signatures: SignedHead[],
+  records: number,
+): string | undefined {
+  const entry = indexedHead(index, runId);
+  if (entry === null) return undefined;
+  const last = signatures.at(-1);
+  if (!entry) {
+    return last
+      ? `the journal has a signed head at record ${last.seq} (${last.kind}), and the run index ${index} has no entry for run ${runId}: the index was edited, or the run was moved here from another baton home`
+      : undefined;
+  }
+  const said = `the run index ${index} says run ${runId} was signed up to record ${entry.seq} (${entry.kind})`;
+  if (entry.seq >= records)
+    return `${said}, and the journal ends at record ${records - 1}: its signed end was cut off`;
+  if (!last)
+    return `${said}, and ${SIGNATURES_FILE} holds no signature: the signatures were removed`;
+  if (last.seq < entry.seq)
+    return `${said}, and the last signature in ${SIGNATURES_FILE} is at record ${last.seq}: signed heads were cut from its end`;
+  if (last.seq > entry.seq)
+    return `${said}, and ${SIGNATURES_FILE} has a later signature at record ${last.seq} (${last.kind}) that the index does not know: it was added outside baton, or the index was edited`;
+  if (last.hash !== entry.hash || sha256(last.signature) !== entry.signatureSha256)
+    return `${said}, and the signature at record ${last.seq} in ${SIGNATURES_FILE} is not the one the index recorded: it was replaced`;
+  return undefined;
 }
 
 /**
@@ -116,6 +194,8 @@ export function runSigner(opts: {
   what: string;
   /** Who may sign journals (see `trustedSigners`). */
   trusted: Signers | undefined;
+  /** The run index the heads are noted in. */
+  index?: string;
   now?: () => Date;
 }): (SshHeadSigner & { identity: SignerIdentity }) | undefined {
   if (!opts.keyPath) {
@@ -125,7 +205,7 @@ export function runSigner(opts: {
       `Pass --signing-key KEY (or set ${SIGNING_KEY_ENV}): the operator's ssh key, or a controller key the policy names under signers.controllers.`,
     );
   }
-  const signer = sshHeadSigner(opts.keyPath, opts.now);
+  const signer = sshHeadSigner(opts.keyPath, opts.now, opts.index ? { index: opts.index } : {});
   return { ...signer, identity: requireTrusted(signer, opts.trusted) };
 }
 
@@ -277,6 +357,8 @@ export interface VerifyOptions {
   /** Who may sign; undefined when no approvers file is known (signatures then cannot be checked). */
   signers?: Signers;
   verifyClearance?: ClearanceVerifier;
+  /** The run index (`RUN_INDEX_FILE` in the baton home) that notes every signed head. */
+  index?: string;
 }
 
 /** Check a run's journal: its chain, every signed head, and which records no signature covers. */
@@ -377,6 +459,13 @@ export async function verifyRun(dir: string, opts: VerifyOptions = {}): Promise<
     );
   }
 
+  let indexed = false;
+  if (opts.index) {
+    const wrong = indexProblem(opts.index, basename(dir), signatures, records.length);
+    if (wrong) problems.push(wrong);
+    else if (indexedHead(opts.index, basename(dir))) indexed = true;
+  }
+
   const good = heads.filter((h) => h.ok);
   if (good.length > 0) {
     trusted.push(...(opts.signers?.sources ?? []));
@@ -392,9 +481,17 @@ export async function verifyRun(dir: string, opts: VerifyOptions = {}): Promise<
       'who wrote the journal: no head is signed, so anyone who can write the run directory could have rewritten it and its chain',
     );
   }
-  unchecked.push(
-    `whether signed heads were cut from the end of ${SIGNATURES_FILE} together with the records they signed: only a copy kept elsewhere shows that`,
-  );
+  if (indexed) {
+    trusted.push(
+      `the run index ${opts.index}, which notes every signed head: whoever can write it and the run directory can cut the end of both`,
+    );
+  } else {
+    unchecked.push(
+      opts.index && existsSync(opts.index)
+        ? `whether signed heads were cut from the end of ${SIGNATURES_FILE} together with the records they signed: the run index ${opts.index} has no entry for this run`
+        : `whether signed heads were cut from the end of ${SIGNATURES_FILE} together with the records they signed: there is no run index${opts.index ? ` at ${opts.index}` : ''} to compare with`,
+    );
+  }
   if (unsignedLast) {
     unchecked.push(
       `record ${unsignedLast.seq} (${unsignedLast.kind}), the last, is not signed: the controller stopped between writing and signing it, or its signature was removed`,

@@ -10,7 +10,14 @@ import { planHash } from '../lib/plan.ts';
 import { readPlanFile, runsDir, startRun, type PlanFile } from '../lib/runs.ts';
 import { buildReport, renderMarkdown } from '../lib/report.ts';
 import { SIGNATURES_FILE, sshHeadSigner } from '../lib/signing.ts';
-import { captureIo, localNodes, ORDERED, workspace, type Workspace } from './helpers.ts';
+import {
+  captureIo,
+  forgetInIndex,
+  localNodes,
+  ORDERED,
+  workspace,
+  type Workspace,
+} from './helpers.ts';
 
 interface Keys {
   dir: string;
@@ -938,9 +945,13 @@ function rechain(ws: Workspace, runId: string, events: RunEvent[]): void {
   });
   writeFileSync(join(dir, 'journal.jsonl'), lines.map((l) => l + '\n').join(''));
   writeFileSync(join(dir, 'head'), JSON.stringify({ seq: lines.length - 1, hash: prev }) + '\n');
-  // The operator holds the key that signs the run's heads: a rewrite is signed again.
+  // The operator holds the key that signs the run's heads, and can write the run store: a rewrite
+  // is signed again, and noted in the store's index in place of what it replaces.
   rmSync(join(dir, SIGNATURES_FILE), { force: true });
-  const signer = sshHeadSigner(keys.key('alice'));
+  forgetInIndex(ws.cwd, runId);
+  const signer = sshHeadSigner(keys.key('alice'), undefined, {
+    index: join(ws.cwd, '.baton', 'runs-index.jsonl'),
+  });
   lines.forEach((line, seq) => {
     const { kind } = events[seq]!;
     if (kind === 'cleared' || kind === 'run-end')

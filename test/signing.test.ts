@@ -8,7 +8,7 @@ import type { JournalRecord } from '../lib/events.ts';
 import { readJournal, sha256 } from '../lib/journal.ts';
 import { planRunbook, resumeRun, runsDir, startRun } from '../lib/runs.ts';
 import { headMessage, readSignatures, verifyRun, type Verification } from '../lib/signing.ts';
-import { captureIo, ORDERED, workspace, type Workspace } from './helpers.ts';
+import { captureIo, forgetInIndex, ORDERED, workspace, type Workspace } from './helpers.ts';
 
 let keyDir: string;
 const key = (name: string): string => join(keyDir, name);
@@ -137,7 +137,9 @@ describe('signed journal heads', () => {
         approvals: [{ purpose: 'approve', principal: 'alice@example.org' }],
       },
     ]);
-
+    expect(v.trusted).toContain(
+      `the run index ${join(ws.cwd, '.baton', 'runs-index.jsonl')}, which notes every signed head: whoever can write it and the run directory can cut the end of both`,
+    );
     const text = await cli(ws, ['verify', runId]);
     expect(text.text).toContain(`Run ${runId}: verified`);
     expect(text.text).toContain(`record ${end.seq} (run-end): good signature by bob@example.org`);
@@ -271,6 +273,7 @@ describe('signed journal heads', () => {
     writeFileSync(join(dir, 'journal.jsonl'), lines.slice(0, cleared + 1).join('\n') + '\n');
     writeFileSync(join(dir, 'head'), JSON.stringify({ seq: cleared, hash: read.hashes[cleared] }));
     writeFileSync(join(dir, 'signatures.jsonl'), '');
+    forgetInIndex(ws.cwd, runId);
 
     const before = await verifyRun(dir, {});
     expect(before.status).toBe('incomplete');
@@ -278,6 +281,49 @@ describe('signed journal heads', () => {
     expect(resumed.outcome).toBe('done');
     expect(readSignatures(dir).map((s) => s.kind)).toEqual(['cleared', 'run-end']);
     expect((await cli(ws, ['verify', runId])).code).toBe(0);
+  });
+
+  it('fails verify, resume and runs for a journal whose signed end was cut off with its signature', async () => {
+    const ws = production();
+    const runId = await approvedRun(ws);
+    const dir = runDirOf(ws, runId);
+    const read = readJournal(dir);
+    const end = read.records.at(-1)!.seq;
+    const cut = end - 2;
+    // Drop the last records and their signatures, and the head with them: the chain still holds.
+    const lines = readFileSync(join(dir, 'journal.jsonl'), 'utf8').split('\n');
+    writeFileSync(join(dir, 'journal.jsonl'), lines.slice(0, cut + 1).join('\n') + '\n');
+    writeFileSync(join(dir, 'head'), JSON.stringify({ seq: cut, hash: read.hashes[cut] }) + '\n');
+    const kept = readSignatures(dir).filter((sig) => sig.seq <= cut);
+    writeFileSync(
+      join(dir, 'signatures.jsonl'),
+      kept.map((k) => JSON.stringify(k) + '\n').join(''),
+    );
+    expect(() => readJournal(dir)).not.toThrow();
+    const index = join(ws.cwd, '.baton', 'runs-index.jsonl');
+    const problem = `the run index ${index} says run ${runId} was signed up to record ${end} (run-end), and the journal ends at record ${cut}: its signed end was cut off`;
+
+    const verify = await cli(ws, ['verify', runId]);
+    expect(verify.code).toBe(1);
+    expect(verify.text).toContain(`Run ${runId}: FAILED verification`);
+    expect(verify.text).toContain(`problem: ${problem}`);
+    const runs = await cli(ws, ['runs', '--json']);
+    expect(JSON.parse(runs.text)).toMatchObject([{ runId, journal: problem }]);
+    expect((await cli(ws, ['runs'])).text).toContain(`  journal: ${problem}`);
+    await expect(
+      resumeRun({ runId, params: [], cwd: ws.cwd, signingKey: key('bob') }),
+    ).rejects.toMatchObject({ code: 'JOURNAL_CORRUPT', message: expect.stringContaining(problem) });
+  });
+
+  it('fails verify of a signed journal whose entries the run index lost', async () => {
+    const ws = production();
+    const runId = await approvedRun(ws);
+    forgetInIndex(ws.cwd, runId);
+    const verify = await cli(ws, ['verify', runId]);
+    expect(verify.code).toBe(1);
+    expect(verify.text).toContain(
+      `the journal has a signed head at record ${readJournal(runDirOf(ws, runId)).records.at(-1)!.seq} (run-end), and the run index ${join(ws.cwd, '.baton', 'runs-index.jsonl')} has no entry for run ${runId}`,
+    );
   });
 
   it('refuses a signing key that is neither an approver nor a controller the policy names, before the run directory is made', async () => {
