@@ -10,7 +10,7 @@ import { Command, CommanderError, Option } from 'commander';
 import type { RunResult } from './engine.ts';
 import { BatonError, errorMessage, isBatonError, type ErrorCode } from './errors.ts';
 import type { RunOutcome } from './events.ts';
-import { readJournal, type JournalRead } from './journal.ts';
+import { readJournal } from './journal.ts';
 import { renderVerification, SIGNING_KEY_ENV, verifyRun } from './signing.ts';
 import { describeParams } from './params.ts';
 import { registerPulumiStackSource } from './pulumi-stack.ts';
@@ -26,6 +26,7 @@ import { loadRepositoryPolicy, resolvePolicy } from './policy.ts';
 import { isReported, registerAuditCommands } from './audit/cli.ts';
 import type { Gate } from './gate.ts';
 import {
+  clearanceVerifier,
   invocationFromPlan,
   readPlanFile,
   writePlanFile,
@@ -35,6 +36,7 @@ import {
   planRunbook,
   resumeRun,
   runDir,
+  runIndex,
   signersFor,
   startRun,
   unlockStack,
@@ -552,7 +554,7 @@ Exits 1 when the journal fails verification (tampered or truncated).`,
     program
       .command('verify <run-id>')
       .description(
-        "Check a run's journal: its chain, every signed head against the allowed signers, and what no signature covers.",
+        "Check a run's journal: its chain, every signed head against the allowed signers and the run index, the approvals behind its clearance, and say what no check covers.",
       )
       .option('--allowed-signers <file>', ALLOWED_SIGNERS_HELP)
       .option('--controller-key <file.pub>', CONTROLLER_KEY_HELP),
@@ -563,19 +565,20 @@ Exits 1 when the journal fails verification (tampered or truncated).`,
 Examples:
   npx baton verify 20261121T060102Z-handover-1a2b
   npx baton verify <run-id> --allowed-signers approvers --json
+Run it where the repository's baton.policy.json and approvers file are the ones
+the run was planned under: the approvals are checked against them.
 Exits 0 when the journal is verified, 1 when it is not: a broken chain, a signed
-head it no longer matches, a bad signature, or nothing signed at all.`,
+head it no longer matches, a bad signature, a signed end the run index has and
+the journal lacks, a clearance whose approvals do not hold, or nothing signed at all.`,
     )
     .action(async (runId: string, o: VerifyOptions) => {
       const dir = runDir(runId);
-      let read: JournalRead | undefined;
-      try {
-        read = readJournal(dir);
-      } catch {
-        // verifyRun reports the broken chain.
-      }
-      const signers = read ? signersFor(read, o) : undefined;
-      const v = await verifyRun(dir, signers ? { signers } : {});
+      const signers = signersFor(o);
+      const v = await verifyRun(dir, {
+        ...(signers ? { signers } : {}),
+        verifyClearance: clearanceVerifier(),
+        index: runIndex(),
+      });
       if (json) io.out(JSON.stringify({ runId, ...v }, null, 2));
       else io.out(renderVerification(runId, v));
       throw new Exit(v.status === 'verified' ? EXIT.done : EXIT.failed);
@@ -738,7 +741,7 @@ interface VerifyOptions {
 
 const SIGNING_KEY_HELP = `the ssh key that signs the journal's head at the gate and at the end (default $${SIGNING_KEY_ENV}); needed where the policy needs approvals`;
 const ALLOWED_SIGNERS_HELP =
-  "who may sign journals, as an approvers file (default: the policy's approvers file)";
+  "who may sign journals, as an approvers file (default: the policy's approvers file and its signers.controllers)";
 const CONTROLLER_KEY_HELP = 'the public key of a controller that may sign journals too';
 
 function signingKeyOf(o: { signingKey?: string }): { signingKey?: string } {

@@ -301,6 +301,8 @@ export interface ClearanceCheck {
   approvers: string[];
   reconfirmedBy: string[];
   countersignatureDue: boolean;
+  /** The approvals and reconfirmations that verified, in the order the record carries them. */
+  approvals: Array<Pick<VerifiedApproval, 'purpose' | 'principal' | 'keyFingerprint'>>;
 }
 
 export interface VerifyClearanceOptions {
@@ -335,7 +337,13 @@ export async function verifyClearance(
     (e): e is Extract<RunEvent, { kind: 'cleared' }> => e.kind === 'cleared',
   );
   if (!cleared)
-    return { cleared: false, approvers: [], reconfirmedBy: [], countersignatureDue: false };
+    return {
+      cleared: false,
+      approvers: [],
+      reconfirmedBy: [],
+      countersignatureDue: false,
+      approvals: [],
+    };
   const planned = events.find(
     (e): e is Extract<RunEvent, { kind: 'planned' }> => e.kind === 'planned',
   );
@@ -372,7 +380,13 @@ export async function verifyClearance(
       })
     : base;
   if (rules.approvers === 0)
-    return { cleared: true, approvers: [], reconfirmedBy: [], countersignatureDue: false };
+    return {
+      cleared: true,
+      approvers: [],
+      reconfirmedBy: [],
+      countersignatureDue: false,
+      approvals: [],
+    };
 
   const approvers = options.approvers ?? loadApprovers(policy.approversFile);
   const files = cleared.approvals ?? [];
@@ -446,6 +460,7 @@ export async function verifyClearance(
     );
 
   let reconfirmedBy: string[] = [];
+  let again: VerifiedApproval[] = [];
   if (rules.reconfirm) {
     const holdEnd = events.find(
       (e): e is Extract<RunEvent, { kind: 'hold-end' }> => e.kind === 'hold-end',
@@ -454,7 +469,7 @@ export async function verifyClearance(
       throw bad(
         'the policy needs a reconfirmation after the hold, and the journal has no hold end',
       );
-    const again = (await verifyAll('reconfirm', holdEnd.token)).filter((v) =>
+    again = (await verifyAll('reconfirm', holdEnd.token)).filter((v) =>
       principals.includes(v.principal),
     );
     reconfirmedBy = [...new Set(again.map((v) => v.principal))];
@@ -463,5 +478,15 @@ export async function verifyClearance(
         `the policy needs ${rules.approvers} reconfirmation(s), and the cleared record carries ${reconfirmedBy.length} valid`,
       );
   }
-  return { cleared: true, approvers: principals, reconfirmedBy, countersignatureDue: solo.solo };
+  return {
+    cleared: true,
+    approvers: principals,
+    reconfirmedBy,
+    countersignatureDue: solo.solo,
+    approvals: [...accepted, ...again].map(({ purpose, principal, keyFingerprint }) => ({
+      purpose,
+      principal,
+      keyFingerprint,
+    })),
+  };
 }

@@ -50,6 +50,20 @@ const policyFileSchema = z
       })
       .strict()
       .optional(),
+    /** Who may sign journals besides the approvers: controllers' public keys, `keytype base64 [name]`. */
+    signers: z
+      .object({
+        controllers: z.array(
+          z
+            .string()
+            .regex(
+              /^(ssh-|ecdsa-|sk-)\S+ [A-Za-z0-9+/]+=*( .*)?$/,
+              'not a public key line "keytype base64 [name]"',
+            ),
+        ),
+      })
+      .strict()
+      .optional(),
     stacks: z.record(z.string(), stackRulesSchema).optional(),
     runbooks: z.record(z.string(), z.record(z.string(), stackRulesSchema)).optional(),
   })
@@ -140,11 +154,11 @@ export function loadRepositoryPolicy(cwd = process.cwd()): RepositoryPolicy {
 export function loadOverlay(file: string): PolicyFileData {
   if (!existsSync(file)) throw new InvalidInputError(`no policy file ${file}`);
   const data = parsePolicyFile(file, 'the policy overlay');
-  for (const key of ['approvers', 'operators'] as const) {
+  for (const key of ['approvers', 'operators', 'signers'] as const) {
     if (data[key] !== undefined) {
       throw new InvalidInputError(
         `the policy overlay ${file} sets ${key}, which only the repository's ${POLICY_FILE} may set`,
-        'An overlay may only make the rules stricter: more approvers, a longer hold, reconfirmation, narrower roles.',
+        "An overlay may only make the rules stricter: more approvers, a longer hold, reconfirmation, narrower roles. Who approves and who signs journals is the repository's to say.",
       );
     }
   }

@@ -46,8 +46,11 @@ import {
 } from './policy.ts';
 import { testnetOrigin } from './testnet/stack.ts';
 import {
+  indexProblem,
   loadSigners,
   readSignatures,
+  requireTrusted,
+  RUN_INDEX_FILE,
   runSigner,
   SIGNING_KEY_ENV,
   sshHeadSigner,
@@ -83,6 +86,25 @@ export function batonHome(cwd = process.cwd()): string {
 
 export function runsDir(cwd?: string): string {
   return join(batonHome(cwd), 'runs');
+}
+
+/** The run store's index of signed heads (signing.ts), beside the runs. */
+export function runIndex(cwd?: string): string {
+  return join(batonHome(cwd), RUN_INDEX_FILE);
+}
+
+/**
+ * Who may sign a run's journal: the approvers in the repository's approvers
+ * file and the controller keys its policy names under `signers.controllers`.
+ */
+export function trustedSigners(repo: RepositoryPolicy, controllerKey?: string): Signers {
+  return loadSigners({
+    approversFile: repo.approversFile,
+    ...(repo.data.signers
+      ? { controllers: { keys: repo.data.signers.controllers, file: repo.file! } }
+      : {}),
+    ...(controllerKey ? { controllerKey } : {}),
+  });
 }
 
 export function operatorName(): string {
@@ -375,6 +397,8 @@ export async function startRun(opts: StartOptions): Promise<RunResult> {
       keyPath: opts.signingKey,
       needsApprovals: rules.approvers > 0,
       what: `${runbook.name} on stack ${opts.policyOf ?? p.stack}`,
+      trusted: trustedSigners(p.repo),
+      index: runIndex(cwd),
       now: p.now,
     });
     const sleep = opts.deps?.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
@@ -388,7 +412,11 @@ export async function startRun(opts: StartOptions): Promise<RunResult> {
         ...(opts.stdinApprovals !== undefined ? { stdin: opts.stdinApprovals } : {}),
         ...(opts.pollMs ? { pollMs: opts.pollMs } : {}),
         runId: p.runId,
-        operator: operatorIdentity(operatorName(), policy.operators, await operatorKeys()),
+        // Whoever signs the journal holds the key: an approval made with it is the operator's own.
+        operator: operatorIdentity(operatorName(), policy.operators, [
+          ...(await operatorKeys()),
+          ...(signer ? [signer.identity.publicKey] : []),
+        ]),
         ledger: approvalLedger(batonHome(cwd)),
         now: p.now,
         sleep,
@@ -462,48 +490,82 @@ export interface ResumeOptions {
   allowedSigners?: string;
   /** A controller's public key that may sign too. */
   controllerKey?: string;
-  /** Checks a clearance record's approvals (approval.ts); without it they are reported as not checked. */
-  verifyClearance?: ClearanceVerifier;
 }
 
-/** The signers a run's journal is checked against: the given file, else the approvers file of the policy the run recorded. */
-export function signersFor(
-  read: JournalRead,
-  opts: { allowedSigners?: string; controllerKey?: string; cwd?: string },
-): Signers | undefined {
-  const file = opts.allowedSigners ?? loadRepositoryPolicy(opts.cwd).approversFile;
-  if (!file || !existsSync(file)) return undefined;
-  return loadSigners({
-    approversFile: file,
-    ...(opts.controllerKey ? { controllerKey: opts.controllerKey } : {}),
-  });
+/**
+ * The signers a run's journal is checked against: those of the given file
+ * (the approvers file format), else the repository's trusted signers; plus
+ * a controller key given. Undefined when that is no one.
+ */
+export function signersFor(opts: {
+  allowedSigners?: string;
+  controllerKey?: string;
+  cwd?: string;
+}): Signers | undefined {
+  const controllerKey = opts.controllerKey ? { controllerKey: opts.controllerKey } : {};
+  if (opts.allowedSigners && !existsSync(opts.allowedSigners))
+    throw new InvalidInputError(`no allowed signers file ${opts.allowedSigners}`);
+  const signers = opts.allowedSigners
+    ? loadSigners({ approversFile: opts.allowedSigners, ...controllerKey })
+    : trustedSigners(loadRepositoryPolicy(opts.cwd), opts.controllerKey);
+  return signers.signers.length ? signers : undefined;
+}
+
+/**
+ * The check `baton verify` makes of a journal's clearance: the approvals its
+ * cleared record carries, verified again under the repository's policy, as a
+ * resume does (gate.ts verifyClearance).
+ */
+export function clearanceVerifier(cwd?: string): ClearanceVerifier {
+  return async (records, signerKeys) => {
+    const events = records.map((r) => r.event);
+    const start = events[0];
+    if (start?.kind !== 'run-start')
+      throw new JournalCorruptError('the journal does not begin with run-start');
+    const planned = events.find(
+      (e): e is Extract<RunEvent, { kind: 'planned' }> => e.kind === 'planned',
+    );
+    const policy = resolvePolicy({
+      repo: loadRepositoryPolicy(cwd),
+      runbook: start.runbook,
+      stack: planned?.plan.stack ?? start.stack,
+      destructive: planned ? planned.plan.steps.some((s) => s.destructive) : true,
+      testnet: testnetOrigin(start.inventory, cwd).testnet,
+    });
+    const check = await verifyClearance(events, policy, {
+      ledger: approvalLedger(batonHome(cwd)),
+      operatorKeys: signerKeys,
+    });
+    return {
+      policyHash: policy.hash,
+      approversFile: policy.approversFile,
+      approvals: check.approvals,
+    };
+  };
 }
 
 /**
  * Before a resume acts on a journal: a signed journal must agree with every
- * signed head (a rewritten, re-chained journal does not), and the resume must
- * sign what it adds.
+ * signed head (a rewritten, re-chained journal does not) and with the run
+ * index, and the resume must sign what it adds, with a key that may sign.
  */
 async function verifyForResume(
   dir: string,
   read: JournalRead,
   opts: ResumeOptions,
-): Promise<{ signer?: HeadSigner; lastUnsigned: boolean }> {
+): Promise<{ signer?: HeadSigner; lastUnsigned: boolean; signerKeys: string[] }> {
   const signed =
     readSignatures(dir).length > 0 ||
     read.records.some((r) => r.event.kind === 'policy' && r.event.approvers > 0);
-  if (!signed) return { lastUnsigned: false };
-  const signers = signersFor(read, opts);
+  if (!signed) return { lastUnsigned: false, signerKeys: [] };
+  const signers = signersFor(opts);
   if (!signers) {
     throw new InvalidInputError(
       `run ${opts.runId} has a signed journal, and no allowed signers to check it against`,
       'Pass --allowed-signers FILE (the approvers file), or resume from the directory that holds baton.policy.json.',
     );
   }
-  const v = await verifyRun(dir, {
-    signers,
-    ...(opts.verifyClearance ? { verifyClearance: opts.verifyClearance } : {}),
-  });
+  const v = await verifyRun(dir, { signers, index: runIndex(opts.cwd) });
   if (v.status === 'failed') {
     throw new JournalCorruptError(
       `run ${opts.runId}'s journal fails verification: ${v.problems.join('; ')}`,
@@ -516,9 +578,17 @@ async function verifyForResume(
       `Pass --signing-key KEY (or set ${SIGNING_KEY_ENV}).`,
     );
   }
+  const signer = sshHeadSigner(opts.signingKey, opts.deps?.now, { index: runIndex(opts.cwd) });
+  const identity = requireTrusted(signer, signers);
   return {
-    signer: sshHeadSigner(opts.signingKey, opts.deps?.now),
+    signer,
     lastUnsigned: v.status === 'incomplete',
+    signerKeys: [
+      ...new Set([
+        ...v.heads.flatMap((h) => (h.publicKey ? [h.publicKey] : [])),
+        identity.publicKey,
+      ]),
+    ],
   };
 }
 
@@ -537,7 +607,7 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
       `Nothing to resume. \`baton report ${opts.runId}\` shows what it did.`,
     );
   }
-  const { signer, lastUnsigned } = await verifyForResume(dir, read, opts);
+  const { signer, lastUnsigned, signerKeys } = await verifyForResume(dir, read, opts);
   const release = acquireLock(dir, opts.runId);
   try {
     const loaded = await loadRunbook(start.runbookFile, opts.cwd);
@@ -569,7 +639,10 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
           destructive: loaded.runbook.steps.some((s) => s.destructive),
           testnet: testnetOrigin(start.inventory, opts.cwd).testnet,
         }),
-        { ledger: approvalLedger(batonHome(opts.cwd)), operatorKeys: await operatorKeys() },
+        {
+          ledger: approvalLedger(batonHome(opts.cwd)),
+          operatorKeys: [...(await operatorKeys()), ...signerKeys],
+        },
       );
     }
     if (!history) {
@@ -763,6 +836,7 @@ export function listRuns(cwd?: string): RunSummary[] {
       }
       const first = read.records[0];
       const start = first?.event.kind === 'run-start' ? first.event : undefined;
+      const cut = indexProblem(runIndex(cwd), runId, readSignatures(dir), read.records.length);
       const end = read.records.findLast((r) => r.event.kind === 'run-end');
       const endEvent = end?.event as Extract<RunEvent, { kind: 'run-end' }> | undefined;
       return {
@@ -776,7 +850,7 @@ export function listRuns(cwd?: string): RunSummary[] {
           endEvent?.outcome ??
           (existsSync(join(dir, 'lock')) ? 'running or interrupted' : 'interrupted'),
         ...(endEvent ? { state: endEvent.state } : {}),
-        journal: 'verified',
+        journal: cut ?? 'verified',
       };
     });
 }

@@ -10,7 +10,15 @@ import { planHash } from '../lib/plan.ts';
 import { readPlanFile, runsDir, startRun, type PlanFile } from '../lib/runs.ts';
 import { buildReport, renderMarkdown } from '../lib/report.ts';
 import { SIGNATURES_FILE, sshHeadSigner } from '../lib/signing.ts';
-import { captureIo, localNodes, ORDERED, workspace, type Workspace, inDir } from './helpers.ts';
+import {
+  captureIo,
+  forgetInIndex,
+  inDir,
+  localNodes,
+  ORDERED,
+  workspace,
+  type Workspace,
+} from './helpers.ts';
 
 interface Keys {
   dir: string;
@@ -130,7 +138,7 @@ async function approve(
 async function runApproved(
   ws: Workspace & { plan: string; approvals: string },
   reconfirmers: string[],
-  opts: { emergency?: boolean; stopAt?: RunEvent['kind'] } = {},
+  opts: { emergency?: boolean; stopAt?: RunEvent['kind']; signingKey?: string } = {},
 ): Promise<{ outcome: string; error?: string; events: RunEvent[]; runId: string }> {
   const file = readPlanFile(ws.plan);
   const pending: Array<Promise<void>> = [];
@@ -142,7 +150,7 @@ async function runApproved(
     approvals: ws.approvals,
     approvedHash: file.planHash,
     pollMs: 50,
-    signingKey: keys.key('alice'),
+    signingKey: opts.signingKey ?? keys.key('alice'),
     ...(opts.emergency ? { emergency: true } : {}),
     deps: {
       onEvent(e) {
@@ -847,6 +855,13 @@ describe('emergency is narrow and reviewed', () => {
     expect(byKey.error).toContain(
       "every approval is the operator's own (bob@example.org, run by ops@controller)",
     );
+    // Whoever signs the run's journal holds that key, wherever it is kept.
+    const bySigningKey = await withEnv({ BATON_OPERATOR: 'ops@controller' }, () =>
+      runApproved(ws, [], { emergency: true, signingKey: keys.key('bob') }),
+    );
+    expect(bySigningKey.error).toContain(
+      "every approval is the operator's own (bob@example.org, run by ops@controller)",
+    );
     expect(ws.log()).toEqual([]);
   });
 
@@ -921,9 +936,13 @@ function rechain(ws: Workspace, runId: string, events: RunEvent[]): void {
   });
   writeFileSync(join(dir, 'journal.jsonl'), lines.map((l) => l + '\n').join(''));
   writeFileSync(join(dir, 'head'), JSON.stringify({ seq: lines.length - 1, hash: prev }) + '\n');
-  // The operator holds the key that signs the run's heads: a rewrite is signed again.
+  // The operator holds the key that signs the run's heads, and can write the run store: a rewrite
+  // is signed again, and noted in the store's index in place of what it replaces.
   rmSync(join(dir, SIGNATURES_FILE), { force: true });
-  const signer = sshHeadSigner(keys.key('alice'));
+  forgetInIndex(ws.cwd, runId);
+  const signer = sshHeadSigner(keys.key('alice'), undefined, {
+    index: join(ws.cwd, '.baton', 'runs-index.jsonl'),
+  });
   lines.forEach((line, seq) => {
     const { kind } = events[seq]!;
     if (kind === 'cleared' || kind === 'run-end')
@@ -931,8 +950,93 @@ function rechain(ws: Workspace, runId: string, events: RunEvent[]): void {
   });
 }
 
-describe('resume does not trust the cleared record', () => {
+describe('resume and verify do not trust the cleared record', () => {
   const quick = { holdSeconds: 0, reconfirm: false };
+
+  it('verifies the approvals behind a clearance and lists them: who, with which key, for what, under which policy', async () => {
+    const ws = production();
+    const { plan } = await makePlan(ws);
+    await approve(ws, 'alice');
+    await approve(ws, 'bob');
+    const r = await runApproved(ws, ['alice', 'bob']);
+    expect(r.outcome).toBe('done');
+    const seq = r.events.findIndex((e) => e.kind === 'cleared');
+    const fingerprint = (who: string): string =>
+      execFileSync('ssh-keygen', ['-lf', keys.key(who) + '.pub'], { encoding: 'utf8' }).split(
+        ' ',
+      )[1]!;
+
+    const json = await cli(ws, ['verify', r.runId, '--json']);
+    expect(json.code, json.text).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      status: 'verified',
+      clearances: [
+        {
+          seq,
+          ok: true,
+          policyHash: plan.policyHash,
+          approversFile: join(ws.cwd, 'approvers'),
+          approvals: [
+            {
+              purpose: 'approve',
+              principal: 'alice@example.org',
+              keyFingerprint: fingerprint('alice'),
+            },
+            {
+              purpose: 'approve',
+              principal: 'bob@example.org',
+              keyFingerprint: fingerprint('bob'),
+            },
+            {
+              purpose: 'reconfirm',
+              principal: 'alice@example.org',
+              keyFingerprint: fingerprint('alice'),
+            },
+            {
+              purpose: 'reconfirm',
+              principal: 'bob@example.org',
+              keyFingerprint: fingerprint('bob'),
+            },
+          ],
+        },
+      ],
+    });
+    const text = await cli(ws, ['verify', r.runId]);
+    expect(text.text).toContain(
+      `clearance at record ${seq}: holds under policy ${plan.policyHash} (approvers file ${join(ws.cwd, 'approvers')})`,
+    );
+    expect(text.text).toContain(`reconfirm by bob@example.org (${fingerprint('bob')}): good`);
+    expect(text.text).not.toContain('not checked here');
+  });
+
+  it('fails verify of a journal rechained around a forged cleared record and signed again with the operator key, naming the clearance', async () => {
+    const ws = production(quick);
+    await makePlan(ws);
+    await approve(ws, 'mallory');
+    const refused = await runApproved(ws, []);
+    expect(refused.error).toBe('2 distinct approval(s) needed, 0 valid');
+    const events: RunEvent[] = [
+      ...refused.events.filter((e) => e.kind !== 'run-end'),
+      {
+        kind: 'cleared',
+        emergency: false,
+        approvers: ['alice@example.org', 'bob@example.org'],
+        reconfirmedBy: [],
+      },
+      { kind: 'run-end', outcome: 'done', state: 'handed over' },
+    ];
+    rechain(ws, refused.runId, events);
+    const seq = events.findIndex((e) => e.kind === 'cleared');
+
+    const v = await cli(ws, ['verify', refused.runId]);
+    expect(v.code).toBe(1);
+    expect(v.text).toContain(`Run ${refused.runId}: FAILED verification`);
+    // The heads are signed with the operator's own key, which is an approver's: they hold.
+    expect(v.text).toContain(`record ${seq} (cleared): good signature by alice@example.org`);
+    expect(v.text).toContain(
+      `clearance at record ${seq}: BAD: the journal's clearance does not hold: the run needs 2 approval(s), and its cleared record carries 0 valid`,
+    );
+  });
 
   it('refuses to resume a refused run whose journal was rechained with a forged cleared record', async () => {
     const ws = production(quick);

@@ -182,22 +182,31 @@ describe('the code version', () => {
     const p = project();
     const keys = join(p.cwd, 'keys');
     mkdirSync(keys);
-    execFileSync('ssh-keygen', [
-      '-q',
-      '-t',
-      'ed25519',
-      '-N',
-      '',
-      '-C',
-      'alice',
-      '-f',
-      join(keys, 'alice'),
-    ]);
-    const alicePub = readFileSync(join(keys, 'alice.pub'), 'utf8').split(' ').slice(0, 2).join(' ');
-    p.edit('approvers', `alice@example.org senior ${alicePub}\n`);
+    for (const name of ['alice', 'controller'])
+      execFileSync('ssh-keygen', [
+        '-q',
+        '-t',
+        'ed25519',
+        '-N',
+        '',
+        '-C',
+        name,
+        '-f',
+        join(keys, name),
+      ]);
+    const pubOf = (name: string): string =>
+      readFileSync(join(keys, `${name}.pub`), 'utf8')
+        .split(' ')
+        .slice(0, 2)
+        .join(' ');
+    p.edit('approvers', `alice@example.org senior ${pubOf('alice')}\n`);
+    // alice approves; the controller, not alice, runs it and signs the journal.
     p.edit(
       'baton.policy.json',
-      JSON.stringify({ stacks: { nodes: { approvers: 1, holdSeconds: 0, reconfirm: false } } }),
+      JSON.stringify({
+        signers: { controllers: [pubOf('controller')] },
+        stacks: { nodes: { approvers: 1, holdSeconds: 0, reconfirm: false } },
+      }),
     );
     mkdirSync(join(p.cwd, '.baton', 'stacks'), { recursive: true });
     p.edit('.baton/stacks/nodes.json', JSON.stringify({ inventory: localNodes(['a']) }));
@@ -220,7 +229,7 @@ describe('the code version', () => {
       '--approvals',
       approvals,
       '--signing-key',
-      join(keys, 'alice'),
+      join(keys, 'controller'),
     ];
     expect(
       (

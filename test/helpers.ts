@@ -66,6 +66,15 @@ export function workspace(hosts: string[] = ['a', 'b']): Workspace {
   };
 }
 
+/** Take a run's lines out of the run store's index, as whoever can write the store can. */
+export function forgetInIndex(cwd: string, runId: string): void {
+  const index = join(cwd, '.baton', 'runs-index.jsonl');
+  const kept = readFileSync(index, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() && (JSON.parse(l) as { runId: string }).runId !== runId);
+  writeFileSync(index, kept.map((l) => l + '\n').join(''));
+}
+
 /** sha256 over every path, mode and content below dir: equal trees hash equally. */
 export function treeHash(dir: string): string {
   const h = createHash('sha256');

@@ -3,7 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { demoInventory, type Inventory } from '../lib/inventory.ts';
-import { loadRepositoryPolicy, resolvePolicy, strictest, type Rules } from '../lib/policy.ts';
+import {
+  loadOverlay,
+  loadRepositoryPolicy,
+  resolvePolicy,
+  strictest,
+  type Rules,
+} from '../lib/policy.ts';
 import { testnetOrigin } from '../lib/testnet/stack.ts';
 import { testnetPaths, type TestnetState } from '../lib/testnet/state.ts';
 
@@ -23,6 +29,37 @@ describe('the repository policy', () => {
     const third = loadRepositoryPolicy(dir).hash;
     expect(new Set([first, second, third]).size).toBe(3);
     expect(loadRepositoryPolicy(repo({})).hash).toBe(loadRepositoryPolicy(repo({})).hash);
+  });
+
+  it('names the controller keys that may sign journals, in the policy hash; a malformed key or an unknown field is refused', () => {
+    const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOcVgSNTzYb4YyPrEfbMzTBQpaSDCvm6SN5zb0Y2N+rr';
+    const dir = repo({ 'baton.policy.json': '{}', approvers: '# none\n' });
+    const without = loadRepositoryPolicy(dir).hash;
+    writeFileSync(
+      join(dir, 'baton.policy.json'),
+      JSON.stringify({ signers: { controllers: [`${key} ci-controller`] } }),
+    );
+    const withKey = loadRepositoryPolicy(dir);
+    expect(withKey.data.signers).toEqual({ controllers: [`${key} ci-controller`] });
+    expect(withKey.hash).not.toBe(without);
+
+    writeFileSync(
+      join(dir, 'baton.policy.json'),
+      JSON.stringify({ signers: { controllers: ['ci'] } }),
+    );
+    expect(() => loadRepositoryPolicy(dir)).toThrow(
+      `the policy ${join(dir, 'baton.policy.json')} is invalid at signers.controllers.0: not a public key line "keytype base64 [name]"`,
+    );
+    writeFileSync(
+      join(dir, 'baton.policy.json'),
+      JSON.stringify({ signers: { controllers: [], approvers: [] } }),
+    );
+    expect(() => loadRepositoryPolicy(dir)).toThrow('has unknown key "approvers" at signers');
+    const overlay = join(dir, 'stricter.json');
+    writeFileSync(overlay, JSON.stringify({ signers: { controllers: [key] } }));
+    expect(() => loadOverlay(overlay)).toThrow(
+      `the policy overlay ${overlay} sets signers, which only the repository's baton.policy.json may set`,
+    );
   });
 
   it('gives a testnet no approvals and real hosts two for a destructive runbook, by default', () => {

@@ -8,7 +8,7 @@ import type { JournalRecord } from '../lib/events.ts';
 import { readJournal, sha256 } from '../lib/journal.ts';
 import { planRunbook, resumeRun, runsDir, startRun } from '../lib/runs.ts';
 import { headMessage, readSignatures, verifyRun, type Verification } from '../lib/signing.ts';
-import { captureIo, ORDERED, workspace, type Workspace } from './helpers.ts';
+import { captureIo, forgetInIndex, ORDERED, workspace, type Workspace } from './helpers.ts';
 
 let keyDir: string;
 const key = (name: string): string => join(keyDir, name);
@@ -22,7 +22,7 @@ const pub = (name: string): string =>
 beforeAll(() => {
   keyDir = join(workspace().cwd, 'keys');
   mkdirSync(keyDir);
-  for (const name of ['alice', 'bob', 'mallory']) {
+  for (const name of ['alice', 'bob', 'mallory', 'ci']) {
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', key(name)]);
   }
 });
@@ -130,8 +130,15 @@ describe('signed journal heads', () => {
       ],
     });
     expect(v.trusted).toContain(`the approvers file ${join(ws.cwd, 'approvers')} (2 key(s))`);
-    expect(v.unchecked).toContain(
-      `the approvals behind the clearance at record ${cleared}: not checked here`,
+    expect(v.clearances).toMatchObject([
+      {
+        seq: cleared,
+        ok: true,
+        approvals: [{ purpose: 'approve', principal: 'alice@example.org' }],
+      },
+    ]);
+    expect(v.trusted).toContain(
+      `the run index ${join(ws.cwd, '.baton', 'runs-index.jsonl')}, which notes every signed head: whoever can write it and the run directory can cut the end of both`,
     );
     const text = await cli(ws, ['verify', runId]);
     expect(text.text).toContain(`Run ${runId}: verified`);
@@ -266,6 +273,7 @@ describe('signed journal heads', () => {
     writeFileSync(join(dir, 'journal.jsonl'), lines.slice(0, cleared + 1).join('\n') + '\n');
     writeFileSync(join(dir, 'head'), JSON.stringify({ seq: cleared, hash: read.hashes[cleared] }));
     writeFileSync(join(dir, 'signatures.jsonl'), '');
+    forgetInIndex(ws.cwd, runId);
 
     const before = await verifyRun(dir, {});
     expect(before.status).toBe('incomplete');
@@ -273,6 +281,104 @@ describe('signed journal heads', () => {
     expect(resumed.outcome).toBe('done');
     expect(readSignatures(dir).map((s) => s.kind)).toEqual(['cleared', 'run-end']);
     expect((await cli(ws, ['verify', runId])).code).toBe(0);
+  });
+
+  it('fails verify, resume and runs for a journal whose signed end was cut off with its signature', async () => {
+    const ws = production();
+    const runId = await approvedRun(ws);
+    const dir = runDirOf(ws, runId);
+    const read = readJournal(dir);
+    const end = read.records.at(-1)!.seq;
+    const cut = end - 2;
+    // Drop the last records and their signatures, and the head with them: the chain still holds.
+    const lines = readFileSync(join(dir, 'journal.jsonl'), 'utf8').split('\n');
+    writeFileSync(join(dir, 'journal.jsonl'), lines.slice(0, cut + 1).join('\n') + '\n');
+    writeFileSync(join(dir, 'head'), JSON.stringify({ seq: cut, hash: read.hashes[cut] }) + '\n');
+    const kept = readSignatures(dir).filter((sig) => sig.seq <= cut);
+    writeFileSync(
+      join(dir, 'signatures.jsonl'),
+      kept.map((k) => JSON.stringify(k) + '\n').join(''),
+    );
+    expect(() => readJournal(dir)).not.toThrow();
+    const index = join(ws.cwd, '.baton', 'runs-index.jsonl');
+    const problem = `the run index ${index} says run ${runId} was signed up to record ${end} (run-end), and the journal ends at record ${cut}: its signed end was cut off`;
+
+    const verify = await cli(ws, ['verify', runId]);
+    expect(verify.code).toBe(1);
+    expect(verify.text).toContain(`Run ${runId}: FAILED verification`);
+    expect(verify.text).toContain(`problem: ${problem}`);
+    const runs = await cli(ws, ['runs', '--json']);
+    expect(JSON.parse(runs.text)).toMatchObject([{ runId, journal: problem }]);
+    expect((await cli(ws, ['runs'])).text).toContain(`  journal: ${problem}`);
+    await expect(
+      resumeRun({ runId, params: [], cwd: ws.cwd, signingKey: key('bob') }),
+    ).rejects.toMatchObject({ code: 'JOURNAL_CORRUPT', message: expect.stringContaining(problem) });
+  });
+
+  it('fails verify of a signed journal whose entries the run index lost', async () => {
+    const ws = production();
+    const runId = await approvedRun(ws);
+    forgetInIndex(ws.cwd, runId);
+    const verify = await cli(ws, ['verify', runId]);
+    expect(verify.code).toBe(1);
+    expect(verify.text).toContain(
+      `the journal has a signed head at record ${readJournal(runDirOf(ws, runId)).records.at(-1)!.seq} (run-end), and the run index ${join(ws.cwd, '.baton', 'runs-index.jsonl')} has no entry for run ${runId}`,
+    );
+  });
+
+  it('refuses a signing key that is neither an approver nor a controller the policy names, before the run directory is made', async () => {
+    const ws = production();
+    const planFile = join(ws.cwd, 'plan.json');
+    const plan = ['plan', ORDERED, '--stack', 'nodes', '--param', `dir=${ws.data}`];
+    expect((await cli(ws, [...plan, '--out', planFile])).code).toBe(0);
+    const approved = await cli(ws, [
+      'approve',
+      planFile,
+      '--key',
+      key('alice'),
+      '--out',
+      ws.approvals,
+    ]);
+    expect(approved.code).toBe(0);
+    const run = ['run', '--plan', planFile, '--approvals', ws.approvals, '--signing-key'];
+    const refused = await cli(ws, [...run, key('mallory')]);
+    expect(refused.code).toBe(2);
+    expect(refused.text).toContain(
+      `the signing key ${key('mallory')} is not one that may sign journals: it is neither an approver's key nor a controller key the policy names (trusted: the approvers file ${join(ws.cwd, 'approvers')} (2 key(s)))`,
+    );
+    expect(existsSync(runsDir(ws.cwd))).toBe(false);
+    // Nothing was used up: the same approval runs with a key the policy trusts.
+    expect(existsSync(join(ws.cwd, '.baton', 'approvals'))).toBe(false);
+    expect((await cli(ws, [...run, key('bob')])).code).toBe(0);
+  });
+
+  it('signs with a controller key the policy names under signers.controllers, which verify trusts', async () => {
+    const ws = production();
+    const policyFile = join(ws.cwd, 'baton.policy.json');
+    const policy = JSON.parse(readFileSync(policyFile, 'utf8')) as Record<string, unknown>;
+    writeFileSync(
+      policyFile,
+      JSON.stringify({ ...policy, signers: { controllers: [`${pub('ci')} ci-controller`] } }),
+    );
+    const runId = await approvedRun(ws, { signingKey: key('ci') });
+    const v = await cli(ws, ['verify', runId, '--json']);
+    expect(v.code, v.text).toBe(0);
+    const verification = JSON.parse(v.text) as Verification;
+    expect(verification.heads.map((h) => [h.kind, h.ok, h.principal])).toEqual([
+      ['cleared', true, 'controller:ci-controller'],
+      ['run-end', true, 'controller:ci-controller'],
+    ]);
+    expect(verification.trusted).toContain(
+      `the controller key(s) under signers.controllers in ${policyFile} (1)`,
+    );
+    // Without the policy naming it, the same key is refused.
+    writeFileSync(policyFile, JSON.stringify(policy));
+    await expect(approvedRun(ws, { signingKey: key('ci') })).rejects.toMatchObject({
+      code: 'INVALID_INPUT',
+      message: expect.stringContaining(
+        `the signing key ${key('ci')} is not one that may sign journals`,
+      ),
+    });
   });
 
   it('says of a testnet run that nothing is signed, and exits 1', async () => {
