@@ -1105,9 +1105,9 @@ export function leaseStep(kind: 'handover' | 'failover' = 'handover'): Step {
     async undo(ctx) {
       const { facts, params } = ctx;
       const dns = dnsFor(ctx, dnsProbe(ctx));
-      const { gen, next } = planned(facts);
+      const { next } = planned(facts);
       await ctx.act(
-        `dns: move the lease ${facts.lease.name} back to ${facts.from} (gen ${next + 1}), by compare-and-set`,
+        `dns: move the lease ${facts.lease.name} back to ${facts.from} (gen ${next + 1}), by compare-and-set, if this run moved it`,
         {
           name: facts.lease.name,
           holder: facts.to,
@@ -1115,12 +1115,12 @@ export function leaseStep(kind: 'handover' | 'failover' = 'handover'): Step {
           to: facts.from,
           nextGen: next + 1,
           seconds: params.leaseSeconds,
-          planned: gen,
         },
         async (d) => {
           const current = leaseOf((await dns.readRecord(d.name, 'TXT')).values);
-          // The move never happened: the lease is as the plan found it.
-          if (current?.holder === d.to && current.gen === d.planned) return 'never moved';
+          // Only what this run wrote is reverted: a lease it did not move (or one moved since) stays.
+          if (current?.holder !== d.holder || current.gen !== d.gen)
+            return `not moved by this run: ${describeLease(current)}; left as it is`;
           const replaced = await moveLease(
             dns,
             d.name,
