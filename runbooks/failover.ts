@@ -43,7 +43,7 @@ export default defineRunbook({
     ttlNoticeStep(),
     roomStep(),
     clockStep(),
-    leaseStep(),
+    leaseStep('failover'),
     fenceStep(),
     transferStep('copy'),
     installStep(),

@@ -393,6 +393,21 @@ describe.skipIf(skipUnless(missing, 'baton audit on the irc testnet'))(
       }
     });
 
+    it('fails the lease guard when the lease watchdog on emergency1 is stopped, naming the host', async () => {
+      expect(check(await auditOnly(['lease-guard']), 'lease-guard:atheme').verdict).toBe('pass');
+      await run('emergency1', 'systemctl stop baton-lease-watchdog');
+      try {
+        const c = check(await auditOnly(['lease-guard']), 'lease-guard:atheme');
+        expect(c.verdict).toBe('fail');
+        expect(c.summary).toBe('emergency1 is not guarded by the lease');
+        expect(c.evidence).toContain(
+          'emergency1: baton-lease-watchdog is inactive: nothing stops services when the lease is lost',
+        );
+      } finally {
+        await run('emergency1', 'systemctl start baton-lease-watchdog');
+      }
+    });
+
     it('fails standby readiness when the copy a failover would start from is 3 days old (incident 003)', async () => {
       const healthy = check(await auditOnly(['standby-copy']), 'standby-copy:atheme');
       expect(healthy.verdict).toBe('pass');

@@ -1,7 +1,7 @@
 import { inspect } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AzureDnsProvider } from '../lib/dns/azure.ts';
-import { DnsError } from '../lib/dns/provider.ts';
+import { DnsConflictError, DnsError } from '../lib/dns/provider.ts';
 import {
   captureOutput,
   startApi,
@@ -30,6 +30,8 @@ class FakeAzureDns {
   rateLimited = 0;
   retryAfter = '2';
   changeBeforeNextPut = false;
+  /** Another writer that lands between a client's GET and its PUT. */
+  writeBeforeNextPut: (() => void) | undefined;
   baseUrl = '';
 
   constructor() {
@@ -136,6 +138,12 @@ class FakeAzureDns {
           };
     }
     if (req.method === 'PUT') {
+      if (this.writeBeforeNextPut) {
+        const write = this.writeBeforeNextPut;
+        this.writeBeforeNextPut = undefined;
+        write();
+        return this.handle(req);
+      }
       if (this.changeBeforeNextPut && existing) {
         this.changeBeforeNextPut = false;
         existing.etag = `etag-${++this.etags}`;
@@ -272,6 +280,51 @@ describe('Azure DNS (ARM REST 2018-05-01) client', () => {
     expect(await client().readRecord('irc', 'A')).toEqual({
       values: ['192.0.2.10', '192.0.2.11'],
       ttl: 300,
+    });
+  });
+
+  it('compare-and-set writes only over the value it read, guarded by that etag', async () => {
+    fresh();
+    fake.add('_lease', 'TXT', { TTL: 60, TXTRecords: [{ value: ['holder=a gen=1'] }] });
+    const etag = fake.sets.get('TXT/_lease')!.etag;
+    expect(
+      await client().compareAndSet('_lease', 'TXT', 'holder=a gen=1', 'holder=b gen=2'),
+    ).toEqual({ values: ['holder=b gen=2'], ttl: 60 });
+    expect(api.requests.find((r) => r.method === 'PUT')!.headers['if-match']).toBe(etag);
+    // A stale value is refused before any write, naming what the record holds.
+    api.requests.length = 0;
+    const stale = (await client()
+      .compareAndSet('_lease', 'TXT', 'holder=a gen=1', 'holder=c gen=2')
+      .catch((e: unknown) => e)) as DnsConflictError;
+    expect(stale).toBeInstanceOf(DnsConflictError);
+    expect(stale.found).toEqual(['holder=b gen=2']);
+    expect(stale.message).toContain('no longer holds "holder=a gen=1": it holds "holder=b gen=2"');
+    expect(api.requests.some((r) => r.method === 'PUT')).toBe(false);
+    // Created only where none exists.
+    expect(await client().compareAndSet('_new', 'TXT', undefined, 'x', 30)).toEqual({
+      values: ['x'],
+      ttl: 30,
+    });
+    expect(api.requests.find((r) => r.method === 'PUT')!.headers['if-none-match']).toBe('*');
+    await expect(client().compareAndSet('_new', 'TXT', undefined, 'y', 30)).rejects.toThrow(
+      DnsConflictError,
+    );
+  });
+
+  it('compare-and-set loses to a writer that lands between its read and its write (412), and says who won', async () => {
+    fresh();
+    fake.add('_lease', 'TXT', { TTL: 60, TXTRecords: [{ value: ['holder=a gen=1'] }] });
+    fake.writeBeforeNextPut = () =>
+      fake.add('_lease', 'TXT', { TTL: 60, TXTRecords: [{ value: ['holder=other gen=2'] }] });
+    const err = (await client()
+      .compareAndSet('_lease', 'TXT', 'holder=a gen=1', 'holder=b gen=2')
+      .catch((e: unknown) => e)) as DnsConflictError;
+    expect(err).toBeInstanceOf(DnsConflictError);
+    expect(err.status).toBe(412);
+    expect(err.found).toEqual(['holder=other gen=2']);
+    expect(await client().readRecord('_lease', 'TXT')).toEqual({
+      values: ['holder=other gen=2'],
+      ttl: 60,
     });
   });
 

@@ -1,7 +1,7 @@
 import { inspect } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LinodeDnsProvider, type LinodeRecord } from '../lib/dns/linode.ts';
-import { DnsError } from '../lib/dns/provider.ts';
+import { DnsConflictError, DnsError } from '../lib/dns/provider.ts';
 import {
   captureOutput,
   startApi,
@@ -25,6 +25,8 @@ class FakeLinode {
   rateLimited = 0;
   retryAfter: string | undefined = '1';
   echoToken = false;
+  /** Another writer that lands just after a client's next PUT. */
+  writeAfterNextPut: (() => void) | undefined;
 
   constructor() {
     this.domains.push({ id: 777, domain: 'example.net', ttl_sec: 86400 });
@@ -139,6 +141,9 @@ class FakeLinode {
       const rec = { ...records[idx]!, ...b };
       if (b.ttl_sec !== undefined) rec.ttl_sec = FakeLinode.round(b.ttl_sec);
       records[idx] = rec;
+      const after = this.writeAfterNextPut;
+      this.writeAfterNextPut = undefined;
+      after?.();
       return { status: 200, body: rec };
     }
     if (req.method === 'DELETE') {
@@ -245,6 +250,37 @@ describe('Linode DNS API v4 client', () => {
     await expect(client().setTtl('other', 'A', 30)).rejects.toMatchObject({
       code: 'PRECONDITION_FAILED',
     });
+  });
+
+  it('compare-and-set reads, compares, writes and reads again: a stale value is refused before any write', async () => {
+    fresh();
+    const recs = fake.records.get(777)!;
+    recs.push({ id: 9001, type: 'TXT', name: '_lease', target: 'holder=a gen=1', ttl_sec: 30 });
+    expect(
+      await client().compareAndSet('_lease', 'TXT', 'holder=a gen=1', 'holder=b gen=2'),
+    ).toEqual({ values: ['holder=b gen=2'], ttl: 30 });
+    const before = api.requests.filter((r) => r.method !== 'GET').length;
+    const stale = (await client()
+      .compareAndSet('_lease', 'TXT', 'holder=a gen=1', 'holder=c gen=2')
+      .catch((e: unknown) => e)) as DnsConflictError;
+    expect(stale).toBeInstanceOf(DnsConflictError);
+    expect(stale.found).toEqual(['holder=b gen=2']);
+    expect(api.requests.filter((r) => r.method !== 'GET').length).toBe(before);
+  });
+
+  it('compare-and-set finds a writer that landed after its write on the second read (Linode has no If-Match)', async () => {
+    fresh();
+    const recs = fake.records.get(777)!;
+    recs.push({ id: 9002, type: 'TXT', name: '_lease', target: 'holder=a gen=1', ttl_sec: 30 });
+    fake.writeAfterNextPut = () => {
+      recs.find((r) => r.id === 9002)!.target = 'holder=other gen=2';
+    };
+    const err = (await client()
+      .compareAndSet('_lease', 'TXT', 'holder=a gen=1', 'holder=b gen=2')
+      .catch((e: unknown) => e)) as DnsConflictError;
+    expect(err).toBeInstanceOf(DnsConflictError);
+    expect(err.found).toEqual(['holder=other gen=2']);
+    expect(err.message).toContain('after baton wrote it');
   });
 
   it('waits as Retry-After asks on 429, then succeeds', async () => {

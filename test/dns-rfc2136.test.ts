@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { localRunner, type CommandRunner } from '../lib/dns/command.ts';
-import { DnsError } from '../lib/dns/provider.ts';
+import { DnsConflictError, DnsError } from '../lib/dns/provider.ts';
 import { parseTsigKey, Rfc2136Provider } from '../lib/dns/rfc2136.ts';
 import { verifyAnswer } from '../lib/dns/verify.ts';
 import { findExecutable } from '../lib/which.ts';
@@ -94,6 +94,49 @@ describe.skipIf(!!missing && !required)(title, () => {
       values: ['say "hi" \\ there'],
       ttl: 300,
     });
+  });
+
+  it('compare-and-set: two writers from the same value, the first wins and the second is refused, naming what the record holds', async () => {
+    const lease = '_lease.services';
+    await provider().setTarget(
+      lease,
+      'TXT',
+      'holder=nebula gen=1 expires=2026-12-01T23:00:00Z',
+      60,
+    );
+    const read = 'holder=nebula gen=1 expires=2026-12-01T23:00:00Z';
+    const first = 'holder=emergency1 gen=2 expires=2026-12-01T23:00:30Z';
+    commands.length = 0;
+    expect(await provider().compareAndSet(lease, 'TXT', read, first)).toEqual({
+      values: [first],
+      ttl: 60,
+    });
+    expect(commands.find((c) => c.text === 'knsupdate')?.input).toContain(
+      `prereq yxrrset _lease.services.example.test. TXT "${read}"\nupdate delete _lease.services.example.test. TXT\n`,
+    );
+    const second = (await provider()
+      .compareAndSet(lease, 'TXT', read, 'holder=paralysis gen=2 expires=2026-12-01T23:00:30Z')
+      .catch((e: unknown) => e)) as DnsConflictError;
+    expect(second).toBeInstanceOf(DnsConflictError);
+    expect(second.code).toBe('PRECONDITION_FAILED');
+    expect(second.found).toEqual([first]);
+    expect(second.message).toContain('refused (NXRRSET)');
+    expect(second.message).toContain(`no longer holds "${read}": it holds "${first}"`);
+    expect(second.message).not.toContain(primary.key.secret);
+    expect((await provider().readRecord(lease, 'TXT')).values).toEqual([first]);
+  });
+
+  it('compare-and-set creates a record only where none exists (prereq nxrrset)', async () => {
+    expect(await provider().compareAndSet('_fresh', 'TXT', undefined, 'one', 60)).toEqual({
+      values: ['one'],
+      ttl: 60,
+    });
+    const again = (await provider()
+      .compareAndSet('_fresh', 'TXT', undefined, 'two', 60)
+      .catch((e: unknown) => e)) as DnsConflictError;
+    expect(again).toBeInstanceOf(DnsConflictError);
+    expect(again.message).toContain('refused (YXRRSET)');
+    expect(again.found).toEqual(['one']);
   });
 
   it('verifies the answer on every authoritative server and names the one that differs', async () => {

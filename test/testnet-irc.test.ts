@@ -18,7 +18,8 @@ import type { SshPool } from '../lib/ssh.ts';
 import { registerTestnetCommands } from '../lib/testnet/cli.ts';
 import * as testnet from '../lib/testnet/index.ts';
 import { backupAtheme } from '../lib/testnet/irc-backup.ts';
-import { askService, connectIrc, ircEndpoint } from '../lib/testnet/irc-seed.ts';
+import { askService, connectIrc, ircEndpoint, waitForLinks } from '../lib/testnet/irc-seed.ts';
+import { formatLease, parseLease } from '../lib/lease.ts';
 import {
   ATHEME,
   BACKUP,
@@ -280,7 +281,9 @@ describe.skipIf(skipUnless(missing, 'the irc testnet'))('the irc testnet', () =>
       ]);
     }
     const dig = await sh('vault', `dig +norec +short @${KNOT.address} TXT ${LEASE_FQDN}`);
-    expect(dig.stdout).toBe('"nebula"\n');
+    expect(dig.stdout).toMatch(
+      /^"holder=nebula gen=\d+ expires=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"\n$/,
+    );
     const soa = await sh('vault', `dig +norec +noall +answer @${KNOT.address} irc.test NS`);
     expect(soa.stdout).toMatch(/^irc\.test\.\s+3600\s+IN\s+NS\s+ns1\.irc\.test\.$/m);
   });
@@ -327,8 +330,14 @@ describe.skipIf(skipUnless(missing, 'the irc testnet'))('the irc testnet', () =>
       await testnet.heal('partition', ['emergency1', 'ns1']);
     }
 
+    // Moved by compare-and-set to emergency1 at the next generation; nebula's watchdog stops nebula's atheme.
     const provider = tsig();
-    await provider.setTarget(LEASE_RECORD, 'TXT', 'emergency1');
+    const read = (await provider.readRecord(LEASE_RECORD, 'TXT')).values[0]!;
+    const lease0 = parseLease(read)!;
+    const lease = (holder: string, gen: number): string =>
+      formatLease({ holder, gen, expires: new Date(Date.now() + 30_000) });
+    const moved = lease('emergency1', lease0.gen + 1);
+    await provider.compareAndSet(LEASE_RECORD, 'TXT', read, moved);
     try {
       const granted = await start();
       expect(granted).toMatchObject({ code: 0, active: 'active' });
@@ -339,12 +348,18 @@ describe.skipIf(skipUnless(missing, 'the irc testnet'))('the irc testnet', () =>
         'emergency1',
         `systemctl stop atheme; systemctl reset-failed atheme; rm -f ${ATHEME.db}`,
       );
-      await provider.setTarget(LEASE_RECORD, 'TXT', 'nebula');
+      const now = (await provider.readRecord(LEASE_RECORD, 'TXT')).values[0]!;
+      await provider.compareAndSet(LEASE_RECORD, 'TXT', now, lease('nebula', lease0.gen + 2));
+      await sh('nebula', 'systemctl start atheme');
     }
-    expect(await provider.readRecord(LEASE_RECORD, 'TXT')).toEqual({ values: ['nebula'], ttl: 60 });
+    expect(parseLease((await provider.readRecord(LEASE_RECORD, 'TXT')).values[0]!)).toMatchObject({
+      holder: 'nebula',
+      gen: lease0.gen + 2,
+    });
     expect(
       (await sh('emergency1', `systemctl is-active atheme; ls ${ATHEME.dataDir}`)).stdout,
     ).toBe('inactive\n');
+    await waitForLinks(pool, inv, [SERVICES_SERVER]);
   });
 
   it('holds the seeded accounts, nicks and channels in services.db on nebula and in the backup on vault', async () => {

@@ -24,6 +24,7 @@ export type CheckKind =
   | 'standby-binary'
   | 'trust'
   | 'dns-ttl'
+  | 'lease-guard'
   | 'countersignature';
 
 /** What a check found: the verdict, and the evidence a person can act on. */

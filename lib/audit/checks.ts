@@ -6,6 +6,7 @@ import type { AuditCheck } from './check.ts';
 import type { AuditConfig } from './config.ts';
 import { countersignatureCheck, soloEmergencyRuns } from './countersign.ts';
 import { diskCheck } from './disk.ts';
+import { leaseGuardCheck } from './lease.ts';
 import { passphraseCheck } from './passphrase.ts';
 import { dnsTtlCheck, standbyBinaryCheck, standbyCopyCheck, trustCheck } from './standby.ts';
 
@@ -30,6 +31,8 @@ export function auditChecks(
     checks.push(standbyBinaryCheck(name, s));
     const ircds = s.ircds ?? hostsWithRole(inventory, 'ircd').map((h) => h.name);
     if (ircds.length) checks.push(trustCheck(name, s, ircds));
+    if (s.lease)
+      checks.push(leaseGuardCheck(name, s.lease, s.lease.hosts ?? [s.primary, s.standby]));
     if (s.dns && inventory.dns) {
       const servers = inventory.dns.servers.map((x) => ({
         name: x.name,

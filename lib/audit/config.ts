@@ -65,6 +65,17 @@ export const dnsRecordCheckSchema = z.object({
   maxTtl: z.number().int().min(0),
 });
 
+export const leaseGuardSchema = z.object({
+  /** The services unit whose ExecStartPre must be the lease check. */
+  unit: z.string().min(1).default('atheme'),
+  watchdogUnit: z.string().min(1).default('baton-lease-watchdog'),
+  conf: absolutePath.default('/etc/baton/lease.conf'),
+  /** Hosts that can run services; default the primary and the standby. */
+  hosts: z.array(hostName).optional(),
+});
+
+export type LeaseGuardConfig = z.output<typeof leaseGuardSchema>;
+
 export const standbySchema = z.object({
   primary: hostName,
   standby: hostName,
@@ -97,6 +108,8 @@ export const standbySchema = z.object({
   warnCopyAge: duration.optional(),
   /** A copy holding this many percent fewer accounts, nicks or channels than the most complete one (or the live primary) fails. */
   maxShrinkPercent: z.number().min(0).max(100).default(2),
+  /** Check that every services host has the lease check and watchdog (docs/lease.md). */
+  lease: leaseGuardSchema.optional(),
   dns: z
     .object({
       /** Host to run dig on; default the inventory host with the server's address, else the controller. */

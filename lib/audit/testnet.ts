@@ -18,6 +18,7 @@ import {
   BACKUP_HOST,
   INSPIRCD,
   IRC_CLIENT_PORT,
+  LEASE,
   LEASE_RECORD,
   SERVICES_PRIMARY,
   SERVICES_SERVER,
@@ -74,6 +75,7 @@ export function testnetAuditConfigInput(paths: TestnetPaths = testnetPaths()): A
           ],
           primaryPath: ATHEME.db,
           maxCopyAge: '48h',
+          lease: { unit: ATHEME.unit, watchdogUnit: LEASE.watchdogUnit, conf: LEASE.conf },
           dns: {
             records: [
               { name: 'irc', type: 'A', maxTtl: 300 },

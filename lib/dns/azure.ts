@@ -7,6 +7,8 @@ import { ApiClient, type HttpClientOptions } from './http.ts';
 import {
   checkTtl,
   checkValue,
+  conflictMessage,
+  DnsConflictError,
   DnsError,
   normalizeZone,
   relativeName,
@@ -83,6 +85,7 @@ function recordsFor(type: RecordType, values: string[]): Record<string, unknown>
 
 export class AzureDnsProvider implements DnsProvider {
   readonly kind = 'azure';
+  readonly cas = 'atomic';
   readonly zone: string;
   readonly #token: string | (() => Promise<string>);
   #lastToken = '';
@@ -214,6 +217,59 @@ export class AzureDnsProvider implements DnsProvider {
       );
     }
     return this.put(name, type, current, [target], newTtl);
+  }
+
+  /**
+   * Read the record set and its etag, compare the values, then PUT guarded by
+   * that etag (If-Match; If-None-Match: * for a record that must not exist):
+   * Azure refuses the write with 412 when the record set changed in between.
+   */
+  async compareAndSet(
+    name: string,
+    type: RecordType,
+    expected: string | undefined,
+    value: string,
+    ttl?: number,
+  ): Promise<RecordSet> {
+    const target = checkValue(type, value);
+    if (ttl !== undefined) checkTtl(ttl);
+    const current = await this.get(name, type);
+    const values = valuesOf(type, current?.properties);
+    const holds =
+      expected === undefined
+        ? values.length === 0
+        : values.length === 1 && values[0] === checkValue(type, expected);
+    if (!holds) this.conflict(name, type, expected, values);
+    const newTtl = ttl ?? current?.properties?.TTL;
+    if (newTtl === undefined) {
+      throw new DnsError(
+        'INVALID_INPUT',
+        this.kind,
+        `${name} ${type} does not exist in ${this.zone} yet, so creating it needs a TTL`,
+      );
+    }
+    try {
+      return await this.put(name, type, current, [target], newTtl);
+    } catch (e) {
+      if (!(e instanceof DnsError) || e.status !== 412) throw e;
+      this.conflict(name, type, expected, (await this.readRecord(name, type)).values, ' (412)');
+    }
+  }
+
+  private conflict(
+    name: string,
+    type: RecordType,
+    expected: string | undefined,
+    found: string[],
+    how = '',
+  ): never {
+    throw new DnsConflictError(
+      this.kind,
+      `Azure DNS: ${conflictMessage(`${name} in ${this.zone}`, type, expected, found)}${how}`,
+      found,
+      'Someone else changed the record set since it was read: read it again and decide.',
+      how ? 412 : undefined,
+    );
   }
 
   /** Every record set of the zone (or of one type), following nextLink. */

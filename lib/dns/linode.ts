@@ -1,12 +1,17 @@
 /**
  * Linode DNS through API v4: domains and their records, paginated with
  * `page`/`pages`. An A record set is several records with one name; a TTL of 0
- * means the domain's default.
+ * means the domain's default. The API has no conditional update (no etag, no
+ * If-Match): a compare-and-set reads, compares, writes and reads again, so two
+ * writers inside that window can both believe they won; the second read
+ * catches the loser when it lands after the winner (docs/lease.md).
  */
 import { ApiClient, type HttpClientOptions } from './http.ts';
 import {
   checkTtl,
   checkValue,
+  conflictMessage,
+  DnsConflictError,
   DnsError,
   normalizeZone,
   relativeName,
@@ -54,6 +59,7 @@ function linodeReason(body: unknown): string | undefined {
 
 export class LinodeDnsProvider implements DnsProvider {
   readonly kind = 'linode';
+  readonly cas = 're-read';
   readonly zone: string;
   readonly #token: string;
   readonly #api: ApiClient;
@@ -218,5 +224,42 @@ export class LinodeDnsProvider implements DnsProvider {
     }
     for (const r of rest) await this.call('DELETE', `domains/${domain.id}/records/${r.id}`);
     return this.toSet(domain, [kept]);
+  }
+
+  /** Read, compare, write, read again: not atomic (see the module comment). */
+  async compareAndSet(
+    name: string,
+    type: RecordType,
+    expected: string | undefined,
+    value: string,
+    ttl?: number,
+  ): Promise<RecordSet> {
+    const target = checkValue(type, value);
+    const before = await this.readRecord(name, type);
+    const holds =
+      expected === undefined
+        ? before.values.length === 0
+        : before.values.length === 1 && before.values[0] === checkValue(type, expected);
+    if (!holds) this.conflict(name, type, expected, before.values);
+    await this.setTarget(name, type, value, ttl ?? (before.values.length ? undefined : 60));
+    const after = await this.readRecord(name, type);
+    if (after.values.length !== 1 || after.values[0] !== target)
+      this.conflict(name, type, expected, after.values, ' after baton wrote it');
+    return after;
+  }
+
+  private conflict(
+    name: string,
+    type: RecordType,
+    expected: string | undefined,
+    found: string[],
+    when = '',
+  ): never {
+    throw new DnsConflictError(
+      this.kind,
+      `Linode: ${conflictMessage(`${name} in ${this.zone}`, type, expected, found)}${when}`,
+      found,
+      'Someone else changed the record: read it again and decide.',
+    );
   }
 }

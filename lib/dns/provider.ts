@@ -26,6 +26,25 @@ export interface DnsProvider {
   setTtl(name: string, type: RecordType, ttl: number): Promise<RecordSet>;
   /** Make `value` the record set's only value; keeps the TTL unless `ttl` is given. */
   setTarget(name: string, type: RecordType, value: string, ttl?: number): Promise<RecordSet>;
+  /**
+   * Compare-and-set: make `value` the record set's only value only if it holds
+   * exactly `expected` now (or, with `expected` undefined, does not exist).
+   * Keeps the TTL unless `ttl` is given (a new record needs one). Refused with
+   * a DnsConflictError that says what the record holds instead.
+   */
+  compareAndSet(
+    name: string,
+    type: RecordType,
+    expected: string | undefined,
+    value: string,
+    ttl?: number,
+  ): Promise<RecordSet>;
+  /**
+   * How the comparison is made: `atomic` when the server refuses the update
+   * itself (RFC 2136 prerequisites, an etag with If-Match); `re-read` when the
+   * API has no conditional update and the record is read before and after.
+   */
+  readonly cas: 'atomic' | 're-read';
 }
 
 /** A failed call to a DNS provider; never carries a token or key. */
@@ -38,6 +57,29 @@ export class DnsError extends BatonError {
     this.provider = provider;
     this.status = status;
   }
+}
+
+/** A compare-and-set refused: the record no longer holds what the caller read. */
+export class DnsConflictError extends DnsError {
+  /** The values the record holds now (re-read after the refusal); empty when it does not exist. */
+  readonly found: string[];
+  constructor(provider: string, message: string, found: string[], hint?: string, status?: number) {
+    super('PRECONDITION_FAILED', provider, message, hint, status);
+    this.name = 'DnsConflictError';
+    this.found = found;
+  }
+}
+
+/** The message of a refused compare-and-set. */
+export function conflictMessage(
+  owner: string,
+  type: RecordType,
+  expected: string | undefined,
+  found: readonly string[],
+): string {
+  const was = expected === undefined ? 'no record' : JSON.stringify(expected);
+  const now = found.length ? found.map((v) => JSON.stringify(v)).join(', ') : 'no record';
+  return `${owner} ${type} no longer holds ${was}: it holds ${now}; nothing was written`;
 }
 
 export function normalizeZone(zone: string): string {

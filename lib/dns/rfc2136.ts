@@ -9,6 +9,8 @@ import { localRunner, type CommandRunner } from './command.ts';
 import {
   checkTtl,
   checkValue,
+  conflictMessage,
+  DnsConflictError,
   DnsError,
   fqdn,
   normalizeZone,
@@ -64,6 +66,7 @@ function rdata(type: RecordType, value: string): string {
 
 export class Rfc2136Provider implements DnsProvider {
   readonly kind = 'rfc2136';
+  readonly cas = 'atomic';
   readonly zone: string;
   readonly #key: TsigKey;
   readonly #server: { address: string; port: number };
@@ -155,12 +158,47 @@ export class Rfc2136Provider implements DnsProvider {
     return this.replace(name, type, [value], checkTtl(newTtl));
   }
 
+  /**
+   * One update message whose prerequisite is the record set as read: `prereq
+   * yxrrset NAME TYPE "old"` (exactly that value) or `prereq nxrrset NAME TYPE`
+   * (no such record). The server applies all of it or none.
+   */
+  async compareAndSet(
+    name: string,
+    type: RecordType,
+    expected: string | undefined,
+    value: string,
+    ttl?: number,
+  ): Promise<RecordSet> {
+    checkValue(type, value);
+    if (expected !== undefined) checkValue(type, expected);
+    let newTtl = ttl;
+    if (newTtl === undefined) {
+      const current = await this.readRecord(name, type);
+      if (!current.values.length && expected === undefined) {
+        throw new DnsError(
+          'INVALID_INPUT',
+          this.kind,
+          `${fqdn(name, this.zone)} ${type} does not exist yet, so creating it needs a TTL`,
+        );
+      }
+      newTtl = current.values.length ? current.ttl : 60;
+    }
+    const owner = `${fqdn(name, this.zone)}.`;
+    const prereq =
+      expected === undefined
+        ? `prereq nxrrset ${owner} ${type}`
+        : `prereq yxrrset ${owner} ${type} ${rdata(type, expected)}`;
+    return this.replace(name, type, [value], checkTtl(newTtl), { prereq, expected });
+  }
+
   /** Delete the RRset and add the new one in a single signed update message. */
   private async replace(
     name: string,
     type: RecordType,
     values: string[],
     ttl: number,
+    cas?: { prereq: string; expected: string | undefined },
   ): Promise<RecordSet> {
     const owner = `${fqdn(name, this.zone)}.`;
     const tool = this.#tool ?? (findExecutable('knsupdate') ? 'knsupdate' : 'nsupdate');
@@ -169,6 +207,7 @@ export class Rfc2136Provider implements DnsProvider {
       `server ${this.#server.address} ${this.#server.port}`,
       `zone ${this.zone}.`,
       `key ${key.algorithm}:${key.name} ${key.secret}`,
+      ...(cas ? [cas.prereq] : []),
       `update delete ${owner} ${type}`,
       ...values.map((v) => `update add ${owner} ${ttl} ${type} ${rdata(type, v)}`),
       'send',
@@ -179,9 +218,19 @@ export class Rfc2136Provider implements DnsProvider {
     const out = await this.#run(cmd, { input: script, timeoutMs: this.#timeoutMs });
     if (out.exitCode !== 0) {
       const detail = redactSecrets(`${out.stdout}\n${out.stderr}`, [key.secret]).trim();
-      const rcode = /\b(NOTAUTH|BADSIG|BADKEY|BADTIME|REFUSED|NOTZONE|SERVFAIL|FORMERR)\b/.exec(
-        detail,
-      )?.[1];
+      const rcode =
+        /\b(NOTAUTH|BADSIG|BADKEY|BADTIME|REFUSED|NOTZONE|SERVFAIL|FORMERR|NXRRSET|YXRRSET)\b/.exec(
+          detail,
+        )?.[1];
+      if (cas && (rcode === 'NXRRSET' || rcode === 'YXRRSET')) {
+        const found = (await this.readRecord(name, type)).values;
+        throw new DnsConflictError(
+          this.kind,
+          `RFC 2136 update of ${owner} ${type} on ${this.server} refused (${rcode}): ${conflictMessage(owner, type, cas.expected, found)}`,
+          found,
+          'Someone else changed the record since it was read: read it again and decide.',
+        );
+      }
       throw new DnsError(
         rcode === 'REFUSED' || rcode?.startsWith('BAD') || rcode === 'NOTAUTH'
           ? 'PRECONDITION_FAILED'

@@ -6,6 +6,16 @@
 import { posix } from 'node:path';
 import { z } from 'zod';
 import { dnsProviderFor, verifyAnswer, type DnsProvider } from '../dns/index.ts';
+import { DnsConflictError } from '../dns/provider.ts';
+import {
+  describeLease,
+  formatLease,
+  isoSeconds,
+  leaseExpired,
+  leaseOf,
+  parseLease,
+  type Lease,
+} from '../lease.ts';
 import type { CommandRunner } from '../dns/command.ts';
 import type { RecordType } from '../dns/provider.ts';
 import { checkPortability, readRemoteElf, remoteResolver } from '../elf.ts';
@@ -122,7 +132,21 @@ export const servicesParams = z.object({
   maxClockSkew: z.number().min(0).default(5).describe('seconds'),
   lease: dnsName
     .default('_lease.services')
-    .describe('TXT record naming the host allowed to run services'),
+    .describe('TXT record naming the host allowed to run services (docs/lease.md)'),
+  leaseSeconds: z
+    .number()
+    .int()
+    .min(5)
+    .default(30)
+    .describe('how long a lease the run writes lasts unless its holder renews it'),
+  leaseGrace: z
+    .number()
+    .int()
+    .min(0)
+    .default(10)
+    .describe(
+      "seconds a failover waits past the old holder's lease expiry (its watchdog fences it within the grace)",
+    ),
   opsAccount: ircName.default('batonops'),
   opsPassword: secret(ircPassword).describe('password of the services operator account'),
   canary: ircName
@@ -196,7 +220,7 @@ export interface ServicesFacts {
   primaryDb?: DbSummary;
   ircds: Record<string, IrcdFacts>;
   records: CutRecord[];
-  lease: { name: string; holder: string | undefined; ttl: number | undefined };
+  lease: LeaseFacts;
   standbyHasDb: boolean;
   standbyHasLink: boolean;
   fromReachable: boolean;
@@ -210,6 +234,18 @@ export interface ServicesFacts {
   incoming: string;
   /** A pulumi CLI and infra/ are here, so the stack can be told which host is active. */
   pulumi: boolean;
+}
+
+/** The lease as the authoritative server answered it at planning. */
+export interface LeaseFacts {
+  name: string;
+  holder: string | undefined;
+  ttl: number | undefined;
+  /** The TXT value exactly as read: what a compare-and-set starts from. */
+  value?: string;
+  gen?: number;
+  /** ISO time; absent for a lease of the first format. */
+  expires?: string;
 }
 
 type Ctx = RunbookContext<ServicesParams, ServicesFacts>;
@@ -389,11 +425,7 @@ export async function gatherServicesFacts(
     ...(primaryDb ? { primaryDb } : {}),
     ircds: ircdInfo,
     records,
-    lease: {
-      name: params.lease,
-      holder: leaseValues[0]?.replace(/^"|"$/g, ''),
-      ttl: leaseAnswer.answers[0]?.ttl,
-    },
+    lease: leaseFacts(params.lease, leaseValues, leaseAnswer.answers[0]?.ttl),
     standbyHasDb:
       (await ctx.probe(toHost)(sh`test -e ${params.db}`, { allowFail: true })).exitCode === 0,
     standbyHasLink: Boolean(toIrcd && toIrcd.links.length > 0),
@@ -945,49 +977,231 @@ export function installStep(): Step {
   };
 }
 
-export function leaseStep(): Step {
+function leaseFacts(name: string, values: string[], ttl: number | undefined): LeaseFacts {
+  const lease = leaseOf(values);
+  return {
+    name,
+    holder: lease?.holder ?? (values.length ? values.join(', ') : undefined),
+    ttl,
+    ...(values.length === 1 ? { value: values[0]! } : {}),
+    ...(lease
+      ? { gen: lease.gen, ...(lease.expires ? { expires: isoSeconds(lease.expires) } : {}) }
+      : {}),
+  };
+}
+
+function plannedLease(facts: ServicesFacts): Lease | undefined {
+  return facts.lease.value !== undefined ? parseLease(facts.lease.value) : undefined;
+}
+
+/** When services may start elsewhere in a failover: the old holder's expiry plus the grace. */
+function fencedAt(expires: string | undefined, grace: number): Date | undefined {
+  return expires ? new Date(Date.parse(expires) + grace * 1000) : undefined;
+}
+
+/**
+ * Move the lease by compare-and-set: only from the holder and generation the
+ * plan read (its holder's watchdog may have renewed the expiry meanwhile; the
+ * update carries the exact value read just before as its prerequisite). A
+ * lease that names anyone else, or another generation, is refused, naming who
+ * holds it now. Returns the value it replaced, or undefined when the lease
+ * already was where it was going (a retry).
+ */
+async function moveLease(
+  dns: DnsProvider,
+  name: string,
+  from: { holder: string; gen: number },
+  to: { holder: string; gen: number; seconds: number },
+  now: () => Date,
+): Promise<Lease | undefined> {
+  for (let attempt = 1; ; attempt++) {
+    const current = await dns.readRecord(name, 'TXT');
+    const lease = leaseOf(current.values);
+    if (lease && lease.holder === to.holder && lease.gen === to.gen) return undefined;
+    if (!lease || lease.holder !== from.holder || lease.gen !== from.gen) {
+      throw new BatonError(
+        'PRECONDITION_FAILED',
+        `the lease ${name} is not where the plan found it: expected held by ${from.holder} (gen ${from.gen}), now ${lease ? describeLease(lease) : current.values.length ? `unreadable: ${current.values.map((v) => JSON.stringify(v)).join(', ')}` : 'no record'}; nothing was written`,
+        'Someone else moved it (another run, a person): find out who before anything else. baton writes a lease only over the value it read, so the last writer does not win.',
+      );
+    }
+    const next = formatLease({
+      holder: to.holder,
+      gen: to.gen,
+      expires: new Date(now().getTime() + to.seconds * 1000),
+    });
+    try {
+      await dns.compareAndSet(name, 'TXT', current.values[0]!, next);
+      return lease;
+    } catch (e) {
+      // Renewed between the read and the write: read again (the holder and generation decide).
+      if (!(e instanceof DnsConflictError) || attempt >= 5) throw e;
+    }
+  }
+}
+
+export function leaseStep(kind: 'handover' | 'failover' = 'handover'): Step {
+  const planned = (facts: ServicesFacts): { gen: number; next: number } => {
+    const gen = plannedLease(facts)?.gen ?? 0;
+    return { gen, next: gen + 1 };
+  };
   return {
     id: 'lease',
-    title: 'Move the services lease to the standby (the old primary may no longer start services)',
+    title:
+      kind === 'failover'
+        ? "Move the services lease to the standby by compare-and-set, then wait out the old holder's expiry"
+        : 'Move the services lease to the standby by compare-and-set (the old primary may no longer start services)',
     targets: 'controller',
     state: 'the lease names the target host: the source host cannot start services',
     idempotent: true,
     async check(ctx) {
-      const { facts } = ctx;
-      return condition(
-        `lease ${facts.lease.name}`,
-        facts.lease.holder === facts.from || facts.lease.holder === facts.to,
-        {
+      const { facts, params, now } = ctx;
+      const lease = plannedLease(facts);
+      const conditions: Condition[] = [
+        condition(`lease ${facts.lease.name}`, lease !== undefined && lease.holder === facts.from, {
           expected: `held by ${facts.from}`,
-          found: facts.lease.holder ? `held by ${facts.lease.holder}` : 'no lease record',
-          remedy: `Create the TXT record ${facts.lease.name} naming ${facts.from}, and install the lease check on the services hosts (see README, "Never both primaries").`,
-        },
-      );
+          found: facts.lease.value
+            ? lease
+              ? describeLease(lease)
+              : `not a lease: ${JSON.stringify(facts.lease.value)}`
+            : facts.lease.holder
+              ? `several records: ${facts.lease.holder}`
+              : 'no lease record',
+          remedy: lease
+            ? `The lease names ${lease.holder}, not ${facts.from}: find out who moved it before anything else (docs/lease.md).`
+            : `Create the TXT record ${facts.lease.name} as "holder=${facts.from} gen=1 expires=…", and install the lease check and watchdog on the services hosts (docs/lease.md).`,
+        }),
+      ];
+      if (kind === 'failover' && lease?.holder === facts.from) {
+        const at = fencedAt(facts.lease.expires, params.leaseGrace);
+        const wait = at ? Math.max(0, Math.ceil((at.getTime() - now().getTime()) / 1000)) : 0;
+        conditions.push({
+          ...condition(
+            `${facts.from}'s lease runs out before services start on ${facts.to}`,
+            true,
+            {
+              expected: `services start on ${facts.to} only after ${facts.from}'s lease expiry plus ${params.leaseGrace} s of grace, within which its watchdog stops its services`,
+              found: at
+                ? `${describeLease(lease)}: the run waits until ${isoSeconds(at)}, about ${wait} s from now (longer if ${facts.from} renews it before the move)`
+                : `${describeLease(lease)}: a lease of the first format has no expiry to wait out, so ${facts.from} has no watchdog to fence it; only its lease check stops a restart`,
+            },
+          ),
+          notice: true,
+        });
+      }
+      return conditions;
     },
     async apply(ctx) {
+      const { facts, params } = ctx;
       const dns = dnsFor(ctx, dnsProbe(ctx));
+      const { gen, next } = planned(facts);
+      let replaced: Lease | undefined;
       await ctx.act(
-        `dns: set ${ctx.facts.lease.name} TXT to "${ctx.facts.to}"`,
-        { name: ctx.facts.lease.name, type: 'TXT' as const, value: ctx.facts.to },
+        `dns: move the lease ${facts.lease.name} from ${facts.from} (gen ${gen}) to ${facts.to} (gen ${next}, ${params.leaseSeconds} s), by compare-and-set`,
+        {
+          name: facts.lease.name,
+          holder: facts.from,
+          gen,
+          to: facts.to,
+          nextGen: next,
+          seconds: params.leaseSeconds,
+        },
         async (d) => {
-          await dns.setTarget(d.name, d.type, d.value);
+          replaced = await moveLease(
+            dns,
+            d.name,
+            { holder: d.holder, gen: d.gen },
+            { holder: d.to, gen: d.nextGen, seconds: d.seconds },
+            ctx.now,
+          );
+          if (replaced?.expires) ctx.note({ replacedExpires: isoSeconds(replaced.expires) });
+          return replaced
+            ? `replaced "${formatLeaseLoosely(replaced)}"`
+            : `already held by ${d.to} (gen ${d.nextGen})`;
+        },
+      );
+      if (kind !== 'failover') return;
+      const at = fencedAt(facts.lease.expires, params.leaseGrace);
+      if (!at) return;
+      await ctx.act(
+        `wait until ${isoSeconds(at)}: ${facts.from}'s lease expiry plus ${params.leaseGrace} s of grace (longer if it renewed the lease since the plan)`,
+        { until: isoSeconds(at), grace: params.leaseGrace },
+        async (d) => {
+          const renewed =
+            (replaced?.expires && isoSeconds(replaced.expires)) ||
+            (typeof ctx.notes.replacedExpires === 'string' ? ctx.notes.replacedExpires : undefined);
+          const until = Math.max(
+            Date.parse(d.until),
+            renewed ? Date.parse(renewed) + d.grace * 1000 : 0,
+          );
+          const ms = until - ctx.now().getTime();
+          if (ms > 0) await ctx.sleep(ms);
+          return `waited until ${isoSeconds(new Date(until))}`;
         },
       );
     },
     async verify(ctx) {
-      return answerConditions(ctx, ctx.facts.lease.name, 'TXT', ctx.facts.to);
+      return leaseConditions(ctx, ctx.facts.to, planned(ctx.facts).next);
     },
     async undo(ctx) {
+      const { facts, params } = ctx;
       const dns = dnsFor(ctx, dnsProbe(ctx));
+      const { next } = planned(facts);
       await ctx.act(
-        `dns: set ${ctx.facts.lease.name} TXT back to "${ctx.facts.from}"`,
-        { name: ctx.facts.lease.name, type: 'TXT' as const, value: ctx.facts.from },
+        `dns: move the lease ${facts.lease.name} back to ${facts.from} (gen ${next + 1}), by compare-and-set, if this run moved it`,
+        {
+          name: facts.lease.name,
+          holder: facts.to,
+          gen: next,
+          to: facts.from,
+          nextGen: next + 1,
+          seconds: params.leaseSeconds,
+        },
         async (d) => {
-          await dns.setTarget(d.name, d.type, d.value);
+          const current = leaseOf((await dns.readRecord(d.name, 'TXT')).values);
+          // Only what this run wrote is reverted: a lease it did not move (or one moved since) stays.
+          if (current?.holder !== d.holder || current.gen !== d.gen)
+            return `not moved by this run: ${describeLease(current)}; left as it is`;
+          const replaced = await moveLease(
+            dns,
+            d.name,
+            { holder: d.holder, gen: d.gen },
+            { holder: d.to, gen: d.nextGen, seconds: d.seconds },
+            ctx.now,
+          );
+          return replaced ? `replaced "${formatLeaseLoosely(replaced)}"` : 'already back';
         },
       );
     },
   };
+}
+
+function formatLeaseLoosely(lease: Lease): string {
+  return lease.expires ? formatLease(lease) : lease.holder;
+}
+
+/** Every authoritative server answers the lease naming `holder` with generation `gen` (its expiry renews). */
+async function leaseConditions(
+  ctx: ProbeContext<ServicesParams, ServicesFacts>,
+  holder: string,
+  gen: number,
+): Promise<Condition[]> {
+  const zone = dnsOf(ctx.inventory).zone;
+  const name = fqdn(ctx.facts.lease.name, zone);
+  const result = await verifyAnswer(servers(ctx.inventory), name, 'TXT', [], {
+    run: runnerOf(dnsProbe(ctx)),
+  });
+  return result.answers.map((a) => {
+    const lease = leaseOf(a.values);
+    return condition(
+      `${a.server} answers the lease ${name}`,
+      !a.error && lease?.holder === holder && lease.gen === gen && !leaseExpired(lease, ctx.now()),
+      {
+        expected: `held by ${holder} (gen ${gen}), not expired`,
+        found: a.error ?? (lease ? describeLease(lease) : a.values.join(', ') || 'nothing'),
+      },
+    );
+  });
 }
 
 export function fenceStep(): Step {
@@ -998,7 +1212,7 @@ export function fenceStep(): Step {
     targets: (ctx) => [ctx.facts.from],
     when: ({ facts }) =>
       facts.fromReachable ||
-      `${facts.from} is unreachable: the lease fences it (its lease check refuses to start services while the lease names ${facts.to})`,
+      `${facts.from} is unreachable: the lease fences it (its watchdog stops its services once its lease is lost, and its lease check refuses to start them while the lease names ${facts.to})`,
     state: 'the source host fenced',
     idempotent: true,
     async apply({ $, params }) {

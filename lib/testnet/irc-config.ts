@@ -3,6 +3,7 @@
  * (config, unit, lease guard), Knot (config, zone) and the backup script.
  * Pure functions of the contract in irc.ts and the per-testnet secrets.
  */
+import { readFileSync } from 'node:fs';
 import { InvalidInputError } from '../errors.ts';
 import {
   ATHEME,
@@ -19,7 +20,9 @@ import {
   IRCD_HOSTS,
   IRCD_SIDS,
   KNOT,
+  LEASE,
   LEASE_FQDN,
+  LEASE_RECORD,
   OPERATOR_ACCOUNT,
   SERVICES_SERVER,
   SERVICES_SID,
@@ -202,8 +205,8 @@ Wants=network-online.target
 Type=simple
 User=${ATHEME.user}
 Group=${ATHEME.user}
-# Self-fencing: never start unless the DNS lease names this host.
-ExecStartPre=${ATHEME.leaseCheck}
+# Self-fencing: never start unless the DNS lease names this host (as root: it records the generation seen).
+ExecStartPre=+${ATHEME.leaseCheck}
 # A handover starts the new instance read-only (ATHEME_FLAGS=-r) until it is proven.
 EnvironmentFile=-${ATHEME.startFlags}
 ExecStart=${ATHEME_COMMAND} $ATHEME_FLAGS
@@ -216,40 +219,81 @@ WantedBy=multi-user.target
 `;
 }
 
+const contrib = (file: string): string =>
+  readFileSync(new URL(`../../contrib/lease/${file}`, import.meta.url), 'utf8');
+
 /**
- * /etc/atheme/lease-check (POSIX sh): exit 0 only when the authoritative
- * server answers the lease TXT with this host's short name. No answer, no
- * record, several records or another name: refuse (data over availability).
+ * /etc/atheme/lease-check, the unit's ExecStartPre (contrib/lease/lease-check,
+ * the same file production hosts install): exit 0 only when the authoritative
+ * server answers the lease naming this host, unexpired, with a generation no
+ * lower than this host has seen.
  */
 export function leaseCheckScript(): string {
-  return `#!/bin/sh
-# Atheme's ExecStartPre: start services only on the host the DNS lease names,
-# so two hosts never both run them. Asks the authoritative server itself.
-set -u
-server=${KNOT.address}
-name=${LEASE_FQDN}
-me=$(hostname -s 2>/dev/null || hostname)
-refuse() {
-  echo "lease-check: refusing to start atheme on $me: $1" >&2
-  exit 1
+  return contrib('lease-check');
 }
-answer=$(dig +short +norec +time=2 +tries=2 @"$server" TXT "$name" 2>&1) ||
-  refuse "cannot ask $server for $name ($(echo "$answer" | tail -n 1)); without the lease, services stay down"
-case $answer in
-  '') refuse "$server has no $name TXT record, so no host holds the services lease" ;;
-  *'
-'*) refuse "$server answered several $name TXT records ($(echo "$answer" | tr '\\n' ' '))" ;;
-  ';;'*) refuse "cannot ask $server for $name ($answer)" ;;
-esac
-holder=$(printf '%s' "$answer" | tr -d '"')
-[ "$holder" = "$me" ] ||
-  refuse "the services lease $name is held by $holder (DNS $server), not by $me"
-echo "lease-check: $me holds the services lease ($name on $server)"
+
+/** /usr/local/sbin/baton-lease-watchdog (contrib/lease/lease-watchdog). */
+export function leaseWatchdogScript(): string {
+  return contrib('lease-watchdog');
+}
+
+/** The watchdog's unit (contrib/lease/baton-lease-watchdog.service). */
+export function leaseWatchdogUnit(): string {
+  return contrib('baton-lease-watchdog.service');
+}
+
+export interface LeaseSettings {
+  server: string;
+  port: number;
+  zone: string;
+  /** The lease record's fully qualified name. */
+  name: string;
+  unit: string;
+  keyFile: string;
+  genFile: string;
+  ttl: number;
+  intervalSeconds: number;
+  leaseSeconds: number;
+  graceSeconds: number;
+}
+
+/** The testnet's lease settings: Knot on ns1, atheme, every 3 s, a 30 s lease, 10 s of grace. */
+export const TESTNET_LEASE: LeaseSettings = {
+  server: KNOT.address,
+  port: KNOT.port,
+  zone: IRC_ZONE,
+  name: LEASE_FQDN,
+  unit: ATHEME.unit,
+  keyFile: LEASE.keyFile,
+  genFile: LEASE.genFile,
+  ttl: LEASE.ttl,
+  intervalSeconds: LEASE.intervalSeconds,
+  leaseSeconds: LEASE.leaseSeconds,
+  graceSeconds: LEASE.graceSeconds,
+};
+
+/** /etc/baton/lease.conf, read (sourced) by the lease check and the watchdog. */
+export function leaseConfig(s: LeaseSettings = TESTNET_LEASE): string {
+  return `# baton lease settings for the lease check and the watchdog (docs/lease.md).
+LEASE_SERVER=${plain(s.server, 'the lease server')}
+LEASE_PORT=${s.port}
+LEASE_ZONE=${plain(s.zone, 'the lease zone')}
+LEASE_NAME=${plain(s.name, 'the lease name')}
+LEASE_UNIT=${plain(s.unit, 'the services unit')}
+LEASE_KEY_FILE=${plain(s.keyFile, 'the lease key file')}
+LEASE_GEN_FILE=${plain(s.genFile, 'the lease generation file')}
+LEASE_TTL=${s.ttl}
+LEASE_INTERVAL=${s.intervalSeconds}
+LEASE_SECONDS=${s.leaseSeconds}
+LEASE_GRACE=${s.graceSeconds}
 `;
 }
 
-/** /etc/knot/knot.conf on ns1: the zone, TSIG key and update ACL. */
-export function knotConfig(tsigSecret: string): string {
+/**
+ * /etc/knot/knot.conf on ns1: the zone, the runbooks' TSIG key and update ACL,
+ * and the services hosts' lease key, allowed to update the lease TXT record only.
+ */
+export function knotConfig(tsigSecret: string, leaseSecret: string): string {
   return `# Knot for ${IRC_ZONE}, written by baton testnet up.
 server:
     rundir: "/run/knot"
@@ -266,23 +310,33 @@ key:
   - id: ${TSIG_KEY_NAME}
     algorithm: ${TSIG_ALGORITHM}
     secret: ${plain(tsigSecret, 'the TSIG secret')}
+  - id: ${LEASE.tsigKeyName}
+    algorithm: ${TSIG_ALGORITHM}
+    secret: ${plain(leaseSecret, 'the lease TSIG secret')}
 
 acl:
   - id: ${TSIG_KEY_NAME}
     key: ${TSIG_KEY_NAME}
     action: update
+  - id: ${LEASE.tsigKeyName}
+    key: ${LEASE.tsigKeyName}
+    action: update
+    update-type: TXT
+    update-owner: name
+    update-owner-match: equal
+    update-owner-name: ${LEASE_RECORD}
 
 zone:
   - domain: ${IRC_ZONE}
     storage: "/var/lib/knot"
     file: "${IRC_ZONE}.zone"
-    acl: ${TSIG_KEY_NAME}
+    acl: [${TSIG_KEY_NAME}, ${LEASE.tsigKeyName}]
     zonefile-sync: 0
 `;
 }
 
-/** The zone file Knot starts from: SOA, NS, ns1, then the inventory's records. */
-export function zoneFile(): string {
+/** The zone file Knot starts from: SOA, NS, ns1, the inventory's records, then the lease (its TXT value). */
+export function zoneFile(lease: string): string {
   const txt = (v: string): string => `"${v.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
   return [
     `$ORIGIN ${IRC_ZONE}.`,
@@ -293,6 +347,7 @@ export function zoneFile(): string {
     ...IRC_DNS.records.map(
       (r) => `${r.name} ${r.ttl} IN ${r.type} ${r.type === 'TXT' ? txt(r.value) : r.value}`,
     ),
+    `${LEASE_RECORD} ${LEASE.ttl} IN TXT ${txt(lease)}`,
     '',
   ].join('\n');
 }

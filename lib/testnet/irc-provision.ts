@@ -21,6 +21,9 @@ import {
   inspircdConfig,
   knotConfig,
   leaseCheckScript,
+  leaseConfig,
+  leaseWatchdogScript,
+  leaseWatchdogUnit,
   servicesLinkConfig,
   zoneFile,
 } from './irc-config.ts';
@@ -34,6 +37,7 @@ import {
   IRC_ZONE,
   IRCD_HOSTS,
   KNOT,
+  LEASE,
   SERVICES_HOSTS,
   SERVICES_PRIMARY,
   SERVICES_SERVER,
@@ -46,6 +50,7 @@ import {
   type IrcdHost,
 } from './irc.ts';
 import { testnetRoute } from './stack.ts';
+import { formatLease } from '../lease.ts';
 import type { TestnetPaths } from './state.ts';
 
 export interface ProvisionIrcOptions {
@@ -160,6 +165,19 @@ export async function provisionIrc(options: ProvisionIrcOptions): Promise<Provis
         'starting inspircd',
       ),
     );
+    // The watchdog before services: it renews the lease they start under, and stops them when it is lost.
+    await everywhere(SERVICES_HOSTS.filter(available), (name) =>
+      run(
+        name,
+        first ||
+          [LEASE.watchdog, LEASE.watchdogUnitFile, LEASE.conf, LEASE.keyFile].some((f) =>
+            touched(name, f),
+          )
+          ? sh`systemctl enable ${LEASE.watchdogUnit} && systemctl restart ${LEASE.watchdogUnit} && echo changed`
+          : unitScript(LEASE.watchdogUnit, false, false),
+        'starting the lease watchdog',
+      ),
+    );
     await everywhere(SERVICES_HOSTS.filter(available), async (name) => {
       if (first && name === SERVICES_PRIMARY) {
         await run(
@@ -259,18 +277,39 @@ function desiredFiles(
       },
       { path: ATHEME.leaseCheck, content: leaseCheckScript(), mode: 0o755, owner: 'root:root' },
       { path: ATHEME.unitFile, content: athemeUnit(), mode: 0o644, owner: 'root:root' },
+      { path: LEASE.conf, content: leaseConfig(), mode: 0o644, owner: 'root:root' },
+      {
+        path: LEASE.keyFile,
+        content: `${secrets.leaseTsigKey}\n`,
+        mode: 0o600,
+        owner: 'root:root',
+      },
+      { path: LEASE.watchdog, content: leaseWatchdogScript(), mode: 0o755, owner: 'root:root' },
+      {
+        path: LEASE.watchdogUnitFile,
+        content: leaseWatchdogUnit(),
+        mode: 0o644,
+        owner: 'root:root',
+      },
     );
   }
   files[DNS_HOST] = [
     {
       path: KNOT.config,
-      content: knotConfig(secrets.tsigSecret),
+      content: knotConfig(secrets.tsigSecret, secrets.leaseTsigKey.split(':')[2] ?? ''),
       mode: 0o640,
       owner: `root:${KNOT.user}`,
     },
     {
       path: KNOT.zoneFile,
-      content: zoneFile(),
+      // The first lease outlives provisioning; the watchdog on nebula renews it from then on.
+      content: zoneFile(
+        formatLease({
+          holder: SERVICES_PRIMARY,
+          gen: 1,
+          expires: new Date(Date.now() + 300_000),
+        }),
+      ),
       mode: 0o640,
       owner: `${KNOT.user}:${KNOT.user}`,
       once: true,
@@ -284,7 +323,7 @@ function desiredFiles(
 
 /** Directories the files go into, with the owners the services need. */
 const DIRECTORIES: Record<string, Cmd> = {
-  atheme: sh`install -d -m 0750 -o root -g ${ATHEME.user} /etc/atheme && install -d -m 0750 -o ${ATHEME.user} -g ${ATHEME.user} ${ATHEME.dataDir} /var/log/atheme`,
+  atheme: sh`install -d -m 0750 -o root -g ${ATHEME.user} /etc/atheme && install -d -m 0750 -o ${ATHEME.user} -g ${ATHEME.user} ${ATHEME.dataDir} /var/log/atheme && install -d -m 0755 /etc/baton /var/lib/baton`,
   inspircd: sh`install -d -m 0750 -o ${INSPIRCD.user} -g ${INSPIRCD.user} /var/lib/inspircd /var/log/inspircd`,
   backup: sh`install -d -m 0755 /srv/backup/bin && install -d -m 0700 ${BACKUP.dir}`,
 };
@@ -358,6 +397,10 @@ export function ensureIrcSecrets(paths: TestnetPaths): IrcSecrets {
     [
       files.tsigKey,
       () => `${TSIG_ALGORITHM}:${TSIG_KEY_NAME}:${randomBytes(32).toString('base64')}`,
+    ],
+    [
+      files.leaseTsigKey,
+      () => `${TSIG_ALGORITHM}:${LEASE.tsigKeyName}:${randomBytes(32).toString('base64')}`,
     ],
     [files.batonopsPassword, hex],
     [files.alicePassword, hex],

@@ -98,9 +98,25 @@ export const KNOT = {
 export const TSIG_KEY_NAME = 'baton-update';
 export const TSIG_ALGORITHM = 'hmac-sha256';
 
-/** The services lease: the short name of the one host allowed to run Atheme. */
+/** The services lease (lib/lease.ts): holder, generation and expiry of the one host allowed to run Atheme. */
 export const LEASE_RECORD = '_lease.services';
 export const LEASE_FQDN = `${LEASE_RECORD}.${IRC_ZONE}`;
+
+/** The lease check and watchdog on every services host (contrib/lease, docs/lease.md). */
+export const LEASE = {
+  conf: '/etc/baton/lease.conf',
+  /** `hmac-sha256:baton-lease:<secret>`: a TSIG key Knot lets update the lease TXT record and nothing else. */
+  keyFile: '/etc/baton/lease.key',
+  genFile: '/var/lib/baton/lease-gen',
+  watchdog: '/usr/local/sbin/baton-lease-watchdog',
+  watchdogUnit: 'baton-lease-watchdog',
+  watchdogUnitFile: '/etc/systemd/system/baton-lease-watchdog.service',
+  tsigKeyName: 'baton-lease',
+  ttl: 60,
+  intervalSeconds: 3,
+  leaseSeconds: 30,
+  graceSeconds: 10,
+} as const;
 
 /** The inventory's DNS section: exactly the records Knot serves besides SOA, NS and ns1. */
 export const IRC_DNS: DnsInventory = {
@@ -110,7 +126,6 @@ export const IRC_DNS: DnsInventory = {
   records: [
     { name: 'irc', type: 'A', ttl: 300, value: '192.0.2.11' },
     { name: 'services', type: 'A', ttl: 300, value: '192.0.2.12' },
-    { name: LEASE_RECORD, type: 'TXT', ttl: 60, value: SERVICES_PRIMARY },
   ],
 };
 
@@ -164,6 +179,8 @@ export interface IrcSecretPaths {
   dir: string;
   /** `hmac-sha256:baton-update:<base64>`, as lib/dns/rfc2136.ts parseTsigKey reads it. */
   tsigKey: string;
+  /** `hmac-sha256:baton-lease:<base64>`: the services hosts' key, allowed to update the lease only. */
+  leaseTsigKey: string;
   /** Password of the batonops services account. */
   batonopsPassword: string;
   alicePassword: string;
@@ -185,6 +202,7 @@ export function ircSecretPaths(paths: TestnetPaths = testnetPaths()): IrcSecretP
   return {
     dir,
     tsigKey: join(dir, 'tsig-key'),
+    leaseTsigKey: join(dir, 'lease-tsig-key'),
     batonopsPassword: join(dir, 'batonops-password'),
     alicePassword: join(dir, 'alice-password'),
     bobPassword: join(dir, 'bob-password'),
@@ -199,6 +217,8 @@ export interface IrcSecrets {
   tsigKey: string;
   /** The base64 secret alone, as knot.conf holds it. */
   tsigSecret: string;
+  /** The services hosts' lease key, `hmac-sha256:baton-lease:<base64>`. */
+  leaseTsigKey: string;
   /** Services account passwords: batonops and every seeded account. */
   passwords: Record<string, string>;
   serverLinkPassword: string;
@@ -225,6 +245,7 @@ export function readIrcSecrets(paths: TestnetPaths = testnetPaths()): IrcSecrets
   return {
     tsigKey,
     tsigSecret: tsigKey.split(':')[2] ?? '',
+    leaseTsigKey: read(files.leaseTsigKey),
     passwords: {
       [OPERATOR_ACCOUNT]: read(files.batonopsPassword),
       alice: read(files.alicePassword),

@@ -7,7 +7,7 @@
 # the packaged /lib/systemd/system/NAME.service (Debian's inspircd and knot
 # units work as they are). [Service] keys understood, anything else is ignored:
 #   ExecStart=        required; run by /bin/sh as `exec ...`; must stay in the foreground
-#   ExecStartPre=     repeatable; a leading '-' ignores its failure
+#   ExecStartPre=     repeatable; a leading '-' ignores its failure, '+' runs it as root
 #   ExecReload=       e.g. /bin/kill -HUP $MAINPID
 #   ExecStop=         run before the stop signal; $MAINPID is set
 #   User= Group=      never root for services; default root
@@ -146,8 +146,16 @@ start() {
   i=1
   while [ "$i" -le "$pres" ]; do
     eval "pre=\$pre_$i"
-    case $pre in -*) optional=1; pre=${pre#-} ;; *) optional= ;; esac
-    if ! (run_as "$pre") >>"$LOGS/$u.log" 2>&1 </dev/null && [ -z "$optional" ]; then
+    optional= privileged=
+    while :; do
+      case $pre in
+        -*) optional=1; pre=${pre#-} ;;
+        +*) privileged=1; pre=${pre#+} ;;
+        [@!:]*) pre=${pre#?} ;;
+        *) break ;;
+      esac
+    done
+    if ! (if [ -n "$privileged" ]; then User=root Group=root caps=; fi; run_as "$pre") >>"$LOGS/$u.log" 2>&1 </dev/null && [ -z "$optional" ]; then
       echo 1 >"$STATE/$u.failed"
       die "Job for $u.service failed: ExecStartPre failed. See $LOGS/$u.log." 1
     fi

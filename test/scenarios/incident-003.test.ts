@@ -266,7 +266,7 @@ describe.skipIf(skipUnless(missing, 'incident 003 on the testnet'))(
         expect((await on('nebula', 'systemctl is-enabled atheme || true')).trim()).toBe('disabled');
         expect((await dbOn('emergency1')).fingerprint.sha256).toBe(fingerprint);
         expect(await dig('services.irc.test', 'A')).toContain('192.0.2.13');
-        expect(await dig('_lease.services.irc.test', 'TXT')).toContain('"emergency1"');
+        expect(await dig('_lease.services.irc.test', 'TXT')).toContain('"holder=emergency1 gen=');
       }, 300_000);
 
       it('failback carries back what changed on the standby', async () => {
