@@ -82,7 +82,9 @@ export async function matrixSteps(env: MatrixEnv, runbook: MatrixRunbook): Promi
       params: rehearsalParams(rb, []),
       cwd: env.home,
     });
-    return plan.steps.filter((s) => !s.skipped).map((s) => s.id);
+    // A step that only checks did its work in preflight: the run has no boundary there.
+    const runs = new Set(rb.steps.filter((s) => s.apply || s.verify).map((s) => s.id));
+    return plan.steps.filter((s) => !s.skipped && runs.has(s.id)).map((s) => s.id);
   } finally {
     if (runbook === 'failover') await healAll(env);
   }
