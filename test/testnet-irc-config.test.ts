@@ -123,7 +123,9 @@ describe('the lease guard (lease-check)', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   /** Run the script with stand-ins for `hostname` and `dig` that answer `dig`'s output and status. */
-  const check = (me: string, answer: string, digStatus = 0) => {
+  const check = (me: string, answer: string, digStatus = 0, takeBack = 'exit 1') => {
+    writeFileSync(join(dir, 'take-back'), `#!/bin/sh\n${takeBack}\n`);
+    chmodSync(join(dir, 'take-back'), 0o755);
     writeFileSync(join(dir, 'hostname'), `#!/bin/sh\necho ${me}\n`);
     writeFileSync(
       join(dir, 'dig'),
@@ -132,7 +134,11 @@ describe('the lease guard (lease-check)', () => {
     chmodSync(join(dir, 'hostname'), 0o755);
     chmodSync(join(dir, 'dig'), 0o755);
     const run = spawnSync('/bin/sh', [join(dir, 'lease-check')], {
-      env: { PATH: `${dir}:/usr/bin:/bin`, BATON_LEASE_CONF: join(dir, 'lease.conf') },
+      env: {
+        PATH: `${dir}:/usr/bin:/bin`,
+        BATON_LEASE_CONF: join(dir, 'lease.conf'),
+        LEASE_WATCHDOG: join(dir, 'take-back'),
+      },
       encoding: 'utf8',
     });
     return { status: run.status, out: run.stdout + run.stderr };
@@ -169,11 +175,29 @@ describe('the lease guard (lease-check)', () => {
     });
   });
 
-  it('refuses an expired lease, even its own', () => {
-    expect(check('nebula', '"holder=nebula gen=9 expires=2020-01-01T00:00:00Z"\n')).toEqual({
+  it('refuses an expired lease of its own that it cannot take back', () => {
+    expect(
+      check(
+        'nebula',
+        '"holder=nebula gen=9 expires=2020-01-01T00:00:00Z"\n',
+        0,
+        'echo "lease-watchdog: renewal refused: the lease changed since it was read" >&2; exit 1',
+      ),
+    ).toEqual({
       status: 1,
-      out: 'lease-check: refusing to start atheme on nebula: the services lease _lease.services.irc.test expired at 2020-01-01T00:00:00Z\n',
+      out: 'lease-check: refusing to start atheme on nebula: the services lease _lease.services.irc.test expired at 2020-01-01T00:00:00Z, and taking it back failed: lease-watchdog: renewal refused: the lease changed since it was read\n',
     });
+  });
+
+  it('takes back an expired lease that still names it (a reboot), by compare-and-set, and starts', () => {
+    const r = check(
+      'nebula',
+      '"holder=nebula gen=9 expires=2020-01-01T00:00:00Z"\n',
+      0,
+      'echo "lease-watchdog: nebula took back the lease (gen 9) for 30 s"',
+    );
+    expect(r.status).toBe(0);
+    expect(r.out).toContain('nebula took back the lease (gen 9) for 30 s');
   });
 
   it('refuses another host, naming the holder', () => {
@@ -214,13 +238,20 @@ describe('the lease watchdog', () => {
    */
   const watch = (
     answer: string | undefined,
-    options: { update?: string; grace?: number; seconds?: number; seen?: number } = {},
+    options: {
+      update?: string;
+      grace?: number;
+      seconds?: number;
+      seen?: number;
+      keepStopped?: boolean;
+      args?: string[];
+    } = {},
   ) => {
     const tool = (name: string, body: string) => {
       writeFileSync(join(dir, name), `#!/bin/sh\n${body}\n`);
       chmodSync(join(dir, name), 0o755);
     };
-    rmSync(join(dir, 'stopped'), { force: true });
+    if (!options.keepStopped) rmSync(join(dir, 'stopped'), { force: true });
     rmSync(join(dir, 'updates'), { force: true });
     rmSync(join(dir, 'lease-gen'), { force: true });
     if (options.seen !== undefined) writeFileSync(join(dir, 'lease-gen'), `${options.seen}\n`);
@@ -246,7 +277,12 @@ describe('the lease watchdog', () => {
     );
     const run = spawnSync(
       'timeout',
-      [String(options.seconds ?? 1.5), '/bin/sh', join(dir, 'lease-watchdog')],
+      [
+        String(options.seconds ?? 1.5),
+        '/bin/sh',
+        join(dir, 'lease-watchdog'),
+        ...(options.args ?? []),
+      ],
       {
         env: { PATH: `${dir}:/usr/bin:/bin`, BATON_LEASE_CONF: join(dir, 'lease.conf') },
         encoding: 'utf8',
@@ -255,7 +291,12 @@ describe('the lease watchdog', () => {
     );
     const read = (f: string): string =>
       spawnSync('cat', [join(dir, f)], { encoding: 'utf8' }).stdout;
-    return { out: run.stdout + run.stderr, stopped: read('stopped'), updates: read('updates') };
+    return {
+      status: run.status,
+      out: run.stdout + run.stderr,
+      stopped: read('stopped'),
+      updates: read('updates'),
+    };
   };
   const FAR = '2999-01-01T00:00:00Z';
 
@@ -297,6 +338,29 @@ describe('the lease watchdog', () => {
     expect(r.stopped).toBe('stop atheme\n');
     expect(r.updates).toBe('');
     expect(r.out).toContain('generation 5, lower than 6 seen before: a stale answer');
+  });
+
+  it('lets its lease run out while the services are not running', () => {
+    writeFileSync(join(dir, 'stopped'), 'stopped by hand\n');
+    const r = watch(`"holder=nebula gen=5 expires=${FAR}"`, { keepStopped: true });
+    expect(r.updates).toBe('');
+    expect(r.out).toContain('atheme is not running: the lease is not renewed');
+  });
+
+  it('--take-back renews an expired lease that names this host, by compare-and-set', () => {
+    const r = watch('"holder=nebula gen=5 expires=2020-01-01T00:00:00Z"', {
+      args: ['--take-back'],
+    });
+    expect(r.status).toBe(0);
+    expect(r.updates).toContain(
+      'prereq yxrrset _lease.services.irc.test. TXT "holder=nebula gen=5 expires=2020-01-01T00:00:00Z"',
+    );
+    expect(r.out).toContain('nebula took back the lease (gen 5)');
+    const other = watch('"holder=emergency1 gen=6 expires=2020-01-01T00:00:00Z"', {
+      args: ['--take-back'],
+    });
+    expect(other.status).toBe(1);
+    expect(other.updates).toBe('');
   });
 
   it('refuses settings under which the holder would outlive its lease', () => {
