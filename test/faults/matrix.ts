@@ -179,12 +179,26 @@ async function healAll(env: MatrixEnv): Promise<void> {
   await new Promise((r) => setTimeout(r, 2_000));
 }
 
-/** Services on the primary, writable, DNS and the lease naming it: where every case starts. */
+/**
+ * Services on the primary, writable, DNS and the lease naming it: where every
+ * case starts. A case that failed may have left services down: they are
+ * started where the lease says (as a person would), then handed back.
+ */
 export async function baseline(env: MatrixEnv): Promise<void> {
   await healAll(env);
-  const here = (await activeOn(env, PRIMARY)) && !(await activeOn(env, STANDBY));
-  const lease = await dig(env, '_lease.services.irc.test', 'TXT');
-  if (here && lease.includes(PRIMARY)) {
+  let [one, two] = [await activeOn(env, PRIMARY), await activeOn(env, STANDBY)];
+  if (!one && !two) {
+    const holder = /holder=([a-z0-9-]+)/.exec(
+      await dig(env, '_lease.services.irc.test', 'TXT'),
+    )?.[1];
+    if (holder === PRIMARY || holder === STANDBY) {
+      await on(env, holder, 'systemctl reset-failed atheme; systemctl start atheme; true');
+      for (const until = Date.now() + 30_000; Date.now() < until && !(await activeOn(env, holder));)
+        await new Promise((r) => setTimeout(r, 1_000));
+    }
+    [one, two] = [await activeOn(env, PRIMARY), await activeOn(env, STANDBY)];
+  }
+  if (one && !two) {
     await ask(env, 'OperServ', 'READONLY OFF', /read-?only/i, { identify: true }).catch(() => '');
     return;
   }
@@ -197,10 +211,48 @@ export async function baseline(env: MatrixEnv): Promise<void> {
     '--json',
     ...(await paramsFor(env, 'failback')),
   ]);
-  if (!(await activeOn(env, PRIMARY)))
+  if (!(await activeOn(env, PRIMARY)) || (await activeOn(env, STANDBY)))
     throw new Error(
       `cannot bring the testnet back to its baseline: failback said ${r.out.slice(-400)}`,
     );
+}
+
+/** What CI runs: each fault once, at steps spread over both runbooks. */
+export function ciCases(steps: Record<MatrixRunbook, string[]>): Case[] {
+  const pick = (rb: MatrixRunbook, i: number, n: number): string =>
+    steps[rb][Math.min(steps[rb].length - 1, Math.floor(((i + 0.5) * steps[rb].length) / n))]!;
+  const handover: Fault[] = ['kill', 'primary-down', 'dns-refuse', 'corrupt-byte', 'disk-full'];
+  const failover: Fault[] = ['standby-down', 'partition', 'slow'];
+  return [
+    ...handover.map((fault, i) => ({
+      runbook: 'handover' as const,
+      step: pick('handover', i, handover.length),
+      fault,
+    })),
+    ...failover.map((fault, i) => ({
+      runbook: 'failover' as const,
+      step: pick('failover', i, failover.length),
+      fault,
+    })),
+  ];
+}
+
+/** A case that throws (the harness could not look) is a case that failed. */
+export async function runCaseSafely(env: MatrixEnv, c: Case): Promise<CaseResult> {
+  const started = Date.now();
+  try {
+    return await runCase(env, c);
+  } catch (e) {
+    env.log?.(`${c.runbook} ${c.step} ${c.fault}: FAILED: ${String(e)}`);
+    return {
+      ...c,
+      ok: false,
+      outcomes: [],
+      on: '?',
+      failures: [String(e)],
+      durationMs: Date.now() - started,
+    };
+  }
 }
 
 async function paramsFor(env: MatrixEnv, runbook: string): Promise<string[]> {

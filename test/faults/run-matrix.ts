@@ -14,7 +14,7 @@ import {
   allCases,
   FAULTS,
   matrixSteps,
-  runCase,
+  runCaseSafely,
   RUNBOOKS,
   sampleCases,
   type Case,
@@ -45,7 +45,7 @@ try {
     ];
   } else cases = RUNBOOKS.flatMap((rb) => allCases(rb, steps[rb]!));
   console.log(`${cases.length} cases`);
-  for (const c of cases) results.push(await runCase(env, c));
+  for (const c of cases) results.push(await runCaseSafely(env, c));
 } finally {
   await pool.close();
   await testnet.down();
