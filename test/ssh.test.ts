@@ -181,6 +181,28 @@ describe.skipIf(skipUnless(missing, 'ssh against a real sshd'))(
       expect((await pool.exec(sshd.host(), 'echo still usable')).exitCode).toBe(0);
     });
 
+    it('counts a stream as started once its destination ran, even when the source was refused a session', async () => {
+      const one = await startSshd({ maxSessions: 1 });
+      const single = new SshPool({ identityFile: one.identityFile });
+      const target = join(one.dir, 'written-by-the-destination');
+      try {
+        const error = await single
+          .stream(
+            { host: one.host(), command: 'echo data' },
+            { host: one.host(), command: `cat > ${target}` },
+          )
+          .catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(TransientError);
+        expect((error as TransientError).startedCommand).toBe(true);
+        // The destination's exec was accepted: whether it got as far as truncating its file is
+        // unknown, so the engine must not treat the stream as not started and run it again.
+        expect((error as Error).message).toContain(`\`cat > ${target}\` had already started`);
+      } finally {
+        await single.close();
+        await one.stop();
+      }
+    });
+
     it('kills a timed-out command with every process it started before it reports the timeout', async () => {
       const error = await pool
         .exec(sshd.host(), 'sleep 3173 & (sleep 3174; echo late) & setsid sleep 3175 & wait', {

@@ -15,6 +15,8 @@ export interface SshdConfigOptions {
   authorizedKeysFile: string;
   /** Needed when keys live under a world-writable directory such as /tmp. */
   strictModes?: boolean;
+  /** Sessions one connection may open at once; default 128. */
+  maxSessions?: number;
 }
 
 /** An sshd_config for a key-only root login, SFTP and many sessions per connection. */
@@ -35,7 +37,7 @@ export function sshdConfig(o: SshdConfigOptions): string {
     'PrintLastLog no',
     'UseDNS no',
     // The ssh layer multiplexes many channels over one connection per host.
-    'MaxSessions 128',
+    `MaxSessions ${o.maxSessions ?? 128}`,
     'MaxStartups 64:30:128',
     'ClientAliveInterval 15',
     'ClientAliveCountMax 4',

@@ -47,7 +47,7 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startSshd(): Promise<TestSshd> {
+export async function startSshd(options: { maxSessions?: number } = {}): Promise<TestSshd> {
   const dir = await mkdtemp(join(tmpdir(), 'baton-sshd-'));
   const port = await freePort();
   let hostKeyFingerprint = await generateKey(join(dir, 'host_ed25519'), 'test-host');
@@ -62,6 +62,7 @@ export async function startSshd(): Promise<TestSshd> {
       pidFile: join(dir, 'sshd.pid'),
       authorizedKeysFile: join(dir, 'authorized_keys'),
       strictModes: false,
+      ...(options.maxSessions ? { maxSessions: options.maxSessions } : {}),
     }),
   );
   let child = await launch(dir, port);
