@@ -1485,9 +1485,17 @@ export function unfreezeStep(): Step {
     targets: (ctx) => [ctx.facts.to],
     idempotent: true,
     async apply(ctx) {
-      await operServAct(ctx, 'READONLY OFF');
+      const { params } = ctx;
+      // Past the point of no return the run only goes forward: services its watchdog
+      // stopped (it could not renew the lease while DNS was down) start again here,
+      // under the lease check, and the freeze is lifted once they have linked.
+      await ctx.$`systemctl is-active --quiet ${params.unit} || systemctl start ${params.unit}`;
+      await operServAct(ctx, 'READONLY OFF', {
+        before: () =>
+          waitForServices(ctx, ctx.host, params.ircPort, ctx.facts.servicesName, 45_000, ctx.sleep),
+      });
       // A restart of the new primary must come up writable too.
-      await ctx.$`rm -f ${ctx.params.startFlags}`;
+      await ctx.$`rm -f ${params.startFlags}`;
     },
     async verify({ probe, params, host: h }) {
       const flags = await probe(sh`test ! -e ${params.startFlags}`, { allowFail: true });

@@ -432,6 +432,14 @@ export async function runCase(env: MatrixEnv, c: Case): Promise<CaseResult> {
   }
   // The failover's own starting fault goes last: the old primary returns and must stay fenced.
   if (c.runbook === 'failover') await healAll(env);
+  // A run still stopped for a person keeps the stack locked: that is a failure, and the lock is
+  // broken (as a person would, with baton unlock) so that the next case can run.
+  if (runId && /killed|needs-human|exit/.test(outcomes.at(-1)!)) {
+    failures.push(`the run is still stopped after the fault was healed: ${outcomes.at(-1)}`);
+    const start = events(join(runs, runId)).find((e) => e.kind === 'run-start');
+    const lockId = start?.kind === 'run-start' ? start.lock?.lockId : undefined;
+    if (lockId) await cli(env, ['unlock', 'local', lockId]);
+  }
 
   // Services come up again where the lease says, once their host is back: give them the time.
   let on1 = false;

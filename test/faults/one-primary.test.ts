@@ -368,6 +368,47 @@ describe.skipIf(skipUnless(missing, 'one primary on the testnet'))(
       await expectServicesOn('nebula');
     }, 400_000);
 
+    it('a failover refuses an empty and a half-empty copy, naming what they lack, and starts from the complete one', async () => {
+      const dir = '/srv/backup/atheme';
+      const newest = (
+        await on('vault', `ls -t ${dir}/services.db.* | grep -v sha256 | head -n 1`)
+      ).trim();
+      const empty = `${dir}/services.db.29990101T000002Z`;
+      const half = `${dir}/services.db.29990101T000001Z`;
+      // A backup cut at a record boundary: the first half of it, its sha256 made of what is left.
+      await on(
+        'vault',
+        `: > ${empty} && sha256sum ${empty} > ${empty}.sha256 && head -n $(( $(wc -l < ${newest}) / 2 )) ${newest} > ${half} && sha256sum ${half} > ${half}.sha256 && touch ${half} && sleep 1 && touch ${empty}`,
+      );
+      await testnet.fault('host-down', ['nebula']);
+      try {
+        const { runbook: rb } = await loadRunbook('failover');
+        const { plan } = await planRunbook({
+          runbook: 'failover',
+          stack: 'local',
+          params: rehearsalParams(rb, []),
+          cwd: home,
+        });
+        const facts = plan.facts as { copy?: { path: string }; rejectedCopies?: string[] };
+        expect(facts.copy?.path).toBe(newest);
+        expect(facts.rejectedCopies).toEqual(
+          expect.arrayContaining([
+            `vault:${empty}: empty (0 bytes): nothing to start from`,
+            expect.stringContaining(`vault:${half}: `),
+          ]),
+        );
+      } finally {
+        await testnet.heal('host-down', ['nebula']);
+        await on('vault', `rm -f ${empty} ${empty}.sha256 ${half} ${half}.sha256`);
+      }
+      for (
+        const until = Date.now() + 45_000;
+        Date.now() < until && (await active('nebula')) !== 'active';
+      )
+        await new Promise((r) => setTimeout(r, 1_000));
+      await expectServicesOn('nebula');
+    }, 180_000);
+
     it('a freeze someone else set stops the handover, and its undo leaves that freeze in place', async () => {
       await services('OperServ', [['READONLY ON', /read-?only/i]], true);
       try {
