@@ -152,10 +152,10 @@ describe.skipIf(skipUnless(missing, 'baton audit on the irc testnet'))(
       const page = join(home, 'healthy.html');
       const r = await cli('audit', '--stack', 'local', '--html', page);
       const ms = Math.round(performance.now() - started);
-      console.log(`audit of the healthy testnet (11 checks): ${ms} ms\n${r.out}`);
+      console.log(`audit of the healthy testnet (12 checks): ${ms} ms\n${r.out}`);
       expect(r.code).toBe(0);
       // The hosts' disks are this machine's: a nearly full one would warn, rightly.
-      expect(r.out).toMatch(/11 checks: \d+ pass, \d+ warn, 0 fail/);
+      expect(r.out).toMatch(/12 checks: \d+ pass, \d+ warn, 0 fail/);
       for (const id of [
         'backup-freshness:atheme',
         'backup-content:atheme',
