@@ -321,52 +321,40 @@ export class Session {
     return result;
   }
 
+  /** One command through the host's transport, as `perform` records or runs it. */
+  private command(
+    host: Host,
+    mode: Mode,
+    command: Cmd,
+    options: CommandOptions = {},
+  ): Promise<CommandResult> {
+    return this.perform(
+      host,
+      mode,
+      command.text,
+      () =>
+        this.deps
+          .transportFor(host)
+          .exec(host, command.text, { ...options, secrets: this.input.redactor }),
+      options.allowFail,
+    );
+  }
+
   private exec(host: Host, mode: Mode): Exec {
-    const run = (command: Cmd, options: CommandOptions = {}): Promise<CommandResult> =>
-      this.perform(
-        host,
-        mode,
-        command.text,
-        () =>
-          this.deps
-            .transportFor(host)
-            .exec(host, command.text, { ...options, secrets: this.input.redactor }),
-        options.allowFail,
-      );
-    return ((...args: unknown[]) => {
-      if (isTemplateCall(args)) {
-        const [strings, ...values] = args;
-        return run(sh(strings, ...(values as ShellValue[])));
-      }
-      return run(args[0] as Cmd, args[1] as CommandOptions | undefined);
-    }) as Exec;
+    return templated((command, options?: CommandOptions) =>
+      this.command(host, mode, command, options),
+    ) as Exec;
   }
 
   /** `$`: like exec, but the result stays in the engine (journal, log), out of the step's hands. */
   private mutate(host: Host, step: string, mode: Mode): Mutate {
-    const run = async (command: Cmd, options: MutateOptions = {}): Promise<void> => {
+    return templated(async (command, options: MutateOptions = {}): Promise<void> => {
       const { logOutput, ...rest } = options;
-      const result = await this.perform(
-        host,
-        mode,
-        command.text,
-        () =>
-          this.deps
-            .transportFor(host)
-            .exec(host, command.text, { ...rest, secrets: this.input.redactor }),
-        rest.allowFail,
-      );
+      const result = await this.command(host, mode, command, rest);
       const out = result.stdout.trim();
       if (logOutput && out && mode.kind === 'live') {
         this.emit({ kind: 'log', step, host: host.name, message: `${logOutput}: ${out}` });
       }
-    };
-    return ((...args: unknown[]) => {
-      if (isTemplateCall(args)) {
-        const [strings, ...values] = args;
-        return run(sh(strings, ...(values as ShellValue[])));
-      }
-      return run(args[0] as Cmd, args[1] as MutateOptions | undefined);
     }) as Mutate;
   }
 
@@ -1052,6 +1040,17 @@ export class Session {
       ...(extra.planHash ? { planHash: extra.planHash } : {}),
     };
   }
+}
+
+/** A function of (command, options) that can also be called as a tagged template. */
+function templated<O, R>(run: (command: Cmd, options?: O) => R): (...args: unknown[]) => R {
+  return (...args: unknown[]) => {
+    if (isTemplateCall(args)) {
+      const [strings, ...values] = args;
+      return run(sh(strings, ...(values as ShellValue[])));
+    }
+    return run(args[0] as Cmd, args[1] as O | undefined);
+  };
 }
 
 function commitsAt(step: AnyStep, ctx: RunbookContext<unknown, unknown>): boolean {

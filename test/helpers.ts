@@ -136,3 +136,12 @@ export async function inDir<T>(dir: string, fn: () => Promise<T>): Promise<T> {
     process.chdir(before);
   }
 }
+
+/** Poll `cond` until it holds, failing after `ms`. */
+export async function waitFor(what: string, cond: () => boolean, ms = 30_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readJournal } from '../lib/journal.ts';
 import { runsDir } from '../lib/runs.ts';
-import { ORDERED, ORDERED_COMMIT, ROOT, workspace, type Workspace } from './helpers.ts';
+import { ORDERED, ORDERED_COMMIT, ROOT, workspace, type Workspace, waitFor } from './helpers.ts';
 
 const BATON = join(ROOT, 'bin', 'baton.js');
 const orphans: number[] = [];
@@ -18,14 +18,6 @@ afterEach(() => {
     }
   }
 });
-
-async function waitFor(what: string, cond: () => boolean, ms = 30_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** Start a real controller, let it reach s2 on host b, and kill -9 it there. */
 async function runAndKillMidStep(

@@ -6,7 +6,7 @@ import { readJournal } from '../lib/journal.ts';
 import { localTransport } from '../lib/local.ts';
 import { batonHome, runsDir } from '../lib/runs.ts';
 import { acquireStackLock, newLockId } from '../lib/stacklock.ts';
-import { localNodes, ORDERED, ROOT, workspace, type Workspace } from './helpers.ts';
+import { localNodes, ORDERED, ROOT, workspace, type Workspace, waitFor } from './helpers.ts';
 
 const BATON = join(ROOT, 'bin', 'baton.js');
 const orphans: number[] = [];
@@ -24,14 +24,6 @@ afterEach(() => {
 function baton(ws: Workspace, ...args: string[]): { status: number | null; out: string } {
   const r = spawnSync(process.execPath, [BATON, ...args], { cwd: ws.cwd, encoding: 'utf8' });
   return { status: r.status, out: r.stdout + r.stderr };
-}
-
-async function waitFor(what: string, cond: () => boolean, ms = 30_000): Promise<void> {
-  const until = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** A first controller, stopped inside s2 on b, still holding the stack. */

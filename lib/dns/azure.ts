@@ -5,6 +5,7 @@
  */
 import { ApiClient, type HttpClientOptions } from './http.ts';
 import {
+  holdsExpected,
   checkTtl,
   checkValue,
   conflictMessage,
@@ -235,11 +236,7 @@ export class AzureDnsProvider implements DnsProvider {
     if (ttl !== undefined) checkTtl(ttl);
     const current = await this.get(name, type);
     const values = valuesOf(type, current?.properties);
-    const holds =
-      expected === undefined
-        ? values.length === 0
-        : values.length === 1 && values[0] === checkValue(type, expected);
-    if (!holds) this.conflict(name, type, expected, values);
+    if (!holdsExpected(type, values, expected)) this.conflict(name, type, expected, values);
     const newTtl = ttl ?? current?.properties?.TTL;
     if (newTtl === undefined) {
       throw new DnsError(

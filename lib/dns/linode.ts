@@ -8,6 +8,7 @@
  */
 import { ApiClient, type HttpClientOptions } from './http.ts';
 import {
+  holdsExpected,
   checkTtl,
   checkValue,
   conflictMessage,
@@ -236,11 +237,8 @@ export class LinodeDnsProvider implements DnsProvider {
   ): Promise<RecordSet> {
     const target = checkValue(type, value);
     const before = await this.readRecord(name, type);
-    const holds =
-      expected === undefined
-        ? before.values.length === 0
-        : before.values.length === 1 && before.values[0] === checkValue(type, expected);
-    if (!holds) this.conflict(name, type, expected, before.values);
+    if (!holdsExpected(type, before.values, expected))
+      this.conflict(name, type, expected, before.values);
     await this.setTarget(name, type, value, ttl ?? (before.values.length ? undefined : 60));
     const after = await this.readRecord(name, type);
     if (after.values.length !== 1 || after.values[0] !== target)

@@ -125,6 +125,17 @@ export function fqdn(name: string, zone: string): string {
 }
 
 /** Refuse values that are not of the type, or that could smuggle text into an update. */
+/** Compare-and-set's test: the record set holds exactly `expected`, or nothing when it is undefined. */
+export function holdsExpected(
+  type: RecordType,
+  values: readonly string[],
+  expected: string | undefined,
+): boolean {
+  return expected === undefined
+    ? values.length === 0
+    : values.length === 1 && values[0] === checkValue(type, expected);
+}
+
 export function checkValue(type: RecordType, value: string): string {
   const bad = (why: string): never => {
     throw new DnsError('INVALID_INPUT', 'dns', `${type} value ${JSON.stringify(value)} ${why}`);

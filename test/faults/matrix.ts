@@ -416,7 +416,8 @@ export async function runCase(env: MatrixEnv, c: Case): Promise<CaseResult> {
         },
       ).catch((e: unknown) => `not answered: ${String(e)}`);
       if (/is now registered/i.test(said)) written = nick;
-      log(`  ${nick}: ${said.slice(0, 80)}`);
+      // NickServ's answer repeats the password: say only whether the write was taken.
+      log(`  ${nick}: ${written ? 'registered' : 'not registered (services were not answering)'}`);
     }
   } else {
     failures.push(`the run never reached step ${c.step}`);
