@@ -80,7 +80,7 @@ export function standbyCopyCheck(service: string, s: StandbyConfig): AuditCheck 
       candidates.sort((a, b) => b.mtime - a.mtime);
       const rejected: string[] = [];
       // The complete-copy rule: a copy must hold what the most complete copy (or the live primary) holds.
-      const reference = await referenceCounts(ctx, s, candidates.slice(0, 10));
+      const { reference, read } = await referenceCounts(ctx, s, candidates.slice(0, 10));
       const policy = `policy: a copy at most ${formatDuration(max)} old (warn above ${formatDuration(warnAt)})`;
       for (const c of candidates.slice(0, 10)) {
         const probe = ctx.probe(c.host);
@@ -95,8 +95,11 @@ export function standbyCopyCheck(service: string, s: StandbyConfig): AuditCheck 
         let detail = formatBytes(c.bytes);
         const against: string[] = [];
         if (c.kind === 'atheme-db') {
-          const text = (await probe(sh`cat -- ${c.path}`, { timeoutMs: 120_000 })).stdout;
-          const check = checkAthemeDb(text, { file: c.path });
+          const check =
+            read.get(`${c.host}:${c.path}`) ??
+            checkAthemeDb((await probe(sh`cat -- ${c.path}`, { timeoutMs: 120_000 })).stdout, {
+              file: c.path,
+            });
           if (!check.ok) {
             rejected.push(`${c.host}:${c.path}: Atheme would refuse it: ${check.fault.message}`);
             continue;
@@ -163,16 +166,23 @@ async function referenceCounts(
   ctx: CheckContext,
   s: StandbyConfig,
   copies: Copy[],
-): Promise<{ counts: Counts; from: string } | undefined> {
+): Promise<{
+  reference: { counts: Counts; from: string } | undefined;
+  /** The copies as parsed, by `host:path`, so that each is read once. */
+  read: Map<string, ReturnType<typeof checkAthemeDb>>;
+}> {
   const seen: Array<{ where: string; counts: Counts }> = [];
+  const read = new Map<string, ReturnType<typeof checkAthemeDb>>();
   for (const c of copies) {
     if (c.kind !== 'atheme-db' || c.bytes === 0) continue;
     const r = await ctx.probe(c.host)(sh`cat -- ${c.path}`, {
       allowFail: true,
       timeoutMs: 120_000,
     });
-    const check = r.exitCode === 0 ? checkAthemeDb(r.stdout, { file: c.path }) : undefined;
-    if (check?.ok) seen.push({ where: `${c.host}:${c.path}`, counts: check.fingerprint });
+    if (r.exitCode !== 0) continue;
+    const check = checkAthemeDb(r.stdout, { file: c.path });
+    read.set(`${c.host}:${c.path}`, check);
+    if (check.ok) seen.push({ where: `${c.host}:${c.path}`, counts: check.fingerprint });
   }
   if (s.primaryPath) {
     try {
@@ -187,7 +197,7 @@ async function referenceCounts(
       // An unreachable primary gives no reference; the copies still do.
     }
   }
-  return mostComplete(seen);
+  return { reference: mostComplete(seen), read };
 }
 
 /** What the copy lacks of the primary's live data, in one line; an unreachable primary is said, not failed. */
