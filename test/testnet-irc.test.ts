@@ -19,7 +19,7 @@ import { registerTestnetCommands } from '../lib/testnet/cli.ts';
 import * as testnet from '../lib/testnet/index.ts';
 import { backupAtheme } from '../lib/testnet/irc-backup.ts';
 import { askService, connectIrc, ircEndpoint, waitForLinks } from '../lib/testnet/irc-seed.ts';
-import { formatLease, parseLease } from '../lib/lease.ts';
+import { parseLease } from '../lib/lease.ts';
 import {
   ATHEME,
   BACKUP,
@@ -40,6 +40,7 @@ import {
 } from '../lib/testnet/irc.ts';
 import { testnetPaths } from '../lib/testnet/state.ts';
 import { assertPrerequisite, skipUnless } from './support/require.ts';
+import { rewriteLease } from './support/lease.ts';
 
 const missing =
   process.getuid?.() !== 0
@@ -332,12 +333,10 @@ describe.skipIf(skipUnless(missing, 'the irc testnet'))('the irc testnet', () =>
 
     // Moved by compare-and-set to emergency1 at the next generation; nebula's watchdog stops nebula's atheme.
     const provider = tsig();
-    const read = (await provider.readRecord(LEASE_RECORD, 'TXT')).values[0]!;
-    const lease0 = parseLease(read)!;
-    const lease = (holder: string, gen: number): string =>
-      formatLease({ holder, gen, expires: new Date(Date.now() + 30_000) });
-    const moved = lease('emergency1', lease0.gen + 1);
-    await provider.compareAndSet(LEASE_RECORD, 'TXT', read, moved);
+    const { before: lease0 } = await rewriteLease(provider, LEASE_RECORD, (now) => ({
+      holder: 'emergency1',
+      gen: now.gen + 1,
+    }));
     try {
       const granted = await start();
       expect(granted).toMatchObject({ code: 0, active: 'active' });
@@ -348,8 +347,7 @@ describe.skipIf(skipUnless(missing, 'the irc testnet'))('the irc testnet', () =>
         'emergency1',
         `systemctl stop atheme; systemctl reset-failed atheme; rm -f ${ATHEME.db}`,
       );
-      const now = (await provider.readRecord(LEASE_RECORD, 'TXT')).values[0]!;
-      await provider.compareAndSet(LEASE_RECORD, 'TXT', now, lease('nebula', lease0.gen + 2));
+      await rewriteLease(provider, LEASE_RECORD, () => ({ holder: 'nebula', gen: lease0.gen + 2 }));
       await sh('nebula', 'systemctl start atheme');
     }
     expect(parseLease((await provider.readRecord(LEASE_RECORD, 'TXT')).values[0]!)).toMatchObject({
@@ -438,7 +436,13 @@ systemctl unmask inspircd; systemctl is-enabled inspircd; systemctl start inspir
         ),
       ),
       db: fingerprint(await readDb('nebula', ATHEME.db)),
-      serial: (await sh('vault', `dig +norec +short @${KNOT.address} irc.test SOA`)).stdout,
+      // The zone as up writes it: every record but the lease (and the serial) its holder renews.
+      zone: (
+        await sh(
+          'vault',
+          `for n in irc.test:NS ns1.irc.test:A ${IRC_DNS.records.map((r) => `${r.name}.irc.test:${r.type}`).join(' ')}; do dig +norec +short @${KNOT.address} \${n%:*} \${n#*:}; done`,
+        )
+      ).stdout,
       files: (
         await sh(
           'nebula',
@@ -447,6 +451,9 @@ systemctl unmask inspircd; systemctl is-enabled inspircd; systemctl start inspir
       ).stdout,
     });
     const before = await snapshot();
+    expect(before.zone.split('\n')).toEqual(
+      expect.arrayContaining([`ns1.${IRC_DNS.zone}.`, KNOT.address, '192.0.2.11', '192.0.2.12']),
+    );
     const again = await testnet.up({ topology: 'irc', log: (l) => upLog.push(l) });
     expect(again.changed).toBe(false);
     expect(again.inventory).toEqual(inv);

@@ -11,7 +11,8 @@ import { Rfc2136Provider, parseTsigKey } from '../../lib/dns/rfc2136.ts';
 import type { CommandRunner } from '../../lib/dns/command.ts';
 import type { RunResult } from '../../lib/engine.ts';
 import { findHost, type Inventory } from '../../lib/inventory.ts';
-import { formatLease, parseLease, type Lease } from '../../lib/lease.ts';
+import { parseLease, type Lease } from '../../lib/lease.ts';
+import { rewriteLease } from '../support/lease.ts';
 import { loadRunbook, startRun } from '../../lib/runs.ts';
 import type { SshPool } from '../../lib/ssh.ts';
 import * as testnet from '../../lib/testnet/index.ts';
@@ -127,13 +128,10 @@ describe.skipIf(skipUnless(missing, 'the lease on the testnet'))('a lease that f
       afterMutation: async (at: { step: string }) => {
         if (at.step !== 'install' || moved) return;
         // Another writer (a person, another controller) bumps the generation, still naming nebula.
-        const current = (await dns().readRecord(LEASE_RECORD, 'TXT')).values[0]!;
-        moved = formatLease({
+        ({ written: moved } = await rewriteLease(dns(), LEASE_RECORD, () => ({
           holder: 'nebula',
           gen: planned.gen + 5,
-          expires: new Date(Date.now() + 30_000),
-        });
-        await dns().compareAndSet(LEASE_RECORD, 'TXT', current, moved);
+        })));
       },
     });
     expect(moved).toBeDefined();
