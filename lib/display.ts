@@ -47,6 +47,7 @@ const lineFor: EventFormatters<string | undefined> = {
     `${e.step} ${e.host}: found ${Object.entries(e.data)
       .map(([k, v]) => `${k}=${String(v)}`)
       .join(' ')}`,
+  commit: (e) => `${e.step} ${e.host}: the point of no return: from here the run only goes forward`,
   forward: (e) => `past the point of no return (${e.step}): going forward only: ${e.reason}`,
   'rollback-start': (e) => `rolling back: ${e.reason}`,
   'undo-intent': (e) => `${e.step} ${e.host}: undoing`,

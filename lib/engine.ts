@@ -206,6 +206,10 @@ export class Session {
   private journal: Journal | undefined;
   /** What each step found on each host before changing it, for its undo. */
   private readonly notes = new Map<string, Notes>();
+  /** Steps that marked their point of no return (`ctx.commit()`) in this run. */
+  private readonly committed = new Set<string>();
+  /** The steps the plan being executed has as commit steps. */
+  private commitSteps = new Set<string>();
 
   constructor(
     private readonly input: RunInput,
@@ -403,6 +407,12 @@ export class Session {
         const k = key(step, host.name);
         this.notes.set(k, { ...this.notes.get(k), ...data });
         this.emit({ kind: 'note', step, host: host.name, data });
+      },
+      commit: () => {
+        if (mutate.kind !== 'live' || this.committed.has(step)) return;
+        if (!this.commitSteps.has(step) || !this.findStep(step).marksCommit) return;
+        this.committed.add(step);
+        this.emit({ kind: 'commit', step, host: host.name });
       },
       act: async (description, data, fn) => {
         // The data as compared is what fn gets, not the object it was made from.
@@ -630,6 +640,7 @@ export class Session {
     this.journal = journal;
     this.facts = history.plan.facts;
     for (const [k, data] of history.notes) this.notes.set(k, data);
+    for (const step of history.committed) this.committed.add(step);
     const interrupted = history.started.filter(
       (s) => !history.done.has(key(s.step, s.host)) && !history.failed.has(key(s.step, s.host)),
     );
@@ -699,12 +710,22 @@ export class Session {
     });
   }
 
-  /** The first commit step that has started, if any: past it, the run only goes forward. */
+  /**
+   * The first commit step past its point of no return, if any: one that has
+   * started, or for a step that marks it, one that called `ctx.commit()`. Past
+   * it, the run only goes forward.
+   */
   private commitStarted(
     plan: Plan,
     started: Array<{ step: string; host: string }>,
   ): AnyStep | undefined {
-    const planned = plan.steps.find((s) => s.commit && started.some((x) => x.step === s.id));
+    const planned = plan.steps.find(
+      (s) =>
+        s.commit &&
+        (this.findStep(s.id).marksCommit
+          ? this.committed.has(s.id)
+          : started.some((x) => x.step === s.id)),
+    );
     return planned ? this.findStep(planned.id) : undefined;
   }
 
@@ -799,6 +820,7 @@ export class Session {
     hash: string,
     progress: { done: Set<string>; started: Array<{ step: string; host: string }> },
   ): Promise<RunResult> {
+    this.commitSteps = new Set(plan.steps.filter((s) => s.commit).map((s) => s.id));
     const { runbook } = this.input;
     const started = progress.started;
     for (const plannedStep of plan.steps) {
@@ -1115,6 +1137,8 @@ export interface RunHistory {
   undone: Set<string>;
   /** What steps noted per host (`step\0host`), for their undo. */
   notes: Map<string, Notes>;
+  /** Steps that marked their point of no return. */
+  committed: Set<string>;
   /** The gate (approvals, hold, confirmation) was passed: mutations may have started. */
   cleared: boolean;
   ended?: Extract<RunEvent, { kind: 'run-end' }>;
@@ -1136,6 +1160,7 @@ export function historyFrom(events: RunEvent[], operator: string): RunHistory | 
     rollbackReason: '',
     undone: new Set(),
     notes: new Map(),
+    committed: new Set(),
     cleared: false,
   };
   for (const e of events) {
@@ -1158,6 +1183,8 @@ export function historyFrom(events: RunEvent[], operator: string): RunHistory | 
     } else if (e.kind === 'note') {
       const k = key(e.step, e.host);
       history.notes.set(k, { ...history.notes.get(k), ...e.data });
+    } else if (e.kind === 'commit') {
+      history.committed.add(e.step);
     } else if (e.kind === 'cleared') {
       history.cleared = true;
     } else if (e.kind === 'run-end') {

@@ -90,6 +90,8 @@ export type RunEvent =
   | { kind: 'note'; step: string; host: string; data: Record<string, string | number | boolean> }
   | { kind: 'step-end'; step: string; ok: boolean }
   | { kind: 'rollback-start'; reason: string }
+  /** A step marking its point of no return (`ctx.commit()`), before the mutation that passes it. */
+  | { kind: 'commit'; step: string; host: string }
   /** A failure past a commit step: nothing is undone, the run can only be finished. */
   | { kind: 'forward'; step: string; reason: string }
   | { kind: 'undo-intent'; step: string; host: string }

@@ -194,6 +194,9 @@ export function buildReport(read: JournalRead): Report {
       case 'note':
       case 'unlock':
         break;
+      case 'commit':
+        push(r, { step: e.step, host: e.host, outcome: 'point of no return' });
+        break;
       case 'forward':
         push(r, {
           step: e.step,

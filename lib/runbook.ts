@@ -111,6 +111,12 @@ export interface ApplyContext<P, F> extends ProbeContext<P, F> {
   note(data: Notes): void;
   /** What this step noted on this host so far in the run. */
   readonly notes: Readonly<Notes>;
+  /**
+   * The point of no return, inside a step declared with `marksCommit`: call it
+   * right before the mutation after which writes may exist on the new side
+   * (journaled first). A failure before it still rolls back.
+   */
+  commit(): void;
   /** A mutation on this host fed by a read-only command on another: data flows host to host. */
   pipe(from: { host: Host | string; command: Cmd }, command: Cmd): Promise<void>;
 }
@@ -143,6 +149,12 @@ export interface StepDef<P, F> {
    * would discard those writes. A function decides it at plan time, from the facts.
    */
   commit?: boolean | ((ctx: RunbookContext<P, F>) => boolean);
+  /**
+   * The commit step passes its point of no return where its apply calls
+   * `ctx.commit()`, not as it starts: checks and preparations before that call
+   * that fail still roll back.
+   */
+  marksCommit?: boolean;
   /** Retries for transient (connection) failures; default 3. */
   retries?: number;
   /** Name of the state the hosts are in once this step has completed. */

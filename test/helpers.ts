@@ -17,6 +17,7 @@ export const ROOT = resolve(import.meta.dirname, '..');
 export const ORDERED = join(ROOT, 'test', 'fixtures', 'ordered.ts');
 export const ORDERED_PONR = join(ROOT, 'test', 'fixtures', 'ordered-ponr.ts');
 export const ORDERED_COMMIT = join(ROOT, 'test', 'fixtures', 'ordered-commit.ts');
+export const ORDERED_MARKED = join(ROOT, 'test', 'fixtures', 'ordered-marked.ts');
 
 export interface Workspace {
   /** The controller's working directory: holds .baton/ */

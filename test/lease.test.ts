@@ -1,3 +1,4 @@
+import { leaseTiming, leaseTimingConditions, parseLeaseConf } from '../lib/steps/services.ts';
 import { describe, expect, it } from 'vitest';
 import {
   describeLease,
@@ -67,5 +68,53 @@ describe('the lease record', () => {
     expect(leaseExpired(lease, at('2026-12-01T22:59:59Z'))).toBe(false);
     expect(leaseExpired(lease, at('2026-12-01T23:00:00Z'))).toBe(true);
     expect(describeLease(lease)).toBe('held by nebula (gen 7, until 2026-12-01T23:00:00Z)');
+  });
+});
+
+describe("a run's lease timing", () => {
+  const conf = [
+    '# baton lease settings',
+    'LEASE_INTERVAL=2',
+    'LEASE_SECONDS=15 # renewed every interval',
+    "LEASE_GRACE='6'",
+    '#LEASE_SECONDS=99',
+  ].join('\n');
+
+  it('reads LEASE_SECONDS and LEASE_GRACE from a lease.conf as the scripts source it', () => {
+    expect(parseLeaseConf(conf)).toEqual({ seconds: 15, grace: 6 });
+    expect(parseLeaseConf('LEASE_SERVER=192.0.2.53\n')).toEqual({});
+    expect(parseLeaseConf('LEASE_SECONDS=$((10 * 3))\n')).toEqual({});
+  });
+
+  it("goes by the target's lease.conf, then the parameters, then 30 s and 10 s", () => {
+    const onHost = {
+      leaseConf: { host: 'emergency1', path: '/etc/baton/lease.conf', seconds: 15, grace: 6 },
+    };
+    expect(leaseTiming(onHost, {})).toEqual({ seconds: 15, grace: 6 });
+    expect(leaseTiming({}, { leaseSeconds: 20, leaseGrace: 5 })).toEqual({ seconds: 20, grace: 5 });
+    expect(leaseTiming({}, {})).toEqual({ seconds: 30, grace: 10 });
+    expect(
+      leaseTiming(
+        { leaseConf: { host: 'emergency1', path: '/etc/baton/lease.conf', grace: 6 } },
+        {},
+      ),
+    ).toEqual({ seconds: 30, grace: 6 });
+  });
+
+  it('refuses a parameter that disagrees with the host, naming both', () => {
+    const facts = {
+      to: 'emergency1',
+      leaseConf: { host: 'emergency1', path: '/etc/baton/lease.conf', seconds: 15, grace: 6 },
+    };
+    expect(leaseTimingConditions(facts, {})).toEqual([]);
+    expect(leaseTimingConditions(facts, { leaseSeconds: 15 }).map((c) => c.ok)).toEqual([true]);
+    const [wrong] = leaseTimingConditions(facts, { leaseGrace: 10 });
+    expect(wrong).toMatchObject({
+      ok: false,
+      name: 'leaseGrace agrees with LEASE_GRACE in /etc/baton/lease.conf on emergency1',
+      expected: '6',
+      found: '--param leaseGrace=10',
+    });
+    expect(leaseTimingConditions({ to: 'emergency1' }, { leaseGrace: 10 })).toEqual([]);
   });
 });

@@ -4,7 +4,15 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readJournal } from '../lib/journal.ts';
 import { runsDir } from '../lib/runs.ts';
-import { ORDERED, ORDERED_COMMIT, ROOT, workspace, type Workspace, waitFor } from './helpers.ts';
+import {
+  ORDERED,
+  ORDERED_COMMIT,
+  ORDERED_MARKED,
+  ROOT,
+  workspace,
+  type Workspace,
+  waitFor,
+} from './helpers.ts';
 
 const BATON = join(ROOT, 'bin', 'baton.js');
 const orphans: number[] = [];
@@ -141,12 +149,19 @@ describe('resume after the controller was killed mid-step', () => {
 
 describe('past the point of no return', () => {
   function run(ws: Workspace, ...params: string[]): { status: number | null; stdout: string } {
+    return runOf(ORDERED_COMMIT, ws, ...params);
+  }
+  function runOf(
+    runbook: string,
+    ws: Workspace,
+    ...params: string[]
+  ): { status: number | null; stdout: string } {
     const r = spawnSync(
       process.execPath,
       [
         BATON,
         'run',
-        ORDERED_COMMIT,
+        runbook,
         '--stack',
         'nodes',
         '--yes',
@@ -197,6 +212,44 @@ describe('past the point of no return', () => {
     expect(ws.log().slice(-3)).toEqual(['apply:s2:b', 'apply:s3:a', 'apply:s3:b']);
     for (const f of ['s1-a', 's1-b', 's2-a', 's2-b', 's3-a', 's3-b'])
       expect(existsSync(join(ws.data, `${f}.done`))).toBe(true);
+  });
+
+  it('a step that marks its point of no return rolls back when it fails before the mark, and goes forward after it', () => {
+    const early = workspace();
+    const r = runOf(ORDERED_MARKED, early, 'failAt=s2:a');
+    expect(r.status).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({ outcome: 'rolled-back' });
+    expect(early.log()).toEqual([
+      'apply:s1:a',
+      'apply:s1:b',
+      'apply:s2:a',
+      'undo:s2:a',
+      'undo:s1:b',
+      'undo:s1:a',
+    ]);
+    const [earlyRun] = readdirSync(runsDir(early.cwd));
+    const earlyKinds = readJournal(join(runsDir(early.cwd), earlyRun!)).records.map(
+      (x) => x.event.kind,
+    );
+    expect(earlyKinds).not.toContain('commit');
+
+    const late = workspace();
+    const l = runOf(ORDERED_MARKED, late, 'failLateAt=s2:a');
+    expect(l.status).toBe(3);
+    const result = JSON.parse(l.stdout) as { outcome: string; next: string };
+    expect(result.outcome).toBe('needs-human');
+    expect(result.next).toContain('baton undoes nothing from here');
+    expect(late.log().filter((x) => x.startsWith('undo:'))).toEqual([]);
+    const [runId] = readdirSync(runsDir(late.cwd));
+    const events = readJournal(join(runsDir(late.cwd), runId!)).records.map((x) => x.event);
+    expect(events.filter((e) => e.kind === 'commit')).toEqual([
+      { kind: 'commit', step: 's2', host: 'a' },
+    ]);
+    writeFileSync(join(late.data, 'healed'), '');
+    expect(JSON.parse(resume(late, runId!).stdout)).toMatchObject({ outcome: 'done', exitCode: 0 });
+    expect(late.log().filter((x) => x.startsWith('undo:'))).toEqual([]);
+    for (const f of ['s1-a', 's1-b', 's2-a', 's2-b', 's3-a', 's3-b'])
+      expect(existsSync(join(late.data, `${f}.done`))).toBe(true);
   });
 
   it('before the commit step, a failure still rolls back', () => {

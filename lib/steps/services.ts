@@ -133,19 +133,26 @@ export const servicesParams = z.object({
   lease: dnsName
     .default('_lease.services')
     .describe('TXT record naming the host allowed to run services (docs/lease.md)'),
+  leaseConf: absolutePath
+    .default('/etc/baton/lease.conf')
+    .describe(
+      "the lease check's and watchdog's settings on the services hosts: the run takes the lease length and grace from the target's copy",
+    ),
   leaseSeconds: z
     .number()
     .int()
     .min(5)
-    .default(30)
-    .describe('how long a lease the run writes lasts unless its holder renews it'),
+    .optional()
+    .describe(
+      "how long a lease the run writes lasts unless its holder renews it (default: LEASE_SECONDS of the target's lease.conf, else 30)",
+    ),
   leaseGrace: z
     .number()
     .int()
     .min(0)
-    .default(10)
+    .optional()
     .describe(
-      "seconds a failover waits past the old holder's lease expiry (its watchdog fences it within the grace)",
+      "seconds a failover waits past the old holder's lease expiry, within which its watchdog fences it (default: LEASE_GRACE of the target's lease.conf, else 10)",
     ),
   opsAccount: ircName.default('batonops'),
   opsPassword: secret(ircPassword).describe('password of the services operator account'),
@@ -221,6 +228,8 @@ export interface ServicesFacts {
   ircds: Record<string, IrcdFacts>;
   records: CutRecord[];
   lease: LeaseFacts;
+  /** The target's lease.conf as far as the run needs it; absent when the target has none. */
+  leaseConf?: LeaseConf;
   standbyHasDb: boolean;
   standbyHasLink: boolean;
   fromReachable: boolean;
@@ -246,6 +255,44 @@ export interface LeaseFacts {
   gen?: number;
   /** ISO time; absent for a lease of the first format. */
   expires?: string;
+}
+
+/** What a run needs of a services host's lease.conf (contrib/lease/lease.conf.example). */
+export interface LeaseConf {
+  host: string;
+  path: string;
+  seconds?: number;
+  grace?: number;
+}
+
+/** LEASE_SECONDS and LEASE_GRACE of a lease.conf: plain `KEY=number` lines, as the scripts source them. */
+export function parseLeaseConf(text: string): { seconds?: number; grace?: number } {
+  const value = (key: string): number | undefined => {
+    const m = new RegExp(`^\\s*${key}=["']?(\\d{1,6})["']?\\s*(?:#.*)?$`, 'm').exec(text);
+    return m ? Number(m[1]) : undefined;
+  };
+  const seconds = value('LEASE_SECONDS');
+  const grace = value('LEASE_GRACE');
+  return {
+    ...(seconds !== undefined ? { seconds } : {}),
+    ...(grace !== undefined ? { grace } : {}),
+  };
+}
+
+/**
+ * The lease length and grace a run works with: what the target's lease.conf
+ * says (its watchdog renews and fences by it), else the parameters, else 30 s
+ * and 10 s. A parameter that disagrees with the host is refused by the lease
+ * step's check (see leaseTimingConditions).
+ */
+export function leaseTiming(
+  facts: Pick<ServicesFacts, 'leaseConf'>,
+  params: Pick<ServicesParams, 'leaseSeconds' | 'leaseGrace'>,
+): { seconds: number; grace: number } {
+  return {
+    seconds: facts.leaseConf?.seconds ?? params.leaseSeconds ?? 30,
+    grace: facts.leaseConf?.grace ?? params.leaseGrace ?? 10,
+  };
 }
 
 type Ctx = RunbookContext<ServicesParams, ServicesFacts>;
@@ -417,6 +464,11 @@ export async function gatherServicesFacts(
   }
   const toIrcd = ircdInfo[to];
   const primaryDb = fromReachable ? await readDb(ctx.probe(fromHost), params.db) : undefined;
+  const leaseConfText = await ctx.probe(toHost)(sh`cat ${params.leaseConf}`, { allowFail: true });
+  const leaseConf: LeaseConf | undefined =
+    leaseConfText.exitCode === 0
+      ? { host: to, path: params.leaseConf, ...parseLeaseConf(leaseConfText.stdout) }
+      : undefined;
   return {
     from,
     to,
@@ -426,6 +478,7 @@ export async function gatherServicesFacts(
     ircds: ircdInfo,
     records,
     lease: leaseFacts(params.lease, leaseValues, leaseAnswer.answers[0]?.ttl),
+    ...(leaseConf ? { leaseConf } : {}),
     standbyHasDb:
       (await ctx.probe(toHost)(sh`test -e ${params.db}`, { allowFail: true })).exitCode === 0,
     standbyHasLink: Boolean(toIrcd && toIrcd.links.length > 0),
@@ -995,6 +1048,28 @@ function plannedLease(facts: ServicesFacts): Lease | undefined {
 }
 
 /** When services may start elsewhere in a failover: the old holder's expiry plus the grace. */
+/** A lease parameter that says otherwise than the target's lease.conf is refused: the watchdog goes by the file. */
+export function leaseTimingConditions(
+  facts: Pick<ServicesFacts, 'leaseConf' | 'to'>,
+  params: Pick<ServicesParams, 'leaseSeconds' | 'leaseGrace'>,
+): Condition[] {
+  const conf = facts.leaseConf;
+  if (!conf) return [];
+  const pairs = [
+    ['leaseSeconds', 'LEASE_SECONDS', params.leaseSeconds, conf.seconds],
+    ['leaseGrace', 'LEASE_GRACE', params.leaseGrace, conf.grace],
+  ] as const;
+  return pairs
+    .filter(([, , given, onHost]) => given !== undefined && onHost !== undefined)
+    .map(([param, key, given, onHost]) =>
+      condition(`${param} agrees with ${key} in ${conf.path} on ${conf.host}`, given === onHost, {
+        expected: `${onHost}`,
+        found: `--param ${param}=${given}`,
+        remedy: `Leave ${param} out (the run takes ${key} from the host), or change ${key} on every services host first.`,
+      }),
+    );
+}
+
 function fencedAt(expires: string | undefined, grace: number): Date | undefined {
   return expires ? new Date(Date.parse(expires) + grace * 1000) : undefined;
 }
@@ -1072,15 +1147,17 @@ export function leaseStep(kind: 'handover' | 'failover' = 'handover'): Step {
             : `Create the TXT record ${facts.lease.name} as "holder=${facts.from} gen=1 expires=…", and install the lease check and watchdog on the services hosts (docs/lease.md).`,
         }),
       ];
+      conditions.push(...leaseTimingConditions(facts, params));
+      const timing = leaseTiming(facts, params);
       if (kind === 'failover' && lease?.holder === facts.from) {
-        const at = fencedAt(facts.lease.expires, params.leaseGrace);
+        const at = fencedAt(facts.lease.expires, timing.grace);
         const wait = at ? Math.max(0, Math.ceil((at.getTime() - now().getTime()) / 1000)) : 0;
         conditions.push({
           ...condition(
             `${facts.from}'s lease runs out before services start on ${facts.to}`,
             true,
             {
-              expected: `services start on ${facts.to} only after ${facts.from}'s lease expiry plus ${params.leaseGrace} s of grace, within which its watchdog stops its services`,
+              expected: `services start on ${facts.to} only after ${facts.from}'s lease expiry plus ${timing.grace} s of grace, within which its watchdog stops its services`,
               found: at
                 ? `${describeLease(lease)}: the run waits until ${isoSeconds(at)}, about ${wait} s from now (longer if ${facts.from} renews it before the move)`
                 : `${describeLease(lease)}: a lease of the first format has no expiry to wait out, so ${facts.from} has no watchdog to fence it; only its lease check stops a restart`,
@@ -1095,16 +1172,17 @@ export function leaseStep(kind: 'handover' | 'failover' = 'handover'): Step {
       const { facts, params } = ctx;
       const dns = dnsFor(ctx, dnsProbe(ctx));
       const { gen, next } = planned(facts);
+      const timing = leaseTiming(facts, params);
       let replaced: Lease | undefined;
       await ctx.act(
-        `dns: move the lease ${facts.lease.name} from ${facts.from} (gen ${gen}) to ${facts.to} (gen ${next}, ${params.leaseSeconds} s), by compare-and-set`,
+        `dns: move the lease ${facts.lease.name} from ${facts.from} (gen ${gen}) to ${facts.to} (gen ${next}, ${timing.seconds} s), by compare-and-set`,
         {
           name: facts.lease.name,
           holder: facts.from,
           gen,
           to: facts.to,
           nextGen: next,
-          seconds: params.leaseSeconds,
+          seconds: timing.seconds,
         },
         async (d) => {
           replaced = await moveLease(
@@ -1121,11 +1199,11 @@ export function leaseStep(kind: 'handover' | 'failover' = 'handover'): Step {
         },
       );
       if (kind !== 'failover') return;
-      const at = fencedAt(facts.lease.expires, params.leaseGrace);
+      const at = fencedAt(facts.lease.expires, timing.grace);
       if (!at) return;
       await ctx.act(
-        `wait until ${isoSeconds(at)}: ${facts.from}'s lease expiry plus ${params.leaseGrace} s of grace (longer if it renewed the lease since the plan)`,
-        { until: isoSeconds(at), grace: params.leaseGrace },
+        `wait until ${isoSeconds(at)}: ${facts.from}'s lease expiry plus ${timing.grace} s of grace (longer if it renewed the lease since the plan)`,
+        { until: isoSeconds(at), grace: timing.grace },
         async (d) => {
           const renewed =
             (replaced?.expires && isoSeconds(replaced.expires)) ||
@@ -1155,7 +1233,7 @@ export function leaseStep(kind: 'handover' | 'failover' = 'handover'): Step {
           gen: next,
           to: facts.from,
           nextGen: next + 1,
-          seconds: params.leaseSeconds,
+          seconds: leaseTiming(facts, params).seconds,
         },
         async (d) => {
           const current = leaseOf((await dns.readRecord(d.name, 'TXT')).values);
@@ -1249,6 +1327,7 @@ export function linkStep(): Step {
     // Once linked, the new instance answers users, and Atheme accepts changes even
     // read-only: an undo would discard them, so the run only goes forward.
     commit: true,
+    marksCommit: true,
     state: 'services linked on the target host, read-only',
     async check({ facts, params, probe }) {
       const before = `${params.servicesLink}.before`;
@@ -1276,7 +1355,7 @@ export function linkStep(): Step {
         }),
       ];
     },
-    async apply({ $, pipe, params, facts }) {
+    async apply({ $, pipe, params, facts, commit }) {
       const target = sh`umask 077 && cat > ${`${params.servicesLink}.new`} && chown --reference=${`${params.servicesLink}.before`} ${`${params.servicesLink}.new`} && chmod --reference=${`${params.servicesLink}.before`} ${`${params.servicesLink}.new`} && mv -f ${`${params.servicesLink}.new`} ${params.servicesLink}`;
       // A retry keeps the backup of the file as it was before the first attempt.
       await $`test -e ${`${params.servicesLink}.before`} || cp -p ${params.servicesLink} ${`${params.servicesLink}.before`}`;
@@ -1289,6 +1368,8 @@ export function linkStep(): Step {
           `port="${params.linkPort}" sendpass="${pw}" recvpass="${pw}">\n`;
         await $(target, { input: block });
       }
+      // The rehash links services: until it, a failure still rolls back.
+      commit();
       await $`systemctl reload ${params.ircdUnit}`;
     },
     async verify(ctx) {
@@ -1333,6 +1414,8 @@ export function startStandbyStep(): Step {
     state: 'services running read-only on the target host',
     // Where the standby's ircd already has the services link, they link as they start.
     commit: ({ facts }) => facts.standbyHasLink,
+    // Past the point only as services start: a copy changed at rest stops the run before it.
+    marksCommit: true,
     async check({ probe, params, host: h }) {
       const unit = await probe(sh`systemctl cat ${params.unit}`, { allowFail: true });
       const flags = new RegExp(`^EnvironmentFile=-?${escapeRegExp(params.startFlags)}\\s*$`, 'm');
@@ -1346,11 +1429,13 @@ export function startStandbyStep(): Step {
         remedy: `Add \`EnvironmentFile=-${params.startFlags}\` and \`$ATHEME_FLAGS\` at the end of ExecStart to ${params.unit}.service on ${h.name}, then systemctl daemon-reload: baton starts the new instance read-only until it is proven.`,
       });
     },
-    async apply({ $, params }) {
+    async apply({ $, params, commit }) {
       // The data must still be what install verified: not one byte changed at rest since.
       await $`sha256sum -c --status ${`${params.db}.sha256`} && rm -f ${`${params.db}.sha256`} || { echo ${`${params.db} changed after it was verified; services not started`} >&2; exit 1; }`;
       await $`umask 022 && printf 'ATHEME_FLAGS=-r\n' > ${`${params.startFlags}.new`} && mv -f ${`${params.startFlags}.new`} ${params.startFlags}`;
-      await $`systemctl enable ${params.unit} && systemctl start ${params.unit}`;
+      await $`systemctl enable ${params.unit}`;
+      commit();
+      await $`systemctl start ${params.unit}`;
     },
     async verify(ctx) {
       const { probe, params, facts, host: h } = ctx;

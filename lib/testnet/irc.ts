@@ -113,9 +113,9 @@ export const LEASE = {
   watchdogUnitFile: '/etc/systemd/system/baton-lease-watchdog.service',
   tsigKeyName: 'baton-lease',
   ttl: 60,
-  intervalSeconds: 3,
-  leaseSeconds: 30,
-  graceSeconds: 10,
+  intervalSeconds: 2,
+  leaseSeconds: 16,
+  graceSeconds: 6,
 } as const;
 
 /** The inventory's DNS section: exactly the records Knot serves besides SOA, NS and ns1. */

@@ -176,7 +176,9 @@ describe.skipIf(skipUnless(missing, 'the lease on the testnet'))('a lease that f
     expect(result.error).toBeUndefined();
     expect(result.outcome).toBe('done');
     expect(await consoleOf('nebula', 'cat /var/log/units/baton-lease-watchdog.log')).toMatch(
-      /stopping atheme: the lease could not be read and renewed for \d+ s, longer than the grace of 10 s/,
+      new RegExp(
+        `stopping atheme: the lease could not be read and renewed for \\d+ s, longer than the grace of ${LEASE.graceSeconds} s`,
+      ),
     );
     const after = (await leaseNow())!;
     expect([after.holder, after.gen]).toEqual(['emergency1', before.gen + 1]);
