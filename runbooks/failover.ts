@@ -50,9 +50,10 @@ export default defineRunbook({
     networkDropsPrimaryStep(),
     startStandbyStep(),
     linkStep(),
+    // Right after the link: Atheme takes writes even read-only and drops them when it stops.
+    unfreezeStep(),
     proveStep(),
     cutDnsStep(),
     recordActiveHostStep(),
-    unfreezeStep(),
   ],
 });

@@ -89,10 +89,11 @@ export default defineRunbook({
     fenceStep(),
     startStandbyStep(),
     linkStep(),
+    // Right after the link: Atheme takes writes even read-only and drops them when it stops.
+    unfreezeStep(),
     proveStep(),
     ...healthProbe.steps,
     cutDnsStep(),
     recordActiveHostStep(),
-    unfreezeStep(),
   ],
 });

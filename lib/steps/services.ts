@@ -1523,7 +1523,8 @@ export function cutDnsStep(): Step {
     id: 'cut-dns',
     title: 'Point the service names at the standby and check every authoritative server',
     targets: 'controller',
-    state: 'services running on the target host, and DNS names it',
+    state:
+      'handed over: services run on the target host, writable, DNS names it, the source host is fenced',
     idempotent: true,
     async apply(ctx) {
       const dns = dnsFor(ctx, dnsProbe(ctx));
@@ -1564,16 +1565,18 @@ export function cutDnsStep(): Step {
 export function unfreezeStep(): Step {
   return {
     id: 'unfreeze',
-    title: 'Lift the freeze on the new primary (OperServ READONLY OFF)',
-    state:
-      'handed over: services run on the target host, writable, DNS names it, the source host is fenced',
+    title:
+      'Make the new primary writable as soon as it links (OperServ READONLY OFF), so that a stop keeps what users wrote',
+    state: 'services linked and writable on the target host, the source host fenced',
     targets: (ctx) => [ctx.facts.to],
     idempotent: true,
     async apply(ctx) {
       const { params } = ctx;
-      // Past the point of no return the run only goes forward: services its watchdog
-      // stopped (it could not renew the lease while DNS was down) start again here,
-      // under the lease check, and the freeze is lifted once they have linked.
+      // Linked, the new instance takes writes, read-only or not (Atheme answers "registered" and
+      // keeps it in memory), and read-only it saves nothing: a stop now (its watchdog fencing it
+      // during a DNS outage, a crash) would lose them. So the freeze ends here, not after the
+      // proofs. Past the point of no return the run only goes forward: services the watchdog
+      // stopped start again here, under the lease check, and are made writable once linked.
       await ctx.$`systemctl is-active --quiet ${params.unit} || systemctl start ${params.unit}`;
       await operServAct(ctx, 'READONLY OFF', {
         before: () =>

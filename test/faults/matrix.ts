@@ -56,6 +56,8 @@ export interface CaseResult extends Case {
   failures: string[];
   durationMs: number;
   runId?: string;
+  /** A failed case's run report (markdown), to read why. */
+  report?: string;
 }
 
 export interface MatrixEnv {
@@ -64,9 +66,12 @@ export interface MatrixEnv {
   pool: SshPool;
   inventory: Inventory;
   log?: (line: string) => void;
+  /** emergency1's services-link.conf as the testnet made it. */
+  standbyLink?: string;
 }
 
 const DB = '/var/lib/atheme/services.db';
+const LINK = '/etc/inspircd/services-link.conf';
 const PRIMARY = 'nebula';
 const STANDBY = 'emergency1';
 const ADDRESS: Record<string, string> = { nebula: '192.0.2.12', emergency1: '192.0.2.13' };
@@ -186,6 +191,9 @@ async function healAll(env: MatrixEnv): Promise<void> {
  */
 export async function baseline(env: MatrixEnv): Promise<void> {
   await healAll(env);
+  // emergency1's ircd as the testnet made it (no services link, so that the link step runs and is
+  // the point of no return), read before the first case.
+  env.standbyLink ??= await on(env, STANDBY, `cat ${LINK}`);
   let [one, two] = [await activeOn(env, PRIMARY), await activeOn(env, STANDBY)];
   if (!one && !two) {
     const holder = /holder=([a-z0-9-]+)/.exec(
@@ -200,6 +208,7 @@ export async function baseline(env: MatrixEnv): Promise<void> {
   }
   if (one && !two) {
     await ask(env, 'OperServ', 'READONLY OFF', /read-?only/i, { identify: true }).catch(() => '');
+    await standbyAsMade(env);
     return;
   }
   const r = await cli(env, [
@@ -215,36 +224,43 @@ export async function baseline(env: MatrixEnv): Promise<void> {
     throw new Error(
       `cannot bring the testnet back to its baseline: failback said ${r.out.slice(-400)}`,
     );
+  await standbyAsMade(env);
 }
 
-/** What CI runs: each fault once, at steps spread over both runbooks. */
-export function ciCases(steps: Record<MatrixRunbook, string[]>): Case[] {
-  const pick = (rb: MatrixRunbook, i: number, n: number): string =>
-    steps[rb][Math.min(steps[rb].length - 1, Math.floor(((i + 0.5) * steps[rb].length) / n))]!;
-  const handover: Fault[] = ['kill', 'primary-down', 'dns-refuse', 'corrupt-byte', 'disk-full'];
-  const failover: Fault[] = ['standby-down', 'partition', 'slow'];
+/** The standby's services link as the testnet made it, once services are back on the primary. */
+async function standbyAsMade(env: MatrixEnv): Promise<void> {
+  if (env.standbyLink === undefined) return;
+  const now = await on(env, STANDBY, `cat ${LINK}`);
+  if (now === env.standbyLink) return;
+  const r = await env.pool.exec(
+    findHost(env.inventory, STANDBY),
+    `cat > ${LINK} && rm -f ${LINK}.before && systemctl reload inspircd`,
+    { input: env.standbyLink, timeoutMs: 30_000 },
+  );
+  if (r.exitCode !== 0) throw new Error(`cannot restore ${STANDBY}'s ${LINK}: ${r.stderr}`);
+}
+
+/** What CI runs (and `npm run faults -- --sample`): every step of both runbooks once, the faults in turn. */
+export function ciSample(steps: Record<MatrixRunbook, string[]>): Case[] {
   return [
-    ...handover.map((fault, i) => ({
-      runbook: 'handover' as const,
-      step: pick('handover', i, handover.length),
-      fault,
-    })),
-    ...failover.map((fault, i) => ({
-      runbook: 'failover' as const,
-      step: pick('failover', i, failover.length),
-      fault,
-    })),
+    ...sampleCases('handover', steps.handover),
+    ...sampleCases('failover', steps.failover, 3),
   ];
 }
 
-/** A case that throws (the harness could not look) is a case that failed. */
+/**
+ * A case that throws (the harness could not look) is a case that failed. After
+ * a failed case the testnet is brought back to its baseline, or built again
+ * when that is not possible, so that one failure does not fail every case after it.
+ */
 export async function runCaseSafely(env: MatrixEnv, c: Case): Promise<CaseResult> {
   const started = Date.now();
+  let result: CaseResult;
   try {
-    return await runCase(env, c);
+    result = await runCase(env, c);
   } catch (e) {
     env.log?.(`${c.runbook} ${c.step} ${c.fault}: FAILED: ${String(e)}`);
-    return {
+    result = {
       ...c,
       ok: false,
       outcomes: [],
@@ -252,6 +268,20 @@ export async function runCaseSafely(env: MatrixEnv, c: Case): Promise<CaseResult
       failures: [String(e)],
       durationMs: Date.now() - started,
     };
+  }
+  if (!result.ok) await restore(env);
+  return result;
+}
+
+async function restore(env: MatrixEnv): Promise<void> {
+  try {
+    await baseline(env);
+  } catch (e) {
+    env.log?.(`  the testnet is built again: ${String(e).slice(0, 300)}`);
+    await env.pool.close();
+    await testnet.down();
+    env.inventory = (await testnet.up({ topology: 'irc' })).inventory;
+    env.pool = testnet.testnetPool({ readyTimeoutMs: 20_000 });
   }
 }
 
@@ -356,7 +386,10 @@ export async function runCase(env: MatrixEnv, c: Case): Promise<CaseResult> {
   const failures: string[] = [];
   const outcomes: string[] = [];
   const log = env.log ?? (() => undefined);
+  const phase = (what: string): void =>
+    log(`  ${what} at ${((Date.now() - started) / 1000).toFixed(1)} s`);
   await baseline(env);
+  phase('baseline');
   if (c.runbook === 'failover') {
     await ask(env, 'OperServ', 'UPDATE', /UPDATE completed/i, { identify: true });
     await backupAtheme(env.pool, env.inventory, PRIMARY);
@@ -423,7 +456,9 @@ export async function runCase(env: MatrixEnv, c: Case): Promise<CaseResult> {
     failures.push(`the run never reached step ${c.step}`);
     child.kill('SIGKILL');
   }
+  phase(reached ? `fault at ${c.step}` : 'no fault');
   const first = await ended;
+  phase('run ended');
   outcomes.push(outcomeOf(first.out) ?? (c.fault === 'kill' ? 'killed' : `exit ${first.code}`));
   await healInjected(env, c);
   // After the fault is gone, a run that stopped (or was killed) is taken up again.
@@ -431,6 +466,7 @@ export async function runCase(env: MatrixEnv, c: Case): Promise<CaseResult> {
     const r = await cli(env, ['resume', runId, '--json']);
     outcomes.push(outcomeOf(r.out) ?? `resume exit ${r.code}: ${r.out.trim().split('\n').at(-1)}`);
   }
+  phase('resumed');
   // The failover's own starting fault goes last: the old primary returns and must stay fenced.
   if (c.runbook === 'failover') await healAll(env);
   // A run still stopped for a person keeps the stack locked: that is a failure, and the lock is
@@ -450,6 +486,7 @@ export async function runCase(env: MatrixEnv, c: Case): Promise<CaseResult> {
     if (on1 || on2) break;
     await new Promise((r) => setTimeout(r, 1_000));
   }
+  phase('services found');
   const where = on1 && on2 ? 'both' : on1 ? PRIMARY : on2 ? STANDBY : 'none';
   if (where === 'both') failures.push('services run on nebula and emergency1 at once');
   if (where === 'none') failures.push('services run nowhere');
@@ -490,10 +527,11 @@ export async function runCase(env: MatrixEnv, c: Case): Promise<CaseResult> {
     if (written && !now.some((r) => accountOf(r) === written))
       failures.push(`the account ${written} registered during the run was lost`);
   }
+  let report: string | undefined;
   if (runId) {
     try {
       const read = readJournal(join(runs, runId));
-      const report = renderMarkdown(buildReport(read));
+      report = renderMarkdown(buildReport(read));
       const end = read.records.map((r) => r.event).findLast((e) => e.kind === 'run-end');
       if (!end) failures.push('the journal has no end');
       else if (!report.includes(end.outcome))
@@ -510,6 +548,7 @@ export async function runCase(env: MatrixEnv, c: Case): Promise<CaseResult> {
     failures,
     durationMs: Date.now() - started,
     ...(runId ? { runId } : {}),
+    ...(failures.length && report ? { report } : {}),
   };
   log(
     `${c.runbook} ${c.step} ${c.fault}: ${result.ok ? 'ok' : 'FAILED'} (${outcomes.join(' → ')}; services on ${where})${failures.length ? `: ${failures.join('; ')}` : ''}`,

@@ -1,22 +1,26 @@
 /**
- * `npm run faults`: the whole fault matrix on a testnet of its own, written
- * to docs/reliability.md and bench-style JSON under test/faults/results/.
- *   sudo npm run faults                       # every case
- *   sudo npm run faults -- --sample           # the CI sample
- *   sudo npm run faults -- handover cut-dns kill   # one case
+ * `npm run faults`: the fault matrix on a testnet of its own. Each run writes
+ * its results as JSON under test/faults/results/ (with the commit it ran on),
+ * and docs/reliability.md is rendered from the latest result of every case
+ * across those files, so the whole matrix can be run in shards.
+ *   sudo npm run faults                             # every case
+ *   sudo npm run faults -- --shard 2/4              # every fourth case, from the second
+ *   sudo npm run faults -- --sample                 # the CI sample
+ *   sudo npm run faults -- handover cut-dns kill    # one case (not written to the page)
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as testnet from '../../lib/testnet/index.ts';
 import '../../lib/testnet/stack.ts';
 import {
   allCases,
+  ciSample,
   FAULTS,
   matrixSteps,
   runCaseSafely,
   RUNBOOKS,
-  sampleCases,
   type Case,
   type CaseResult,
   type Fault,
@@ -24,51 +28,107 @@ import {
 } from './matrix.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
+const RESULTS = join(ROOT, 'test', 'faults', 'results');
 const args = process.argv.slice(2);
+
+interface ResultsFile {
+  at: string;
+  commit: string;
+  args: string[];
+  steps: Record<string, string[]>;
+  results: CaseResult[];
+}
+
+const shard = args.includes('--shard') ? args[args.indexOf('--shard') + 1] : undefined;
+const [index, count] = (shard ?? '1/1').split('/').map(Number) as [number, number];
+if (!(Number.isInteger(index) && Number.isInteger(count) && index >= 1 && index <= count)) {
+  console.error(`--shard ${shard}: give it as i/n with 1 <= i <= n, e.g. --shard 2/4`);
+  process.exit(2);
+}
+const one = args.length === 3 && !args[0]!.startsWith('--');
+if (one && !(RUNBOOKS as readonly string[]).includes(args[0]!)) {
+  console.error(`${args[0]}: the matrix has the runbooks ${RUNBOOKS.join(', ')}`);
+  process.exit(2);
+}
+if (one && !(FAULTS as readonly string[]).includes(args[2]!)) {
+  console.error(`${args[2]}: the faults are ${FAULTS.join(', ')}`);
+  process.exit(2);
+}
+
+const commit = (() => {
+  const git = (...a: string[]): string =>
+    execFileSync('git', a, { cwd: ROOT, encoding: 'utf8' }).trim();
+  try {
+    return `${git('rev-parse', '--short', 'HEAD')}${git('status', '--porcelain', '--', 'lib', 'runbooks', 'bin', 'contrib', 'test/faults') ? '+changes' : ''}`;
+  } catch {
+    return 'unknown';
+  }
+})();
+
 const home = mkdtempSync(join(tmpdir(), 'baton-faults-'));
 process.env.BATON_HOME = home;
-
 const { inventory } = await testnet.up({ topology: 'irc' });
-const pool = testnet.testnetPool({ readyTimeoutMs: 20_000 });
-const env = { home, bin: join(ROOT, 'bin', 'baton.js'), pool, inventory, log: console.log };
+const env = {
+  home,
+  bin: join(ROOT, 'bin', 'baton.js'),
+  pool: testnet.testnetPool({ readyTimeoutMs: 20_000 }),
+  inventory,
+  log: console.log,
+};
 const results: CaseResult[] = [];
 const steps: Record<string, string[]> = {};
 try {
   for (const rb of RUNBOOKS) steps[rb] = await matrixSteps(env, rb);
   let cases: Case[];
-  if (args.length === 3) {
+  if (one) {
+    if (!steps[args[0]!]!.includes(args[1]!))
+      throw new Error(`${args[0]} has no step ${args[1]}: ${steps[args[0]!]!.join(', ')}`);
     cases = [{ runbook: args[0] as MatrixRunbook, step: args[1]!, fault: args[2] as Fault }];
   } else if (args.includes('--sample')) {
-    cases = [
-      ...sampleCases('handover', steps.handover!),
-      ...sampleCases('failover', steps.failover!, 3),
-    ];
-  } else cases = RUNBOOKS.flatMap((rb) => allCases(rb, steps[rb]!));
-  console.log(`${cases.length} cases`);
+    cases = ciSample({ handover: steps.handover!, failover: steps.failover! });
+  } else {
+    cases = RUNBOOKS.flatMap((rb) => allCases(rb, steps[rb]!)).filter(
+      (_, i) => i % count === index - 1,
+    );
+  }
+  console.log(`${cases.length} cases on ${commit}`);
   for (const c of cases) results.push(await runCaseSafely(env, c));
 } finally {
-  await pool.close();
+  await env.pool.close();
   await testnet.down();
   rmSync(home, { recursive: true, force: true });
 }
 
-const stamp = new Date().toISOString();
-mkdirSync(join(ROOT, 'test', 'faults', 'results'), { recursive: true });
-const file = join(ROOT, 'test', 'faults', 'results', `${stamp.replace(/[:.]/g, '-')}.json`);
-writeFileSync(file, JSON.stringify({ at: stamp, args, results }, null, 2) + '\n');
-if (args.length !== 3) writeFileSync(join(ROOT, 'docs', 'reliability.md'), render(stamp, results));
+const at = new Date().toISOString();
+mkdirSync(RESULTS, { recursive: true });
+const file: ResultsFile = { at, commit, args, steps, results };
+writeFileSync(
+  join(RESULTS, `${at.replace(/[:.]/g, '-')}.json`),
+  JSON.stringify(file, null, 2) + '\n',
+);
+if (!one) writeFileSync(join(ROOT, 'docs', 'reliability.md'), render());
 const failed = results.filter((r) => !r.ok);
 console.log(`${results.length - failed.length} passed, ${failed.length} failed`);
 process.exit(failed.length ? 1 : 0);
 
-function render(at: string, all: CaseResult[]): string {
+/** The page: its introduction as written, then the latest result of every case of the current steps. */
+function render(): string {
+  const files = readdirSync(RESULTS)
+    .filter((f) => f.endsWith('.json'))
+    .sort()
+    .map((f) => JSON.parse(readFileSync(join(RESULTS, f), 'utf8')) as ResultsFile);
+  const latest = new Map<string, CaseResult & { at: string; commit: string }>();
+  for (const f of files)
+    for (const r of f.results)
+      latest.set(`${r.runbook} ${r.step} ${r.fault}`, { ...r, at: f.at, commit: f.commit ?? '?' });
+  const shown = [...latest.values()].filter((r) => steps[r.runbook]?.includes(r.step));
   const intro = readFileSync(join(ROOT, 'docs', 'reliability.md'), 'utf8').split(
     '<!-- matrix -->',
   )[0]!;
   const table = (rb: MatrixRunbook): string => {
     const rows = steps[rb]!.map((step) => {
       const cells = FAULTS.map((f) => {
-        const r = all.find((x) => x.runbook === rb && x.step === step && x.fault === f);
+        const r = latest.get(`${rb} ${step} ${f}`);
         return r ? `${r.ok ? 'ok' : '**FAILED**'} ${r.outcomes.join('→')}, on ${r.on}` : 'not run';
       });
       return `| ${step} | ${cells.join(' | ')} |`;
@@ -81,15 +141,20 @@ function render(at: string, all: CaseResult[]): string {
       ...rows,
     ].join('\n');
   };
-  const failures = all
+  const all = RUNBOOKS.reduce((n, rb) => n + steps[rb]!.length * FAULTS.length, 0);
+  const failures = shown
     .filter((r) => !r.ok)
-    .map((r) => `- ${r.runbook} ${r.step} ${r.fault}: ${r.failures.join('; ')}`);
+    .map(
+      (r) => `- ${r.runbook} ${r.step} ${r.fault} (${r.at}, ${r.commit}): ${r.failures.join('; ')}`,
+    );
+  const commits = [...new Set(shown.map((r) => r.commit))];
+  const dates = shown.map((r) => r.at).sort();
   return [
     intro.trimEnd(),
     '',
     '<!-- matrix -->',
     '',
-    `Run of ${at}: ${all.length} cases, ${all.length - failures.length} held, ${failures.length} failed. Each cell: the outcome of the run (→ each resume after the fault was healed) and where services ended up.`,
+    `The latest result of each case: ${shown.length} of ${all} cases run, ${shown.length - failures.length} held, ${failures.length} failed; run between ${dates[0]?.slice(0, 16) ?? '-'} and ${dates.at(-1)?.slice(0, 16) ?? '-'} UTC on ${commits.join(', ') || '-'}. Each cell: the outcome of the run (→ each resume after the fault was healed) and where services ended up.`,
     '',
     ...RUNBOOKS.map(table).flatMap((t) => [t, '']),
     ...(failures.length ? ['### Cases that failed', '', ...failures, ''] : []),
