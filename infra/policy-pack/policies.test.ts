@@ -279,6 +279,24 @@ describe('the CrossGuard pack', () => {
     ]);
   });
 
+  it("finds an Azure primary's backups through the protected item's dependency on its VM", async () => {
+    const swapped = (backups: boolean) =>
+      stackConfig((c) => {
+        for (const h of c['hosts'] as Raw[]) {
+          if (h['name'] === 'paralysis') h['roles'] = ['ircd', 'standby'];
+          if (h['name'] === 'nebula') Object.assign(h, { roles: ['ircd', 'primary'], backups });
+        }
+      });
+    expect((await runPack(engineResources(await declare(swapped(true))))).reported).toEqual([]);
+    expect((await runPack(engineResources(await declare(swapped(false))))).reported).toEqual([
+      {
+        policy: 'primary-backups',
+        message: 'primary nebula has no provider backups; set backups: true for it in baton:hosts',
+        urn: 'urn:pulumi:production::baton::baton:infra:ServiceHost$azure-native:compute:VirtualMachine::nebula',
+      },
+    ]);
+  });
+
   it('on a first preview, with the inventory not known yet, still checks what is known', async () => {
     const declared = await declare(
       stackConfig((c) => {
