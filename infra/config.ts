@@ -41,7 +41,7 @@ export const recordConfigSchema = z.object({
   name: z.string().min(1),
   type: z.literal('A').default('A'),
   ttl: z.number().int().min(1),
-  /** `active`: follows `baton:activeHost` (a record the runbooks cut); otherwise a host name. */
+  /** `active`: follows the services lease's holder (a record the runbooks cut); otherwise a host name. */
   target: z.string().min(1),
 });
 export type RecordConfig = z.infer<typeof recordConfigSchema>;
@@ -65,6 +65,14 @@ export const dnsConfigSchema = z.object({
       }),
     )
     .optional(),
+  /** The services lease TXT record, relative to the zone; the `active` records follow its holder. */
+  lease: z
+    .string()
+    .regex(
+      /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/,
+      'a name relative to the zone, like _lease.services',
+    )
+    .default('_lease.services'),
   /** The highest TTL a record that runbooks cut may have (seconds). */
   maxCutTtl: z.number().int().min(1).default(300),
   records: z.array(recordConfigSchema).default([]),
@@ -84,7 +92,10 @@ export const stackConfigSchema = z
       .refine((u) => u !== 'root', 'must not be root (Azure refuses it; use a sudo user)')
       .default('baton'),
     sshPort: z.number().int().min(1).max(65535).default(22),
-    /** The host the `active` records point to; the runbooks set it with `pulumi config set`. */
+    /**
+     * The host the `active` records point to when the services lease cannot be
+     * read; the runbooks set it with `pulumi config set` after a cut.
+     */
     activeHost: hostName.optional(),
     dns: dnsConfigSchema.optional(),
   })
@@ -95,16 +106,13 @@ export const stackConfigSchema = z
       names.add(h.name);
     }
     const records = cfg.dns?.records ?? [];
-    if (records.some((r) => r.target === 'active')) {
-      if (!cfg.activeHost) {
-        ctx.addIssue({ code: 'custom', path: ['activeHost'], message: 'required by records' });
-      } else if (!names.has(cfg.activeHost)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['activeHost'],
-          message: `${cfg.activeHost} is not one of the hosts`,
-        });
-      }
+    // Not required by `active` records: the lease names the host; this is the fallback.
+    if (cfg.activeHost && !names.has(cfg.activeHost)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['activeHost'],
+        message: `${cfg.activeHost} is not one of the hosts`,
+      });
     }
     for (const r of records) {
       if (r.target !== 'active' && !names.has(r.target)) {

@@ -1,7 +1,7 @@
 /**
  * Pulumi mocks for infra's tests: every resource the program declares is
- * recorded with its inputs, host keys are real ed25519 keys, and an invoke the
- * program is not known to make fails the test.
+ * recorded with its inputs, options and dependencies, host keys are real
+ * ed25519 keys, and an invoke the program is not known to make fails the test.
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -9,6 +9,7 @@ import yaml from 'js-yaml';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as pulumi from '@pulumi/pulumi';
+import type { ActiveHostLog, AuthoritativeServer, ResolverFor } from './active-host.ts';
 import type { PolicyResource } from './policy.ts';
 
 /** The marker Pulumi puts on a secret value in serialized properties. */
@@ -31,8 +32,45 @@ function unwrapSecrets(v: unknown): unknown {
 }
 
 export interface RecordedResource extends PolicyResource {
+  urn: string;
+  opts: RecordedOptions;
   /** Top-level inputs that arrived as Pulumi secrets. */
   secretInputs: string[];
+  /** The URN of the parent resource, if any. */
+  parent?: string;
+  /** URNs each input depends on, as the engine passes them to a policy pack. */
+  propertyDependencies: Record<string, string[]>;
+}
+
+/** The resource options the SDK sent with a registration, as the engine receives them. */
+export interface RecordedOptions {
+  protect: boolean;
+  retainOnDelete: boolean;
+}
+
+/** What the monitor saw of one registration that `newResource` is not given. */
+interface Registration {
+  urn: string;
+  opts: RecordedOptions;
+  parent?: string;
+  propertyDependencies: Record<string, string[]>;
+}
+
+/** The parts of a RegisterResourceRequest read here (`@pulumi/pulumi/proto/resource_pb`). */
+interface RegisterRequest {
+  getType(): string;
+  getName(): string;
+  getParent(): string;
+  getProtect(): boolean | undefined;
+  getRetainondelete(): boolean | undefined;
+  getPropertydependenciesMap(): {
+    forEach(f: (v: { getUrnsList(): string[] }, k: string) => void): void;
+  };
+}
+
+interface MockMonitorInternals {
+  registerResource(req: RegisterRequest, callback: unknown): Promise<void>;
+  newUrn(parent: string, type: string, name: string): string;
 }
 
 export interface MockWorld {
@@ -94,6 +132,16 @@ export async function installMocks(project = 'baton', stack = 'production'): Pro
       world.hostPublicKeys.clear();
     },
   };
+  // Mocks hand `newResource` the inputs only; protect, retainOnDelete, the
+  // parent and the dependencies travel in the registration request, so the
+  // monitor is wrapped to read them where the engine would.
+  const registrations = new Map<string, Registration[]>();
+  const takeRegistration = (type: string, name: string): Registration => {
+    const queue = registrations.get(`${type}::${name}`);
+    const found = queue?.shift();
+    if (!found) throw new Error(`mocks: no registration request seen for ${type} ${name}`);
+    return found;
+  };
   await pulumi.runtime.setMocks(
     {
       newResource(args: pulumi.runtime.MockResourceArgs): {
@@ -135,13 +183,15 @@ export async function installMocks(project = 'baton', stack = 'production'): Pro
           }
         }
         const secretInputs = Object.keys(inputs).filter((k) => isSecretValue(inputs[k]));
+        const registration = takeRegistration(args.type, args.name);
         world.resources.push({
           type: args.type,
           name: args.name,
           id,
           custom: args.custom ?? true,
-          inputs: unwrapSecrets(inputs) as Record<string, unknown>,
+          inputs: plain,
           secretInputs,
+          ...registration,
         });
         return { id, state };
       },
@@ -166,6 +216,29 @@ export async function installMocks(project = 'baton', stack = 'production'): Pro
     stack,
     false,
   );
+  const settings = (await import('@pulumi/pulumi/runtime/settings.js')) as unknown as {
+    getMonitor(): MockMonitorInternals;
+  };
+  const monitor = settings.getMonitor();
+  const register = monitor.registerResource.bind(monitor);
+  monitor.registerResource = (req, callback) => {
+    const propertyDependencies: Record<string, string[]> = {};
+    req.getPropertydependenciesMap().forEach((v, k) => (propertyDependencies[k] = v.getUrnsList()));
+    const key = `${req.getType()}::${req.getName()}`;
+    registrations.set(key, [
+      ...(registrations.get(key) ?? []),
+      {
+        urn: monitor.newUrn(req.getParent(), req.getType(), req.getName()),
+        opts: {
+          protect: req.getProtect() ?? false,
+          retainOnDelete: req.getRetainondelete() ?? false,
+        },
+        ...(req.getParent() ? { parent: req.getParent() } : {}),
+        propertyDependencies,
+      },
+    ]);
+    return register(req, callback);
+  };
   return world;
 }
 
@@ -212,4 +285,50 @@ export function batonKeys(config: Record<string, string>): Record<string, unknow
         return [k.slice('baton:'.length), value];
       }),
   );
+}
+
+/** A DNS error as node:dns raises it (`ENODATA`, `ETIMEOUT` ...). */
+export function dnsError(code: string): Error {
+  return Object.assign(new Error(`queryTxt ${code}`), { code });
+}
+
+export interface LeaseDns {
+  resolverFor: ResolverFor;
+  /** Every TXT query, in order: which server was asked for which name. */
+  queries: { server: string; name: string }[];
+}
+
+/**
+ * The zone's authoritative servers as a test sets them: each answers TXT with
+ * the values `answer` gives (one string per record) or fails with the error it
+ * gives. Nothing leaves the process; by default no server has a lease.
+ */
+export function leaseDns(
+  answer: (server: AuthoritativeServer, name: string) => string[] | Error = () =>
+    dnsError('ENODATA'),
+): LeaseDns {
+  const queries: LeaseDns['queries'] = [];
+  return {
+    queries,
+    resolverFor: (server) => ({
+      resolveTxt(name) {
+        queries.push({ server: server.name, name });
+        const a = answer(server, name);
+        return a instanceof Error ? Promise.reject(a) : Promise.resolve(a.map((v) => [v]));
+      },
+    }),
+  };
+}
+
+export interface RecordingLog extends ActiveHostLog {
+  lines: { level: 'info' | 'warn'; message: string }[];
+}
+
+export function recordingLog(): RecordingLog {
+  const lines: RecordingLog['lines'] = [];
+  return {
+    lines,
+    info: (message) => void lines.push({ level: 'info', message }),
+    warn: (message) => void lines.push({ level: 'warn', message }),
+  };
 }

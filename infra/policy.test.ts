@@ -1,8 +1,17 @@
 import * as pulumi from '@pulumi/pulumi';
 import * as linode from '@pulumi/linode';
+import * as azureRecovery from '@pulumi/azure-native/recoveryservices/index.js';
 import { describe, expect, it } from 'vitest';
 import type { Inventory } from '../lib/inventory.ts';
-import { batonKeys, installMocks, settle, stackConfigFile, valueOf } from './mocks.ts';
+import {
+  batonKeys,
+  installMocks,
+  leaseDns,
+  recordingLog,
+  settle,
+  stackConfigFile,
+  valueOf,
+} from './mocks.ts';
 
 // Mocks first, then the program.
 const world = await installMocks();
@@ -32,7 +41,11 @@ async function violations(
   extra?: () => void,
 ) {
   world.reset();
-  const { inventory } = deploy('policy-check', config);
+  const dns = leaseDns(() => ['holder=paralysis gen=1 expires=2026-12-01T23:00:00Z']);
+  const { inventory } = deploy('policy-check', config, {
+    resolverFor: dns.resolverFor,
+    log: recordingLog(),
+  });
   extra?.();
   const inv: Inventory = await valueOf(inventory);
   await settle();
@@ -130,6 +143,7 @@ describe('policy: ssh is never open to the world', () => {
         message: expect.stringContaining(
           "opens ssh (tcp 22) to the world; allow only the operators' CIDRs",
         ),
+        urn: 'urn:pulumi:production::baton::baton:infra:ServiceHost$azure-native:network:NetworkSecurityGroup::nebula-nsg',
       },
     ]);
   });
@@ -182,6 +196,7 @@ describe('policy: no port but the service ports is open to the world', () => {
         message: expect.stringContaining(
           'opens tcp 5432 to the world; only the service ports tcp/6667',
         ),
+        urn: expect.stringMatching(/::dbhost-fw$/),
       },
     ]);
   });
@@ -217,6 +232,7 @@ describe('policy: records the runbooks cut have a TTL of at most the maximum', (
         policy: 'cut-ttl-max',
         subject: 'irc.example.net',
         message: 'irc.example.net has TTL 3600s, above the maximum 300s for a record runbooks cut',
+        urn: expect.stringMatching(/linode:index\/domainRecord:DomainRecord::dns-irc-a$/),
       },
       {
         policy: 'cut-ttl-max',
@@ -239,6 +255,7 @@ describe('policy: records the runbooks cut have a TTL of at most the maximum', (
         subject: 'services.example.net',
         message:
           'services.example.net asks for TTL 240s, which Linode stores as 300s, above the maximum 250s',
+        urn: expect.stringMatching(/::dns-services-a$/),
       },
     ]);
     expect(policy.linodeEffectiveTtl(60)).toBe(30);
@@ -261,6 +278,7 @@ describe('policy: the primary has provider backups', () => {
         subject: 'paralysis',
         message:
           'primary paralysis has no provider backups; set backups: true for it in baton:hosts',
+        urn: expect.stringMatching(/linode:index\/instance:Instance::paralysis$/),
       },
     ]);
   });
@@ -281,6 +299,59 @@ describe('policy: the primary has provider backups', () => {
   });
 });
 
+describe('policy: resources that hold data are protected and retained on delete', () => {
+  it('an instance declared without protect, and a vault protected but not retained, fail', async () => {
+    const found = await violations(stackConfig('production'), [policy.statefulProtected], () => {
+      new linode.Instance('scratch', { label: 'scratch', region: 'us-east', type: 'g6-nanode-1' });
+      new azureRecovery.Vault(
+        'loose-vault',
+        { resourceGroupName: 'rg', sku: { name: 'RS0', tier: 'Standard' } },
+        { protect: true },
+      );
+    });
+    expect(found).toEqual([
+      {
+        policy: 'stateful-protected',
+        subject: 'scratch',
+        message:
+          'scratch (linode:index/instance:Instance) holds data a replacement or `pulumi destroy` would delete, and is not protected; declare it with { protect: true, retainOnDelete: true }',
+        urn: 'urn:pulumi:production::baton::linode:index/instance:Instance::scratch',
+      },
+      {
+        policy: 'stateful-protected',
+        subject: 'loose-vault',
+        message:
+          'loose-vault (azure-native:recoveryservices:Vault) is protected but not retainOnDelete: once unprotected, removing it from the stack deletes it in the cloud; declare it with retainOnDelete: true',
+        urn: expect.stringMatching(/::loose-vault$/),
+      },
+    ]);
+  });
+
+  it('judges a resource alone, from its options', () => {
+    const r = {
+      type: 'linode:index/volume:Volume',
+      name: 'data',
+      id: '',
+      custom: true,
+      inputs: {},
+    };
+    expect(policy.statefulProtected.checkResource(r)).toEqual([]); // options unknown: nothing to judge
+    expect(policy.statefulProtected.checkResource({ ...r, opts: { protect: true } })).toEqual([]); // a policy pack sees protect, not retainOnDelete
+    expect(
+      policy.statefulProtected
+        .checkResource({ ...r, opts: { protect: false } })
+        .map((v) => v.subject),
+    ).toEqual(['data']);
+    expect(
+      policy.statefulProtected.checkResource({
+        ...r,
+        type: 'linode:index/firewall:Firewall',
+        opts: { protect: false },
+      }),
+    ).toEqual([]);
+  });
+});
+
 it('every policy is exercised here', () => {
   expect(policy.policies.map((p) => p.name)).toEqual([
     'standby-apart',
@@ -288,6 +359,7 @@ it('every policy is exercised here', () => {
     'ssh-never-world',
     'cut-ttl-max',
     'primary-backups',
+    'stateful-protected',
   ]);
   expect(pulumi.runtime.isDryRun()).toBe(false);
 });

@@ -1,7 +1,8 @@
 /**
  * Policies over what the program declares: the resources with their inputs
  * (as Pulumi registers them) and the Inventory it exports. They run in the
- * tests under Pulumi mocks, against both stacks' configs; each returns the
+ * tests under Pulumi mocks, against both stacks' configs, and in the
+ * CrossGuard pack (policy-pack/) under the engine; each returns the
  * violations it finds, so a failing check names the resource and the fix.
  */
 import type { Inventory } from '../lib/inventory.ts';
@@ -13,14 +14,19 @@ export interface PolicyResource {
   /** Pulumi type token, e.g. `linode:index/firewall:Firewall`. */
   type: string;
   name: string;
+  /** The provider's id; empty where it is not known (the engine does not pass ids to a policy pack). */
   id: string;
   custom: boolean;
   inputs: Record<string, unknown>;
+  urn?: string;
+  /** Resource options; a policy pack sees `protect` but not `retainOnDelete`. */
+  opts?: { protect: boolean; retainOnDelete?: boolean };
+  /** URNs each input depends on: how the engine says which resource an input refers to. */
+  propertyDependencies?: Record<string, string[]>;
 }
 
-export interface PolicyContext {
-  inventory: Inventory;
-  resources: PolicyResource[];
+/** What the policies need to know of the stack config; the program exports it as `policyFacts`. */
+export interface PolicyFacts {
   /** Ports the services need open to the world (besides nothing else). */
   servicePorts: ServicePort[];
   sshPort: number;
@@ -29,12 +35,21 @@ export interface PolicyContext {
   maxCutTtl: number;
 }
 
+export interface PolicyContext extends PolicyFacts {
+  inventory: Inventory;
+  resources: PolicyResource[];
+}
+
 export interface Violation {
   policy: string;
   /** The host, resource or record at fault. */
   subject: string;
   message: string;
+  /** The URN of the resource at fault, where one is and its URN is known. */
+  urn?: string;
 }
+
+const urnOf = (r: PolicyResource | undefined): { urn?: string } => (r?.urn ? { urn: r.urn } : {});
 
 export interface Policy {
   name: string;
@@ -42,21 +57,59 @@ export interface Policy {
   check(ctx: PolicyContext): Violation[];
 }
 
+/** A policy that judges each resource alone, so it can run before the resource is created. */
+export interface ResourcePolicy extends Policy {
+  checkResource(resource: PolicyResource): Violation[];
+}
+
 export const types = {
   linodeInstance: 'linode:index/instance:Instance',
   linodeFirewall: 'linode:index/firewall:Firewall',
   linodeRecord: 'linode:index/domainRecord:DomainRecord',
+  linodeDomain: 'linode:index/domain:Domain',
+  linodeVolume: 'linode:index/volume:Volume',
   azureNsg: 'azure-native:network:NetworkSecurityGroup',
   azureNic: 'azure-native:network:NetworkInterface',
   azureSubnet: 'azure-native:network:Subnet',
   azureVm: 'azure-native:compute:VirtualMachine',
   azureProtectedItem: 'azure-native:recoveryservices:ProtectedItem',
+  azureVault: 'azure-native:recoveryservices:Vault',
+  azureDisk: 'azure-native:compute:Disk',
+  azureZone: 'azure-native:dns:Zone',
+  azureResourceGroup: 'azure-native:resources:ResourceGroup',
   azureRecord: 'azure-native:dns:RecordSet',
 } as const;
+
+/**
+ * Resources whose loss is data loss: machines and disks, the zone (its records
+ * and the lease), backups. A host's resource group is here because deleting
+ * it deletes the VM and disk inside, whatever Pulumi keeps.
+ */
+export const statefulTypes: ReadonlySet<string> = new Set([
+  types.linodeInstance,
+  types.linodeVolume,
+  types.linodeDomain,
+  types.azureVm,
+  types.azureDisk,
+  types.azureZone,
+  types.azureVault,
+  types.azureProtectedItem,
+  types.azureResourceGroup,
+]);
+
+/**
+ * Whether input `key` of `from` refers to `to`: by id where ids are known
+ * (under mocks), otherwise by the dependency the engine recorded for it.
+ */
+function refersTo(from: PolicyResource, key: string, ids: unknown[], to: PolicyResource): boolean {
+  if (to.id !== '' && ids.map(String).includes(to.id)) return true;
+  return to.urn !== undefined && (from.propertyDependencies?.[key] ?? []).includes(to.urn);
+}
 
 /** A range of ports opened to the world by one rule. */
 interface WorldOpening {
   subject: string;
+  resource: PolicyResource;
   protocol: string;
   /** Inclusive ranges; `[1, 65535]` for "all ports". */
   ranges: [number, number][];
@@ -84,7 +137,12 @@ function worldOpenings(resources: PolicyResource[]): WorldOpening[] {
   for (const r of resources) {
     if (r.type === types.linodeFirewall) {
       if (String(r.inputs['inboundPolicy']).toUpperCase() !== 'DROP') {
-        out.push({ subject: `${r.name} (inbound policy)`, protocol: 'all', ranges: [[1, 65535]] });
+        out.push({
+          subject: `${r.name} (inbound policy)`,
+          resource: r,
+          protocol: 'all',
+          ranges: [[1, 65535]],
+        });
       }
       const inbounds = (r.inputs['inbounds'] as Record<string, unknown>[] | undefined) ?? [];
       for (const rule of inbounds) {
@@ -97,6 +155,7 @@ function worldOpenings(resources: PolicyResource[]): WorldOpening[] {
         if (protocol === 'icmp' || !sources.some(isWorld)) continue;
         out.push({
           subject: `${r.name} rule ${String(rule['label'])}`,
+          resource: r,
           protocol,
           ranges: parsePorts(rule['ports']),
         });
@@ -118,6 +177,7 @@ function worldOpenings(resources: PolicyResource[]): WorldOpening[] {
           : rule['destinationPortRange'];
         out.push({
           subject: `${r.name} rule ${String(rule['name'])}`,
+          resource: r,
           protocol: protocol === '*' ? 'all' : protocol,
           ranges: parsePorts(ports),
         });
@@ -202,38 +262,39 @@ export const onlyServicePortsOpen: Policy = {
           policy: this.name,
           subject: opening.subject,
           message: `${opening.subject} opens ${opening.protocol} ${describeRanges(opening.ranges)} to the world; only the service ports ${servicePorts.map((p) => `${p.protocol}/${p.port}`).join(', ') || '(none)'} may be`,
+          ...urnOf(opening.resource),
         });
       }
     }
-    const firewalled = new Set(
-      resources
-        .filter((r) => r.type === types.linodeFirewall)
-        .flatMap((r) => ((r.inputs['linodes'] as unknown[] | undefined) ?? []).map(String)),
-    );
+    const firewalls = resources.filter((r) => r.type === types.linodeFirewall);
     for (const r of resources.filter((x) => x.type === types.linodeInstance)) {
-      if (!firewalled.has(r.id)) {
+      const firewalled = firewalls.some((fw) =>
+        refersTo(fw, 'linodes', (fw.inputs['linodes'] as unknown[] | undefined) ?? [], r),
+      );
+      if (!firewalled) {
         out.push({
           policy: this.name,
           subject: r.name,
           message: `Linode ${r.name} is attached to no Cloud Firewall: every port is open`,
+          ...urnOf(r),
         });
       }
     }
-    const protectedSubnets = new Set(
-      resources
-        .filter((r) => r.type === types.azureSubnet && r.inputs['networkSecurityGroup'])
-        .map((r) => r.id),
+    const protectedSubnets = resources.filter(
+      (r) => r.type === types.azureSubnet && r.inputs['networkSecurityGroup'],
     );
     for (const r of resources.filter((x) => x.type === types.azureNic)) {
       const configs = (r.inputs['ipConfigurations'] as Record<string, unknown>[] | undefined) ?? [];
-      const subnetGuarded = configs.every((c) =>
-        protectedSubnets.has(String((c['subnet'] as { id?: string } | undefined)?.id)),
-      );
+      const subnetGuarded = configs.every((c) => {
+        const subnetId = (c['subnet'] as { id?: string } | undefined)?.id;
+        return protectedSubnets.some((s) => refersTo(r, 'ipConfigurations', [subnetId], s));
+      });
       if (!r.inputs['networkSecurityGroup'] && !subnetGuarded) {
         out.push({
           policy: this.name,
           subject: r.name,
           message: `Azure NIC ${r.name} has no network security group, nor has its subnet`,
+          ...urnOf(r),
         });
       }
     }
@@ -255,6 +316,7 @@ export const sshNeverWorld: Policy = {
         policy: this.name,
         subject: o.subject,
         message: `${o.subject} opens ssh (tcp ${describeRanges(o.ranges)}) to the world; allow only the operators' CIDRs (baton:operatorCidrs)`,
+        ...urnOf(o.resource),
       }));
   },
 };
@@ -291,6 +353,7 @@ export const cutTtlMax: Policy = {
             stored === ttl
               ? `${fqdn} has TTL ${ttl}s, above the maximum ${maxCutTtl}s for a record runbooks cut`
               : `${fqdn} asks for TTL ${ttl}s, which Linode stores as ${stored === Number.POSITIVE_INFINITY ? 'the zone default' : `${stored}s`}, above the maximum ${maxCutTtl}s`,
+          ...urnOf(r),
         });
       }
     }
@@ -322,12 +385,11 @@ export const primaryBackups: Policy = {
       );
       if (linodeInstance) backedUp = linodeInstance.inputs['backupsEnabled'] === true;
       if (vm) {
-        backedUp = resources.some(
-          (r) =>
-            r.type === types.azureProtectedItem &&
-            (r.inputs['properties'] as { sourceResourceId?: string } | undefined)
-              ?.sourceResourceId === vm.id,
-        );
+        backedUp = resources.some((r) => {
+          if (r.type !== types.azureProtectedItem) return false;
+          const props = r.inputs['properties'] as { sourceResourceId?: string } | undefined;
+          return refersTo(r, 'properties', [props?.sourceResourceId], vm);
+        });
       }
       if (!backedUp) {
         out.push({
@@ -337,10 +399,44 @@ export const primaryBackups: Policy = {
             linodeInstance || vm
               ? `primary ${host.name} has no provider backups; set backups: true for it in baton:hosts`
               : `primary ${host.name} is declared by no instance or VM of this stack`,
+          ...urnOf(linodeInstance ?? vm),
         });
       }
     }
     return out;
+  },
+};
+
+export const statefulProtected: ResourcePolicy = {
+  name: 'stateful-protected',
+  description:
+    'Machines, disks, zones and backups are protected, and kept in the cloud when removed from the stack.',
+  checkResource(r) {
+    if (!statefulTypes.has(r.type) || !r.opts) return [];
+    if (!r.opts.protect) {
+      return [
+        {
+          policy: this.name,
+          subject: r.name,
+          message: `${r.name} (${r.type}) holds data a replacement or \`pulumi destroy\` would delete, and is not protected; declare it with { protect: true, retainOnDelete: true }`,
+          ...urnOf(r),
+        },
+      ];
+    }
+    if (r.opts.retainOnDelete === false) {
+      return [
+        {
+          policy: this.name,
+          subject: r.name,
+          message: `${r.name} (${r.type}) is protected but not retainOnDelete: once unprotected, removing it from the stack deletes it in the cloud; declare it with retainOnDelete: true`,
+          ...urnOf(r),
+        },
+      ];
+    }
+    return [];
+  },
+  check({ resources }) {
+    return resources.flatMap((r) => this.checkResource(r));
   },
 };
 
@@ -350,10 +446,27 @@ export const policies: readonly Policy[] = [
   sshNeverWorld,
   cutTtlMax,
   primaryBackups,
+  statefulProtected,
 ];
 
 export function checkPolicies(ctx: PolicyContext, only: readonly Policy[] = policies): Violation[] {
   return only.flatMap((p) => p.check(ctx));
+}
+
+/** What the policies need of a stack config, as plain values. */
+export function policyFacts(config: StackConfig): PolicyFacts {
+  const zone = config.dns?.zone ?? '';
+  const servicePorts = new Map(
+    config.hosts.flatMap((h) => h.servicePorts).map((p) => [`${p.protocol}/${p.port}`, p]),
+  );
+  return {
+    servicePorts: [...servicePorts.values()],
+    sshPort: config.sshPort,
+    cutRecords: (config.dns?.records ?? [])
+      .filter((r) => r.target === 'active')
+      .map((r) => recordFqdn(r.name, zone)),
+    maxCutTtl: config.dns?.maxCutTtl ?? 300,
+  };
 }
 
 /** The policy context for a stack config and what its program declared. */
@@ -362,15 +475,5 @@ export function policyContext(
   inventory: Inventory,
   resources: PolicyResource[],
 ): PolicyContext {
-  const zone = config.dns?.zone ?? '';
-  return {
-    inventory,
-    resources,
-    servicePorts: config.hosts.flatMap((h) => h.servicePorts),
-    sshPort: config.sshPort,
-    cutRecords: (config.dns?.records ?? [])
-      .filter((r) => r.target === 'active')
-      .map((r) => recordFqdn(r.name, zone)),
-    maxCutTtl: config.dns?.maxCutTtl ?? 300,
-  };
+  return { inventory, resources, ...policyFacts(config) };
 }

@@ -5,7 +5,17 @@ import { join } from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseInventory, type Inventory } from '../lib/inventory.ts';
-import { batonKeys, installMocks, settle, stackConfigFile, valueOf } from './mocks.ts';
+import {
+  batonKeys,
+  dnsError,
+  installMocks,
+  leaseDns,
+  recordingLog,
+  settle,
+  stackConfigFile,
+  valueOf,
+  type LeaseDns,
+} from './mocks.ts';
 
 // Mocks first, then the program.
 const world = await installMocks();
@@ -16,14 +26,19 @@ const { AzureServiceHost, LinodeServiceHost } = await import('./service-host.ts'
 
 type StackConfig = ReturnType<typeof parseStackConfig>;
 
-async function run(stack: string, config: StackConfig) {
+/** Declare a stack under mocks; by default no authoritative server has a lease. */
+async function run(stack: string, config: StackConfig, dns: LeaseDns = leaseDns()) {
   world.reset();
-  const deployment = deploy(stack, config);
+  const log = recordingLog();
+  const deployment = deploy(stack, config, { resolverFor: dns.resolverFor, log });
   const inventory: Inventory = await valueOf(deployment.inventory);
   await settle();
   expect(world.refusedCalls).toEqual([]);
-  return { deployment, inventory, resources: [...world.resources] };
+  return { deployment, inventory, resources: [...world.resources], log: log.lines };
 }
+
+const lease = (holder: string, gen: number, expires = '2026-12-01T23:00:00Z') =>
+  `holder=${holder} gen=${gen} expires=${expires}`;
 
 function stackConfig(stack: string, change?: (raw: Record<string, unknown>) => void): StackConfig {
   const raw = structuredClone(batonKeys(stackConfigFile(stack)));
@@ -333,8 +348,11 @@ describe('DNS records and the active host', () => {
     inv.hosts.find((h) => h.name === name)!.address;
   const record = (inv: Inventory, fqdn: string) => inv.dns!.records.find((r) => r.name === fqdn)!;
 
-  it('service records point at baton:activeHost with their low TTLs; host records at their host', async () => {
-    const { inventory, resources } = await run('production', stackConfig('production'));
+  it('service records point at the lease holder with their low TTLs; host records at their host', async () => {
+    const dns = leaseDns((_, name) =>
+      name === '_lease.services.example.net' ? [lease('paralysis', 4)] : dnsError('ENOTFOUND'),
+    );
+    const { inventory, resources, log } = await run('production', stackConfig('production'), dns);
     expect(record(inventory, 'irc.example.net')).toEqual({
       name: 'irc.example.net',
       type: 'A',
@@ -352,12 +370,29 @@ describe('DNS records and the active host', () => {
       target: addressOf(inventory, 'paralysis'),
       ttlSec: 120,
     });
+    // Every authoritative server is asked, once, for the lease and nothing else.
+    expect(dns.queries).toEqual(
+      [1, 2, 3, 4, 5].map((n) => ({
+        server: `ns${n}.linode.com`,
+        name: '_lease.services.example.net',
+      })),
+    );
+    expect(log).toEqual([
+      {
+        level: 'info',
+        message:
+          'the active records follow the lease _lease.services.example.net, held by paralysis (gen 4, until 2026-12-01T23:00:00Z)',
+      },
+    ]);
   });
 
-  it('after a cutover sets baton:activeHost, `pulumi up` declares the standby: it does not undo the cut', async () => {
-    // What the cut step leaves behind: DNS says nebula, and so does the stack config.
-    pulumi.runtime.setAllConfig({ ...stackConfigFile('production'), 'baton:activeHost': 'nebula' });
-    const { inventory, resources } = await run('production', readStackConfig());
+  it('after a cutover moves the lease, `pulumi up` declares the new holder, whatever this working copy says', async () => {
+    // Another controller ran the failover: the lease names nebula, while this
+    // copy's stack config still names paralysis.
+    const dns = leaseDns(() => [lease('nebula', 8)]);
+    const config = stackConfig('production');
+    expect(config.activeHost).toBe('paralysis');
+    const { inventory, resources, log } = await run('production', config, dns);
     const nebula = addressOf(inventory, 'nebula');
     for (const name of ['irc', 'services']) {
       const declared = of(resources, 'linode:index/domainRecord:DomainRecord').find(
@@ -366,10 +401,45 @@ describe('DNS records and the active host', () => {
       expect(declared.inputs['target']).toBe(nebula);
       expect(record(inventory, `${name}.example.net`).value).toBe(nebula);
     }
-    // Host records do not move.
     expect(record(inventory, 'paralysis.example.net').value).toBe(
       addressOf(inventory, 'paralysis'),
     );
+    expect(log).toEqual([
+      {
+        level: 'warn',
+        message:
+          'the active records follow the lease _lease.services.example.net, held by nebula (gen 8, until 2026-12-01T23:00:00Z), not stack config baton:activeHost=paralysis; update the fallback with: pulumi config set baton:activeHost nebula',
+      },
+    ]);
+  });
+
+  it('where no server answers with a lease, the records follow baton:activeHost, with a warning', async () => {
+    // What the cut step leaves behind in the stack config, read as Pulumi hands it over.
+    pulumi.runtime.setAllConfig({ ...stackConfigFile('production'), 'baton:activeHost': 'nebula' });
+    const dns = leaseDns((server) =>
+      server.name === 'ns1.linode.com' ? dnsError('ETIMEOUT') : dnsError('ENODATA'),
+    );
+    const { inventory, log } = await run('production', readStackConfig(), dns);
+    expect(record(inventory, 'irc.example.net').value).toBe(addressOf(inventory, 'nebula'));
+    expect(log).toEqual([
+      {
+        level: 'warn',
+        message: expect.stringMatching(
+          /^the lease _lease\.services\.example\.net could not be read \(ns1\.linode\.com \(ns1\.linode\.com:53\): no answer in time; ns2\.linode\.com \(ns2\.linode\.com:53\): no TXT record; .*\); the active records follow stack config baton:activeHost=nebula$/,
+        ),
+      },
+    ]);
+  });
+
+  it('a stack without `active` records reads no lease', async () => {
+    const config = stackConfig('production', (c) => {
+      const dns = c['dns'] as { records: { target: string }[] };
+      dns.records = dns.records.filter((r) => r.target !== 'active');
+    });
+    const dns = leaseDns(() => [lease('nebula', 8)]);
+    const { log } = await run('production', config, dns);
+    expect(dns.queries).toEqual([]);
+    expect(log).toEqual([]);
   });
 
   it('a testnet stack creates its own zone; Azure DNS takes the same records', async () => {
@@ -381,7 +451,13 @@ describe('DNS records and the active host', () => {
     const azure = stackConfig('production', (c) => {
       Object.assign(c['dns'] as object, { provider: 'azure', resourceGroup: 'dns-rg' });
     });
-    const { inventory, resources: azureResources } = await run('production', azure);
+    const dns = leaseDns(() => [lease('paralysis', 1)]);
+    const { inventory, resources: azureResources } = await run('production', azure, dns);
+    // The lease is asked of the zone's own name servers.
+    expect(dns.queries.map((q) => q.server)).toEqual([
+      'ns1-07.azure-dns.com',
+      'ns2-07.azure-dns.net',
+    ]);
     const sets = of(azureResources, 'azure-native:dns:RecordSet');
     expect(sets.find((r) => r.inputs['relativeRecordSetName'] === 'irc')!.inputs).toMatchObject({
       resourceGroupName: 'dns-rg',
@@ -396,12 +472,52 @@ describe('DNS records and the active host', () => {
     ]);
   });
 
-  it('a record that follows the active host needs baton:activeHost', () => {
-    expect(() =>
-      stackConfig('production', (c) => {
-        delete c['activeHost'];
-      }),
-    ).toThrow(/baton:activeHost is invalid: required by records/);
+  it('baton:activeHost is only the fallback: a stack may leave it out, and the lease record is configurable', async () => {
+    const config = stackConfig('production', (c) => {
+      delete c['activeHost'];
+      (c['dns'] as Record<string, unknown>)['lease'] = '_lease.irc';
+    });
+    expect(config.activeHost).toBeUndefined();
+    const dns = leaseDns((_, name) =>
+      name === '_lease.irc.example.net' ? [lease('nebula', 2)] : dnsError('ENOTFOUND'),
+    );
+    const { inventory } = await run('production', config, dns);
+    expect(record(inventory, 'services.example.net').value).toBe(addressOf(inventory, 'nebula'));
+  });
+});
+
+describe('resources that hold data', () => {
+  const options = (resources: typeof world.resources) =>
+    Object.fromEntries(
+      resources
+        .filter((r) => r.opts.protect || r.opts.retainOnDelete)
+        .map((r) => [`${r.type} ${r.name}`, r.opts]),
+    );
+  const kept = { protect: true, retainOnDelete: true };
+
+  it('machines, their resource group and backups are protected and retained on delete; nothing else is', async () => {
+    const { resources } = await run('production', stackConfig('production'));
+    expect(options(resources)).toEqual({
+      'linode:index/instance:Instance paralysis': kept,
+      'linode:index/instance:Instance emergency1': kept,
+      'azure-native:resources:ResourceGroup nebula-rg': kept,
+      'azure-native:compute:VirtualMachine nebula': kept,
+      'azure-native:recoveryservices:Vault nebula-vault': kept,
+      'azure-native:recoveryservices:ProtectedItem nebula-backup': kept,
+    });
+    // The Azure OS disk is part of the VM resource; Azure keeps it when the VM goes.
+    const vm = of(resources, 'azure-native:compute:VirtualMachine')[0]!;
+    expect(vm.inputs['storageProfile']).toMatchObject({ osDisk: { deleteOption: 'Detach' } });
+  });
+
+  it('a zone the stack creates is protected and retained, on Linode and on Azure', async () => {
+    const { resources } = await run('testnet', stackConfig('testnet'));
+    expect(options(resources)['linode:index/domain:Domain dns-zone']).toEqual(kept);
+    const azure = stackConfig('testnet', (c) => {
+      Object.assign(c['dns'] as object, { provider: 'azure', resourceGroup: 'dns-rg' });
+    });
+    const { resources: azureResources } = await run('testnet', azure);
+    expect(options(azureResources)['azure-native:dns:Zone dns-zone']).toEqual(kept);
   });
 });
 

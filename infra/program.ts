@@ -1,7 +1,14 @@
 /** The whole stack: one ServiceHost per configured host, the DNS records, and the Inventory. */
 import * as pulumi from '@pulumi/pulumi';
 import type { Inventory } from '../lib/inventory.ts';
+import {
+  chooseActiveHost,
+  pulumiLog,
+  type ActiveHostLog,
+  type ResolverFor,
+} from './active-host.ts';
 import type { StackConfig } from './config.ts';
+import { policyFacts, type PolicyFacts } from './policy.ts';
 import { createServiceHost, type ServiceHost } from './service-host.ts';
 import { ServiceDns } from './service-dns.ts';
 
@@ -10,9 +17,22 @@ export interface Deployment {
   dns: ServiceDns | undefined;
   /** The plain, typed Inventory that `baton --stack NAME` loads. */
   inventory: pulumi.Output<Inventory>;
+  /** What the policy pack needs of the config (policy-pack/), exported beside the Inventory. */
+  policyFacts: PolicyFacts;
 }
 
-export function deploy(stack: string, config: StackConfig): Deployment {
+export interface DeployDeps {
+  /**
+   * Asks one authoritative server for the services lease. Required, with no
+   * default here, so that no test can query real DNS by leaving it out;
+   * index.ts passes `nodeResolverFor`.
+   */
+  resolverFor: ResolverFor;
+  /** Where the lease decision is logged; default the engine's log. */
+  log?: ActiveHostLog;
+}
+
+export function deploy(stack: string, config: StackConfig, deps: DeployDeps): Deployment {
   const hosts = config.hosts.map((h) =>
     createServiceHost(h.provider, h.name, {
       region: h.region,
@@ -27,17 +47,29 @@ export function deploy(stack: string, config: StackConfig): Deployment {
       backups: h.backups,
     }),
   );
-  const dns = config.dns
+  const dnsConfig = config.dns;
+  const dns = dnsConfig
     ? new ServiceDns('dns', {
-        zone: config.dns.zone,
-        provider: config.dns.provider,
-        createZone: config.dns.createZone,
-        ...(config.dns.soaEmail ? { soaEmail: config.dns.soaEmail } : {}),
-        ...(config.dns.resourceGroup ? { resourceGroup: config.dns.resourceGroup } : {}),
-        ...(config.dns.servers ? { servers: config.dns.servers } : {}),
-        records: config.dns.records,
+        zone: dnsConfig.zone,
+        provider: dnsConfig.provider,
+        createZone: dnsConfig.createZone,
+        ...(dnsConfig.soaEmail ? { soaEmail: dnsConfig.soaEmail } : {}),
+        ...(dnsConfig.resourceGroup ? { resourceGroup: dnsConfig.resourceGroup } : {}),
+        ...(dnsConfig.servers ? { servers: dnsConfig.servers } : {}),
+        records: dnsConfig.records,
         hostAddresses: Object.fromEntries(hosts.map((h) => [h.hostName, h.address])),
-        ...(config.activeHost ? { activeHost: config.activeHost } : {}),
+        activeHost: async (servers) => {
+          const choice = await chooseActiveHost({
+            zone: dnsConfig.zone,
+            record: dnsConfig.lease,
+            servers,
+            hosts: config.hosts.map((h) => h.name),
+            ...(config.activeHost ? { configured: config.activeHost } : {}),
+            resolverFor: deps.resolverFor,
+            log: deps.log ?? pulumiLog,
+          });
+          return choice.host;
+        },
       })
     : undefined;
   const inventory = pulumi
@@ -47,5 +79,5 @@ export function deploy(stack: string, config: StackConfig): Deployment {
       hosts: inventoryHosts,
       ...(inventoryDns ? { dns: inventoryDns } : {}),
     }));
-  return { hosts, dns, inventory };
+  return { hosts, dns, inventory, policyFacts: policyFacts(config) };
 }

@@ -44,6 +44,14 @@ export interface ServiceHostArgs {
 export const serviceHostType = 'baton:infra:ServiceHost';
 export const worldCidrs = { ipv4: '0.0.0.0/0', ipv6: '::/0' } as const;
 
+/**
+ * Options for a resource that holds data (policy `stateful-protected`):
+ * `protect` fails a preview that would delete or replace it, and
+ * `retainOnDelete` keeps it in the cloud once an operator unprotects it and
+ * removes it from the stack, so a config edit never deletes a disk.
+ */
+export const keepData = { protect: true, retainOnDelete: true } as const;
+
 /** What both implementations share: the pinned host key, cloud-init and the outputs. */
 export abstract class ServiceHost extends pulumi.ComponentResource {
   /** `linode` or `azure`. */
@@ -166,7 +174,7 @@ export class LinodeServiceHost extends ServiceHost {
         ],
         tags: ['baton'],
       },
-      { parent: this },
+      { parent: this, ...keepData },
     );
     const inbounds = pulumi
       .all([args.sshSourceCidrs, args.sshPort, args.servicePorts])
@@ -212,7 +220,12 @@ function imageReference(urn: string) {
   }
   return {
     imageReference: { publisher, offer, sku, version },
-    osDisk: { createOption: 'FromImage', managedDisk: { storageAccountType: 'StandardSSD_LRS' } },
+    // The OS disk is no resource of its own; Detach keeps it when the VM is deleted.
+    osDisk: {
+      createOption: 'FromImage',
+      deleteOption: 'Detach',
+      managedDisk: { storageAccountType: 'StandardSSD_LRS' },
+    },
   };
 }
 
@@ -233,7 +246,11 @@ export class AzureServiceHost extends ServiceHost {
     }
     const parent = { parent: this };
     const location = args.region;
-    this.resourceGroup = new resources.ResourceGroup(`${name}-rg`, { location }, parent);
+    this.resourceGroup = new resources.ResourceGroup(
+      `${name}-rg`,
+      { location },
+      { ...parent, ...keepData },
+    );
     const resourceGroupName = this.resourceGroup.name;
     const vnet = new network.VirtualNetwork(
       `${name}-vnet`,
@@ -337,7 +354,7 @@ export class AzureServiceHost extends ServiceHost {
         },
         tags: { baton: 'true' },
       },
-      parent,
+      { ...parent, ...keepData },
     );
     if (args.backups) {
       const vault = new recoveryservices.Vault(
@@ -348,7 +365,7 @@ export class AzureServiceHost extends ServiceHost {
           sku: { name: 'RS0', tier: 'Standard' },
           properties: { publicNetworkAccess: 'Enabled' },
         },
-        parent,
+        { ...parent, ...keepData },
       );
       new recoveryservices.ProtectedItem(
         `${name}-backup`,
@@ -364,7 +381,8 @@ export class AzureServiceHost extends ServiceHost {
             policyId: pulumi.interpolate`${vault.id}/backupPolicies/DefaultPolicy`,
           },
         },
-        parent,
+        // Deleting the protected item stops the backups and deletes their recovery points.
+        { ...parent, ...keepData },
       );
     }
     this.address = publicIp.ipAddress.apply((a) => a ?? '');
