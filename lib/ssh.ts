@@ -21,10 +21,8 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Transform, type Duplex, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import {
+import ssh2, {
   Client,
-  OpenSSHAgent,
-  utils,
   type AnyAuthMethod,
   type ConnectConfig,
   type IdentityCallback,
@@ -33,6 +31,10 @@ import {
   type SFTPWrapper,
 } from 'ssh2';
 import { BatonError, TransientError, errorMessage } from './errors.ts';
+
+// ssh2 is CommonJS: Node's ESM loader finds Client among its named exports but
+// not OpenSSHAgent or utils, so those are taken from the module object.
+const { OpenSSHAgent, utils } = ssh2;
 import {
   CommandError,
   delivery,

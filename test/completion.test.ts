@@ -6,6 +6,7 @@ import { buildProgram } from '../lib/cli.ts';
 import { commandTree } from '../lib/usage.ts';
 import { captureIo, ROOT, workspace } from './helpers.ts';
 import { findExecutable } from '../lib/which.ts';
+import { assertPrerequisite, skipUnless } from './support/require.ts';
 
 const BATON = join(ROOT, 'bin', 'baton.js');
 const RUN_ID = '20261121T060102Z-config-release-1a2b';
@@ -109,43 +110,47 @@ describe('baton completion zsh', () => {
     }
   });
 
-  it.skipIf(!zsh)('registers with compinit and offers what bash does, in a real zsh', () => {
-    const { cwd, script } = completing('zsh');
-    // compadd and _describe work only inside a completion widget: stand-ins print what they were given.
-    const stubs = [
-      'compadd() { local a=0; while [[ $1 == -* && $1 != -- ]]; do [[ $1 == -a ]] && a=1; shift; done; [[ $1 == -- ]] && shift; if ((a)); then local n; for n; do print -r -- "${(P)n}"; done; else print -r -- "$*"; fi }',
-      '_describe() { print -r -- "${(j: :)${(@)${(P)4}%%:*}}" }',
-      'c() { words=("$@"); CURRENT=$#words; PREFIX=${words[CURRENT]}; _baton || print }',
-    ].join('\n');
-    const r = spawnSync(
-      zsh!,
-      [
-        '-f',
-        '-c',
+  it.skipIf(skipUnless(zsh ? undefined : 'zsh is not installed', 'baton completion in a real zsh'))(
+    'registers with compinit and offers what bash does, in a real zsh',
+    () => {
+      assertPrerequisite(zsh ? undefined : 'zsh is not installed (debian-packages.txt)');
+      const { cwd, script } = completing('zsh');
+      // compadd and _describe work only inside a completion widget: stand-ins print what they were given.
+      const stubs = [
+        'compadd() { local a=0; while [[ $1 == -* && $1 != -- ]]; do [[ $1 == -a ]] && a=1; shift; done; [[ $1 == -- ]] && shift; if ((a)); then local n; for n; do print -r -- "${(P)n}"; done; else print -r -- "$*"; fi }',
+        '_describe() { print -r -- "${(j: :)${(@)${(P)4}%%:*}}" }',
+        'c() { words=("$@"); CURRENT=$#words; PREFIX=${words[CURRENT]}; _baton || print }',
+      ].join('\n');
+      const r = spawnSync(
+        zsh!,
         [
-          `autoload -Uz compinit && compinit -u -d ${join(cwd, 'zcompdump')}`,
-          `source ${script}`,
-          'print -r -- "$_comps[baton]"',
-          stubs,
-          "c baton ''",
-          "c baton plan ''",
-          "c baton plan handover --stack ''",
-          "c baton report ''",
-          "c baton completion ''",
-          'c baton testnet exec nebula -- l',
-        ].join('\n'),
-      ],
-      { cwd, encoding: 'utf8', env: { ...process.env, BATON_HOME: '' } },
-    );
-    expect(r.stderr).toBe('');
-    expect(r.stdout.split('\n').slice(0, 7)).toEqual([
-      '_baton',
-      COMMANDS.join(' '),
-      'rotate-motd config-release failback failover handover ship-probe',
-      'local demo nodes',
-      RUN_ID,
-      'bash zsh',
-      '',
-    ]);
-  });
+          '-f',
+          '-c',
+          [
+            `autoload -Uz compinit && compinit -u -d ${join(cwd, 'zcompdump')}`,
+            `source ${script}`,
+            'print -r -- "$_comps[baton]"',
+            stubs,
+            "c baton ''",
+            "c baton plan ''",
+            "c baton plan handover --stack ''",
+            "c baton report ''",
+            "c baton completion ''",
+            'c baton testnet exec nebula -- l',
+          ].join('\n'),
+        ],
+        { cwd, encoding: 'utf8', env: { ...process.env, BATON_HOME: '' } },
+      );
+      expect(r.stderr).toBe('');
+      expect(r.stdout.split('\n').slice(0, 7)).toEqual([
+        '_baton',
+        COMMANDS.join(' '),
+        'rotate-motd config-release failback failover handover ship-probe',
+        'local demo nodes',
+        RUN_ID,
+        'bash zsh',
+        '',
+      ]);
+    },
+  );
 });
