@@ -1,14 +1,15 @@
 /**
  * The `baton` command. The only place that maps errors and outcomes to exit
- * codes: 0 done, 1 failed and left in a safe state (or an audit failed),
- * 2 invalid input, 3 needs a human.
+ * codes: 0 done (or nothing to do), 1 failed and left in a safe state (or an
+ * audit failed), 2 invalid input, 3 needs a human.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
-import { Command, CommanderError, Option } from 'commander';
+import { Argument, Command, CommanderError, Option } from 'commander';
 import type { RunResult } from './engine.ts';
-import { BatonError, errorMessage, isBatonError, type ErrorCode } from './errors.ts';
+import { completionScript, SHELLS, type Shell } from './completion.ts';
+import { BatonError, isBatonError, thrownText, type ErrorCode } from './errors.ts';
 import type { RunOutcome } from './events.ts';
 import { readJournal } from './journal.ts';
 import { renderVerification, SIGNING_KEY_ENV, verifyRun } from './signing.ts';
@@ -18,7 +19,12 @@ import { registerTestnetCommands } from './testnet/cli.ts';
 import { up as testnetUp } from './testnet/index.ts';
 import { rehearsalParams } from './testnet/rehearsal.ts';
 import { LOCAL_STACK, readTestnetInventory } from './testnet/stack.ts';
-import { renderPlan, renderPreflightFailures, preflightFailures, type Plan } from './plan.ts';
+import {
+  destructiveStepsToRun,
+  renderPlan,
+  renderPreflightFailures,
+  preflightFailures,
+} from './plan.ts';
 import { buildReport, renderMarkdown } from './report.ts';
 import { approvalFileName, sign } from './approval.ts';
 import { countersignatureState, countersignRun, type CountersignatureState } from './ledger.ts';
@@ -33,6 +39,7 @@ import {
   listRunbooks,
   listRuns,
   loadRunbook,
+  PACKAGE_ROOT,
   planRunbook,
   resumeRun,
   runDir,
@@ -42,7 +49,7 @@ import {
   unlockStack,
   type Invocation,
 } from './runs.ts';
-import { plainDisplay, taskListDisplay, type Display } from './display.ts';
+import { canRedraw, plainDisplay, taskListDisplay, type Display } from './display.ts';
 
 export const EXIT = { done: 0, failed: 1, invalid: 2, needsHuman: 3 } as const;
 
@@ -58,6 +65,84 @@ export function exitCodeFor(code: ErrorCode): number {
     default:
       return EXIT.failed;
   }
+}
+
+/**
+ * What `--json` prints for a failure, and nothing else on stdout; a failed
+ * run's result and a plan whose preconditions fail carry the same fields
+ * beside their own.
+ */
+export interface JsonFailure {
+  error: string;
+  /** An ErrorCode, or INTERNAL for an error baton did not expect. */
+  code: ErrorCode | 'INTERNAL';
+  exitCode: number;
+  /** What to do next. */
+  hint?: string;
+}
+
+const OUTCOME_CODE: Record<Exclude<RunOutcome, 'done'>, ErrorCode> = {
+  'precondition-failed': 'PRECONDITION_FAILED',
+  'rolled-back': 'STEP_FAILED',
+  'needs-human': 'NEEDS_HUMAN',
+};
+
+export function failureOf(e: unknown): JsonFailure {
+  if (e instanceof CommanderError) {
+    return {
+      error: e.message.replace(/^error: /, ''),
+      code: 'INVALID_INPUT',
+      exitCode: EXIT.invalid,
+      hint: 'Add --help for usage and examples.',
+    };
+  }
+  if (isBatonError(e)) {
+    return {
+      error: e.message,
+      code: e.code,
+      exitCode: exitCodeFor(e.code),
+      ...(e.hint ? { hint: e.hint } : {}),
+    };
+  }
+  return {
+    error: `baton stopped on an error it did not expect: ${thrownText(e)}`,
+    code: 'INTERNAL',
+    exitCode: EXIT.failed,
+    hint: `That is a bug in baton. Run it again with ${DEBUG_ENV}=1 for the stack trace, and report both.`,
+  };
+}
+
+/** A run's result as --json prints it: its exit code, and a failure's code and hint. */
+export function runResultJson(result: RunResult): RunResult & Partial<JsonFailure> {
+  const exitCode = exitCodeForOutcome(result.outcome);
+  if (result.outcome === 'done') return { ...result, exitCode };
+  return {
+    ...result,
+    exitCode,
+    code: OUTCOME_CODE[result.outcome],
+    ...(result.next ? { hint: result.next } : {}),
+  };
+}
+
+/** Set to 1 for stack traces with errors. */
+export const DEBUG_ENV = 'BATON_DEBUG';
+
+/** The stack, and the stacks of its causes where they are not in it already. */
+function stackOf(e: unknown): string {
+  if (!(e instanceof Error)) return String(e);
+  let text = e.stack ?? `${e.name}: ${e.message}`;
+  if (e.cause !== undefined && !text.includes('caused by:'))
+    text += `\ncaused by: ${stackOf(e.cause)}`;
+  return text;
+}
+
+/**
+ * Whether the arguments ask for --json, before commander has parsed them: a
+ * usage error must be printed as JSON too. Words after `--` are a host's command.
+ */
+export function jsonRequested(argv: readonly string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end < 0 ? argv : argv.slice(0, end)).includes('--json');
 }
 
 export function exitCodeForOutcome(outcome: RunOutcome): number {
@@ -101,10 +186,11 @@ const collect = (value: string, previous: string[]): string[] => [...previous, v
 
 const EXIT_CODES_HELP = `
 Exit codes:
-  0  done
+  0  done, or nothing to do (every step already done or skipped)
   1  failed, and left in a safe state (rolled back, or stopped before any change); an audit failed
   2  invalid input (nothing was run)
-  3  needs a human: the hosts are in a named state the output and the journal describe`;
+  3  needs a human: the hosts are in a named state the output and the journal describe
+With --json, a failure prints one object on stdout: { error, code, exitCode, hint? }.`;
 
 class Exit extends Error {
   constructor(readonly code: number) {
@@ -113,8 +199,40 @@ class Exit extends Error {
 }
 
 export async function main(argv: string[], io: Io = processIo()): Promise<number> {
-  let json = false;
+  const cli = { json: jsonRequested(argv) };
   registerPulumiStackSource();
+  const program = buildProgram(io, cli);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return EXIT.done;
+  } catch (e) {
+    if (e instanceof Exit) return e.code;
+    // An audit prints its own results; its failure is only the exit code.
+    if (isReported(e)) return exitCodeFor((e as BatonError).code);
+    if (
+      e instanceof CommanderError &&
+      ['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(e.code)
+    ) {
+      return EXIT.done;
+    }
+    const failure = failureOf(e);
+    if (cli.json) io.out(JSON.stringify(failure, null, 2));
+    // commander has printed its own message, with the pointer to --help.
+    else if (!(e instanceof CommanderError)) {
+      io.err(`error: ${failure.error}`);
+      if (failure.hint) io.err(`what to do: ${failure.hint}`);
+    }
+    if (process.env[DEBUG_ENV] === '1' && !(e instanceof CommanderError)) io.err(stackOf(e));
+    return failure.exitCode;
+  }
+}
+
+/**
+ * Every command, as commander definitions: main parses with them, and the
+ * README's CLI block and the shell completions are made from them.
+ * `cli.json` is where an action finds whether --json was given.
+ */
+export function buildProgram(io: Io, cli: { json: boolean } = { json: false }): Command {
   const program = new Command('baton')
     .description(
       'Failover runbooks as typed code: plan against real hosts, rehearse on a local testnet, run with a journal.',
@@ -122,7 +240,11 @@ export async function main(argv: string[], io: Io = processIo()): Promise<number
     .version(process.env.npm_package_version ?? 'baton')
     .showHelpAfterError('(add --help for usage and examples)')
     .exitOverride()
-    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
+    .configureOutput({
+      writeOut: (s) => io.out(s.trimEnd()),
+      // With --json the failure is printed as JSON, once.
+      writeErr: (s) => (cli.json ? undefined : io.err(s.trimEnd())),
+    })
     .addHelpText(
       'after',
       `
@@ -137,7 +259,7 @@ ${EXIT_CODES_HELP}`,
 
   const withCommon = (cmd: Command): Command =>
     cmd.option('--json', 'machine-readable output on stdout').hook('preAction', (c) => {
-      json = Boolean(c.opts().json);
+      cli.json = Boolean(c.opts().json);
     });
 
   const runOptions = (cmd: Command): Command =>
@@ -176,9 +298,29 @@ Exits 0 when every precondition holds, 1 when one fails (nothing is changed eith
       const { plan, hash } = await planRunbook(invocation(ref, o));
       const failures = preflightFailures(plan);
       if (o.out) writePlanFile(o.out, plan, hash, (await loadRunbook(ref)).file);
-      if (json)
-        io.out(JSON.stringify({ ok: failures.length === 0, planHash: hash, plan }, null, 2));
-      else {
+      if (cli.json) {
+        const failure: JsonFailure | undefined = failures.length
+          ? {
+              error: `${failures.length} precondition(s) failed:\n${renderPreflightFailures(failures)}`,
+              code: 'PRECONDITION_FAILED',
+              exitCode: EXIT.failed,
+              hint: 'Nothing was changed. Fix what the failed checks name, then plan again.',
+            }
+          : undefined;
+        io.out(
+          JSON.stringify(
+            {
+              ok: !failure,
+              planHash: hash,
+              ...(plan.nothingToDo ? { nothingToDo: true } : {}),
+              ...(failure ?? { exitCode: EXIT.done }),
+              plan,
+            },
+            null,
+            2,
+          ),
+        );
+      } else {
         io.out(renderPlan(plan, hash));
         if (failures.length) {
           io.err(
@@ -225,23 +367,25 @@ Exits 0 when every precondition holds, 1 when one fails (nothing is changed eith
       }
       if (!planFile) inv.params = [...rehearsalParams(loaded.runbook, inv.params), ...inv.params];
     }
-    const destructive = loaded.runbook.steps.filter((s) => s.destructive).map((s) => s.id);
+    const declared = loaded.runbook.steps.filter((s) => s.destructive).map((s) => s.id);
     const approved = Boolean(o.approvals);
     if (mode === 'run' && !o.yes && !approved && !io.stdinIsTTY) {
       throw new BatonError(
         'INVALID_INPUT',
         `baton run asks for confirmation, and there is no terminal to ask on${
-          destructive.length ? ` (destructive steps: ${destructive.join(', ')})` : ''
+          declared.length ? ` (destructive steps: ${declared.join(', ')})` : ''
         }`,
         `Read \`baton plan ${inv.runbook}\` first, then pass --yes (or run an approved plan with --plan and --approvals).`,
       );
     }
-    const display = makeDisplay(io, json);
+    const display = makeDisplay(io, cli.json);
     const confirm: Gate | undefined =
       mode === 'run' && !o.yes && !approved
         ? async (plan, hash) => {
             display.close();
             io.err(renderPlan(plan, hash));
+            // Only a destructive step the plan will apply somewhere asks for the runbook's name.
+            const destructive = destructiveStepsToRun(plan);
             const answer = await io.ask(
               destructive.length
                 ? `This plan has destructive steps (${destructive.join(', ')}). Type the runbook name to proceed: `
@@ -278,11 +422,14 @@ Exits 0 when every precondition holds, 1 when one fails (nothing is changed eith
   };
 
   const finish = (result: RunResult, timeline = false): never => {
-    if (json)
-      io.out(JSON.stringify({ ...result, exitCode: exitCodeForOutcome(result.outcome) }, null, 2));
+    if (cli.json) io.out(JSON.stringify(runResultJson(result), null, 2));
     else {
       if (timeline) io.out('\n' + renderMarkdown(buildReport(readJournal(runDir(result.runId)))));
-      io.out(`\nRun ${result.runId}: ${result.outcome}`);
+      io.out(
+        result.nothingToDo
+          ? `\nRun ${result.runId}: nothing to do: every step is already done or skipped; nothing was changed`
+          : `\nRun ${result.runId}: ${result.outcome}`,
+      );
       io.out(`Hosts are in state: ${result.state}`);
       if (result.error) io.out(`Why: ${result.error}`);
       if (result.next) io.out(`Next: ${result.next}`);
@@ -427,7 +574,7 @@ Read the plan it prints before you sign: your signature covers exactly those com
           const name = approvalFileName(approval, o.as ?? o.key.split('/').pop() ?? 'key');
           const path = join(o.out, name);
           writeFileSync(path, text, { mode: 0o644 });
-          if (json)
+          if (cli.json)
             io.out(
               JSON.stringify({
                 file: path,
@@ -478,7 +625,7 @@ Until it is countersigned, \`baton runs\` and \`baton audit\` show the run as ow
         keyPath: o.key,
         ...(o.as ? { signer: o.as } : {}),
       });
-      if (json) io.out(JSON.stringify({ runId, file, countersignedBy: principal }));
+      if (cli.json) io.out(JSON.stringify({ runId, file, countersignedBy: principal }));
       else io.out(`run ${runId} countersigned by ${principal}: ${file}`);
       throw new Exit(EXIT.done);
     });
@@ -511,7 +658,7 @@ The code must be the code the run started with: otherwise exit 2, naming the fil
 ${EXIT_CODES_HELP}`,
     )
     .action(async (runId: string, o: VerifyOptions & { param: string[]; signingKey?: string }) => {
-      const display = makeDisplay(io, json);
+      const display = makeDisplay(io, cli.json);
       const result = await resumeRun({
         runId,
         params: o.param,
@@ -545,7 +692,7 @@ Exits 1 when the journal fails verification (tampered or truncated).`,
     .action((runId: string, o: { format: string }) => {
       const report = buildReport(readJournal(runDir(runId)));
       io.out(
-        json || o.format === 'json' ? JSON.stringify(report, null, 2) : renderMarkdown(report),
+        cli.json || o.format === 'json' ? JSON.stringify(report, null, 2) : renderMarkdown(report),
       );
       throw new Exit(EXIT.done);
     });
@@ -579,9 +726,25 @@ the journal lacks, a clearance whose approvals do not hold, or nothing signed at
         verifyClearance: clearanceVerifier(),
         index: runIndex(),
       });
-      if (json) io.out(JSON.stringify({ runId, ...v }, null, 2));
-      else io.out(renderVerification(runId, v));
-      throw new Exit(v.status === 'verified' ? EXIT.done : EXIT.failed);
+      const exitCode = v.status === 'verified' ? EXIT.done : EXIT.failed;
+      if (cli.json) {
+        const failure: JsonFailure | undefined =
+          exitCode === EXIT.done
+            ? undefined
+            : {
+                error: v.problems.length
+                  ? v.problems.join('; ')
+                  : `the journal of run ${runId} is ${v.status}: ${v.status === 'unsigned' ? 'nothing in it is signed' : 'its last record is not signed yet'}`,
+                code: v.status === 'failed' ? 'JOURNAL_CORRUPT' : 'JOURNAL_UNVERIFIED',
+                exitCode,
+                hint:
+                  v.status === 'incomplete'
+                    ? `\`baton resume ${runId}\` signs it.`
+                    : 'Read `baton verify` without --json for what was and was not checked.',
+              };
+        io.out(JSON.stringify({ runId, ...v, ...(failure ?? { exitCode }) }, null, 2));
+      } else io.out(renderVerification(runId, v));
+      throw new Exit(exitCode);
     });
 
   withCommon(
@@ -597,7 +760,7 @@ the journal lacks, a clearance whose approvals do not hold, or nothing signed at
             : { state: 'not-owed' as const };
         runs.push(c.state === 'not-owed' ? r : { ...r, countersignature: c });
       }
-      if (json) io.out(JSON.stringify(runs, null, 2));
+      if (cli.json) io.out(JSON.stringify(runs, null, 2));
       else if (runs.length === 0) io.out('no runs yet');
       else
         for (const r of runs) {
@@ -624,7 +787,7 @@ the journal lacks, a clearance whose approvals do not hold, or nothing signed at
     )
     .action(async (stack: string, lockId: string) => {
       const r = await unlockStack({ stack, lockId });
-      if (json) io.out(JSON.stringify(r, null, 2));
+      if (cli.json) io.out(JSON.stringify(r, null, 2));
       else {
         io.out(
           `Lock ${lockId} of stack ${stack} broken on ${r.removed.join(', ') || 'no place'}${r.holder ? ` (it was held by run ${r.holder.runId}, ${r.holder.operator} on ${r.holder.controller}, since ${r.holder.takenAt})` : ''}.`,
@@ -638,7 +801,7 @@ the journal lacks, a clearance whose approvals do not hold, or nothing signed at
 
   withCommon(
     program
-      .command('runbooks [name]')
+      .command('runbooks [runbook]')
       .description('List the runbooks baton knows, or describe one: summary, parameters, steps.'),
   )
     .addHelpText('after', '\nExamples:\n  npx baton runbooks\n  npx baton runbooks config-release')
@@ -659,7 +822,7 @@ the journal lacks, a clearance whose approvals do not hold, or nothing signed at
           })),
         });
       }
-      if (json) io.out(JSON.stringify(described, null, 2));
+      if (cli.json) io.out(JSON.stringify(described, null, 2));
       else
         for (const d of described) {
           io.out(`${d.name}: ${d.summary}`);
@@ -675,49 +838,29 @@ the journal lacks, a clearance whose approvals do not hold, or nothing signed at
       throw new Exit(EXIT.done);
     });
 
-  registerTestnetCommands(program, { out: io.out, json: () => json });
-  registerAuditCommands(program, { out: io.out, err: io.err, json: () => json });
+  registerTestnetCommands(program, { out: io.out, json: () => cli.json });
+  registerAuditCommands(program, { out: io.out, err: io.err, json: () => cli.json });
 
-  try {
-    await program.parseAsync(argv, { from: 'user' });
-    return EXIT.done;
-  } catch (e) {
-    if (e instanceof Exit) return e.code;
-    // An audit prints its own results; its failure is only the exit code.
-    if (isReported(e)) return exitCodeFor((e as BatonError).code);
-    if (e instanceof CommanderError) {
-      if (
-        e.code === 'commander.helpDisplayed' ||
-        e.code === 'commander.version' ||
-        e.code === 'commander.help'
-      ) {
-        return EXIT.done;
-      }
-      return EXIT.invalid;
-    }
-    const code = isBatonError(e) ? exitCodeFor(e.code) : EXIT.failed;
-    if (json) {
-      io.out(
-        JSON.stringify(
-          {
-            error: {
-              code: isBatonError(e) ? e.code : 'INTERNAL',
-              message: errorMessage(e),
-              ...(isBatonError(e) && e.hint ? { hint: e.hint } : {}),
-            },
-            exitCode: code,
-          },
-          null,
-          2,
-        ),
-      );
-    } else {
-      io.err(`error: ${errorMessage(e)}`);
-      if (isBatonError(e) && e.hint) io.err(`what to do: ${e.hint}`);
-      if (!isBatonError(e) && e instanceof Error && e.stack) io.err(e.stack);
-    }
-    return code;
-  }
+  program
+    .command('completion')
+    .description(
+      'Print a shell completion script for baton: commands, options, runbook names, run ids, stacks, files.',
+    )
+    .addArgument(new Argument('<shell>', 'the shell to complete in').choices(SHELLS))
+    .addHelpText(
+      'after',
+      `
+Examples:
+  source <(npx baton completion bash)                       in ~/.bashrc
+  npx baton completion zsh > ~/.zfunc/_baton                with ~/.zfunc on $fpath before compinit
+Runbook names come from ./runbooks and baton's own; run ids and stacks from $BATON_HOME, else ./.baton.`,
+    )
+    .action((shell: Shell) => {
+      io.out(completionScript(program, shell, { packageRunbooks: join(PACKAGE_ROOT, 'runbooks') }));
+      throw new Exit(EXIT.done);
+    });
+
+  return program;
 }
 
 function countersignatureLine(
@@ -754,7 +897,7 @@ function invocation(ref: string, o: { param: string[]; stack?: string }): Invoca
 }
 
 function makeDisplay(io: Io, json: boolean): Display {
-  if (!json && io.stdoutIsTTY) return taskListDisplay(process.stdout);
+  if (!json && io.stdoutIsTTY && canRedraw(process.env)) return taskListDisplay(process.stdout);
   // With --json, stdout carries only the result; progress goes to stderr.
   return plainDisplay(json ? io.err : io.out);
 }

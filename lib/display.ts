@@ -1,6 +1,6 @@
 /**
  * The console view of a run, made from the same events as the journal: a
- * live task list on a terminal, plain lines otherwise.
+ * live task list on a terminal that can be redrawn, plain lines otherwise.
  */
 import type { EventFormatters, RunEvent } from './events.ts';
 import { formatEvent } from './events.ts';
@@ -17,7 +17,7 @@ function hhmmss(date: Date): string {
 const lineFor: EventFormatters<string | undefined> = {
   'run-start': (e) => `run ${e.runId}: ${e.runbook} on stack ${e.stack} by ${e.operator}`,
   planned: (e) =>
-    `plan ${e.planHash.slice(0, 12)}: ${e.plan.steps.filter((s) => !s.skipped).length} steps`,
+    `plan ${e.planHash.slice(0, 12)}: ${e.plan.nothingToDo ? 'nothing to do' : `${e.plan.steps.filter((s) => !s.skipped).length} steps`}`,
   preflight: (e) => {
     const failed = e.conditions.filter((c) => !c.ok).length;
     return `preflight: ${e.conditions.length - failed} of ${e.conditions.length} checks passed`;
@@ -58,8 +58,18 @@ const lineFor: EventFormatters<string | undefined> = {
   unlock: (e) =>
     `lock ${e.lockId} of stack ${e.stack} broken by ${e.by}: removed on ${e.removed.join(', ') || 'no place'}${e.unreachable.length ? `; unreachable: ${e.unreachable.join(', ')}` : ''}`,
   log: (e) => `${e.step ?? ''} ${e.host ?? ''}: ${e.message}`.trim(),
-  'run-end': (e) => `run ended: ${e.outcome}; hosts are ${e.state}`,
+  'run-end': (e) =>
+    `run ended: ${e.nothingToDo ? 'nothing to do' : e.outcome}; hosts are ${e.state}`,
 };
+
+/**
+ * Whether a terminal may be redrawn in place: not with TERM=dumb, which has no
+ * cursor movement, nor with NO_COLOR set (https://no-color.org), whose users
+ * ask for plain text; both get plain appended lines.
+ */
+export function canRedraw(env: NodeJS.ProcessEnv): boolean {
+  return env.TERM !== 'dumb' && !env.NO_COLOR;
+}
 
 export function describeEvent(event: RunEvent): string | undefined {
   return formatEvent(event, lineFor);
@@ -100,7 +110,29 @@ const MARK: Record<RowState, string> = {
   'UNDO FAILED': '✗',
 };
 
-/** A task list redrawn in place: step, host, state, elapsed. */
+/**
+ * The rows that fit in a terminal `height` lines tall: all of them, or every
+ * running row and the latest finished ones, with the count of the rest. One
+ * line stays free for the cursor: a block taller than the screen would scroll
+ * its top away, out of reach of the redraw.
+ */
+export function fitRows<R extends { until?: number }>(
+  rows: R[],
+  height: number | undefined,
+): { shown: R[]; hidden: number } {
+  const room = height ? Math.max(2, height - 1) : Infinity;
+  if (rows.length <= room) return { shown: rows, hidden: 0 };
+  const budget = room - 1;
+  const keep = new Set(rows.filter((r) => r.until === undefined).slice(-budget));
+  const latest = rows
+    .filter((r) => r.until !== undefined)
+    .sort((a, b) => b.until! - a.until!)
+    .slice(0, budget - keep.size);
+  for (const r of latest) keep.add(r);
+  return { shown: rows.filter((r) => keep.has(r)), hidden: rows.length - keep.size };
+}
+
+/** A task list redrawn in place: step, host, state, elapsed; as tall as the terminal allows. */
 export function taskListDisplay(
   stream: NodeJS.WriteStream,
   now: () => number = () => Date.now(),
@@ -120,10 +152,18 @@ export function taskListDisplay(
     const width = Math.max(8, ...[...rows.values()].map((r) => r.step.length));
     const hostWidth = Math.max(6, ...[...rows.values()].map((r) => r.host.length));
     const lines = [...notes.splice(0)];
-    const block = [...rows.values()].map((r) => {
+    const { shown, hidden } = fitRows([...rows.values()], stream.rows);
+    const block = shown.map((r) => {
       const elapsed = (((r.until ?? now()) - r.since) / 1000).toFixed(1);
       return `  ${MARK[r.state]} ${r.step.padEnd(width)}  ${r.host.padEnd(hostWidth)}  ${r.state.padEnd(11)} ${elapsed.padStart(6)}s`;
     });
+    if (hidden > 0) block.unshift(`  … ${hidden} more`);
+    // A wrapped line takes two rows, and the redraw would move up one too few.
+    const columns = stream.columns;
+    if (columns) {
+      for (const [i, line] of block.entries())
+        if (line.length >= columns) block[i] = line.slice(0, columns - 2) + '…';
+    }
     let out = drawn > 0 ? `\x1b[${drawn}A\x1b[J` : '';
     out += [...lines, ...block].map((l) => l + '\n').join('');
     stream.write(out);

@@ -4,7 +4,15 @@
  * in reverse order, and resume a run whose controller died.
  */
 import type { CodeManifest } from './code-version.ts';
-import { BatonError, errorMessage, isBatonError, TransientError } from './errors.ts';
+import {
+  atPlace,
+  BatonError,
+  errorMessage,
+  isBatonError,
+  thrownText,
+  TransientError,
+  type RunbookPlace,
+} from './errors.ts';
 import type { Clearance, CommandRecord, Phase, RunEvent, RunOutcome } from './events.ts';
 import type { Duplex } from 'node:stream';
 import { CommandError, type CommandResult, type PipeResult, type Transport } from './exec.ts';
@@ -112,6 +120,8 @@ export interface RunResult {
   next?: string;
   error?: string;
   planHash?: string;
+  /** Done without changing anything: every step was already done or skipped. */
+  nothingToDo?: boolean;
 }
 
 const OUTPUT_TAIL = 2000;
@@ -121,12 +131,29 @@ function asConditions(result: CheckResult): Condition[] {
   return Array.isArray(result) ? result : [result];
 }
 
-function resolveTargets(step: AnyStep, ctx: RunbookContext<unknown, unknown>): Host[] {
+/** What a check found done on a host, when every condition holds and one says so. */
+function doneOn(conditions: Condition[]): string | undefined {
+  if (!conditions.every((c) => c.ok)) return undefined;
+  const done = conditions.find((c) => c.alreadyDone);
+  return done ? `${done.name}: ${done.found}` : undefined;
+}
+
+function resolveTargets(
+  runbookName: string,
+  step: AnyStep,
+  ctx: RunbookContext<unknown, unknown>,
+): Host[] {
   const t = step.targets;
   if (t === 'controller') return [CONTROLLER];
   let hosts: Host[];
   if (typeof t === 'function') {
-    hosts = t(ctx).map((h) => (typeof h === 'string' ? findHost(ctx.inventory, h) : h));
+    let chosen: Array<Host | string>;
+    try {
+      chosen = t(ctx);
+    } catch (e) {
+      throw atPlace({ runbook: runbookName, step: step.id, phase: 'targets' }, e);
+    }
+    hosts = chosen.map((h) => (typeof h === 'string' ? findHost(ctx.inventory, h) : h));
   } else if ('role' in t) {
     hosts = hostsWithRole(ctx.inventory, t.role);
     if (hosts.length === 0) {
@@ -471,7 +498,7 @@ export class Session {
   private stepTargets(step: AnyStep): Host[] {
     let hosts = this.targets.get(step.id);
     if (!hosts) {
-      hosts = resolveTargets(step, this.baseContext());
+      hosts = resolveTargets(this.input.runbook.name, step, this.baseContext());
       this.targets.set(step.id, hosts);
     }
     return hosts;
@@ -482,10 +509,12 @@ export class Session {
     const { runbook } = this.input;
     if (runbook.facts) {
       const { facts: _none, ...base } = this.baseContext();
-      this.facts = await runbook.facts({
-        ...base,
-        probe: (h) => this.exec(this.hostArg(h), { kind: 'probe' }),
-      });
+      this.facts = await this.located({ phase: 'facts' }, () =>
+        runbook.facts!({
+          ...base,
+          probe: (h) => this.exec(this.hostArg(h), { kind: 'probe' }),
+        }),
+      );
     }
     const preflight: Plan['preflight'] = [];
     const steps: PlannedStep[] = [];
@@ -495,12 +524,18 @@ export class Session {
         title: step.title,
         destructive: Boolean(step.destructive),
         pointOfNoReturn: isPointOfNoReturn(step),
-        ...(commitsAt(step, this.baseContext()) ? { commit: true } : {}),
+        ...(this.locatedSync({ step: step.id, phase: 'commit' }, () =>
+          commitsAt(step, this.baseContext()),
+        )
+          ? { commit: true }
+          : {}),
         ...(step.state ? { state: step.state } : {}),
         hosts: [],
       };
       steps.push(planned);
-      const when = step.when ? step.when(this.baseContext()) : true;
+      const when = step.when
+        ? this.locatedSync({ step: step.id, phase: 'when' }, () => step.when!(this.baseContext()))
+        : true;
       if (when !== true) {
         planned.skipped = typeof when === 'string' ? when : 'its condition does not hold';
         continue;
@@ -512,12 +547,31 @@ export class Session {
         async (host) => {
           const conditions = await this.runCheck(step, host);
           preflight.push(...conditions.map((c) => ({ ...c, step: step.id, host: host.name })));
+          const done = doneOn(conditions);
+          if (done !== undefined) {
+            planned.hosts.push({
+              host: host.name,
+              mutations: [],
+              undo: [],
+              done: this.input.redactor.redact(done),
+            });
+            return;
+          }
           const mutations: string[] = [];
           const undo: string[] = [];
-          if (step.apply)
-            await step.apply(this.applyContext(host, step.id, { kind: 'record', into: mutations }));
-          if (step.undo)
-            await step.undo(this.applyContext(host, step.id, { kind: 'record', into: undo }));
+          const at = { step: step.id, host: host.name, planning: true };
+          if (step.apply) {
+            const apply = step.apply;
+            await this.located({ ...at, phase: 'apply' }, () =>
+              apply(this.applyContext(host, step.id, { kind: 'record', into: mutations })),
+            );
+          }
+          if (step.undo) {
+            const undoFn = step.undo;
+            await this.located({ ...at, phase: 'undo' }, () =>
+              undoFn(this.applyContext(host, step.id, { kind: 'record', into: undo })),
+            );
+          }
           planned.hosts.push({ host: host.name, mutations, undo });
         },
         () => false,
@@ -537,8 +591,33 @@ export class Session {
       facts: this.input.redactor.redactDeep(this.facts ?? null),
       preflight: this.input.redactor.redactDeep(preflight),
       steps,
+      ...(steps.some((s) => this.hasWork(s)) ? {} : { nothingToDo: true }),
     };
     return { plan, hash: planHash(plan) };
+  }
+
+  /** Whether running this planned step would do anything: it runs, on a host where it is not already done. */
+  private hasWork(planned: PlannedStep): boolean {
+    const step = this.findStep(planned.id);
+    if (planned.skipped || (!step.apply && !step.verify)) return false;
+    return planned.hosts.some((h) => h.done === undefined);
+  }
+
+  /** Run a runbook's own function; what it throws names the runbook, step and host. */
+  private async located<T>(at: Omit<RunbookPlace, 'runbook'>, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      throw atPlace({ runbook: this.input.runbook.name, ...at }, e);
+    }
+  }
+
+  private locatedSync<T>(at: Omit<RunbookPlace, 'runbook'>, fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      throw atPlace({ runbook: this.input.runbook.name, ...at }, e);
+    }
   }
 
   private async runCheck(step: AnyStep, host: Host): Promise<Condition[]> {
@@ -551,11 +630,12 @@ export class Session {
           name: 'check could run',
           ok: false,
           expected: 'the check to complete',
-          found: this.input.redactor.redact(errorMessage(e)),
-          remedy:
-            isBatonError(e) && e.hint
-              ? e.hint
-              : `Make ${host.name} reachable and the check's commands runnable.`,
+          found: this.input.redactor.redact(
+            isBatonError(e) ? e.message : `the check threw: ${thrownText(e)}`,
+          ),
+          remedy: isBatonError(e)
+            ? (e.hint ?? `Make ${host.name} reachable and the check's commands runnable.`)
+            : `That is runbook ${this.input.runbook.name}'s own check: fix what it names (or the check's code), then plan again.`,
         },
       ];
     }
@@ -596,6 +676,14 @@ export class Session {
         next: 'Nothing was changed. Fix what the failed checks name, then run again.',
         planHash: planned.hash,
       });
+    }
+    // Before the gate: a run that would change nothing asks nobody, and uses no approval.
+    if (planned.plan.nothingToDo) {
+      return this.end(
+        'done',
+        lastState(this.input.runbook, planned.plan) ?? 'unchanged: nothing to do',
+        { planHash: planned.hash, nothingToDo: true },
+      );
     }
     const gate = this.deps.gate
       ? await this.deps.gate(planned.plan, planned.hash, (e) => this.emit(e))
@@ -829,7 +917,11 @@ export class Session {
       // A check-only step did its work in preflight; the run has nothing to do for it.
       if (!step.apply && !step.verify) continue;
       const hosts = plannedStep.hosts.map((h) => this.hostOf(h.host));
-      const pending = hosts.filter((h) => !progress.done.has(key(step.id, h.name)));
+      const pending = hosts.filter(
+        (h) =>
+          !progress.done.has(key(step.id, h.name)) &&
+          plannedStep.hosts.find((p) => p.host === h.name)?.done === undefined,
+      );
       if (pending.length === 0) continue;
       this.emit({ kind: 'step-start', step: step.id, hosts: pending.map((h) => h.name) });
       let failure: StepFailure | undefined;
@@ -883,6 +975,7 @@ export class Session {
       const startedAt = this.deps.now().getTime();
       const counter: Counter = { mutations: 0, started: 0 };
       this.emit({ kind: 'intent', step: step.id, host: host.name, attempt, commands: planned });
+      let phase: 'apply' | 'verify' = 'apply';
       try {
         if (step.apply) {
           await step.apply(
@@ -894,6 +987,7 @@ export class Session {
             ),
           );
         }
+        phase = 'verify';
         const conditions = step.verify
           ? asConditions(
               await step.verify({
@@ -935,7 +1029,9 @@ export class Session {
         const why =
           e instanceof TransientError && !safeToRetry
             ? `${errorMessage(e)} (not retried: a mutation had started and step ${step.id} is not marked idempotent)`
-            : `${errorMessage(e)}${isBatonError(e) && e.hint ? ` (to do: ${e.hint})` : ''}`;
+            : isBatonError(e)
+              ? `${e.message}${e.hint ? ` (to do: ${e.hint})` : ''}`
+              : `the ${phase} of runbook ${this.input.runbook.name} threw: ${thrownText(e)}`;
         this.emit({
           kind: 'outcome',
           step: step.id,
@@ -1042,7 +1138,7 @@ export class Session {
   private end(
     outcome: RunOutcome,
     state: string,
-    extra: { next?: string; error?: string; planHash?: string },
+    extra: { next?: string; error?: string; planHash?: string; nothingToDo?: boolean },
   ): RunResult {
     const event: RunEvent = {
       kind: 'run-end',
@@ -1050,6 +1146,7 @@ export class Session {
       state,
       ...(extra.next ? { next: extra.next } : {}),
       ...(extra.error ? { error: extra.error } : {}),
+      ...(extra.nothingToDo ? { nothingToDo: true } : {}),
     };
     this.emit(event);
     const safe = this.input.redactor.redactDeep(event);
@@ -1060,6 +1157,7 @@ export class Session {
       ...(safe.next ? { next: safe.next } : {}),
       ...(safe.error ? { error: safe.error } : {}),
       ...(extra.planHash ? { planHash: extra.planHash } : {}),
+      ...(extra.nothingToDo ? { nothingToDo: true } : {}),
     };
   }
 }

@@ -12,6 +12,8 @@ export type ErrorCode =
   | 'HOSTKEY_MISMATCH'
   | 'HOSTKEY_UNKNOWN'
   | 'JOURNAL_CORRUPT'
+  /** The chain holds, and what must be signed is not (yet). */
+  | 'JOURNAL_UNVERIFIED'
   | 'RUN_LOCKED'
   | 'STACK_LOCKED'
   | 'PLAN_DRIFT'
@@ -23,7 +25,8 @@ export type ErrorCode =
   | 'ELF_INVALID'
   | 'DB_CORRUPT'
   | 'IRC_FAILED'
-  | 'AUDIT_FAILED';
+  | 'AUDIT_FAILED'
+  | 'RUNBOOK_ERROR';
 
 export class BatonError extends Error {
   readonly code: ErrorCode;
@@ -73,6 +76,65 @@ export class JournalCorruptError extends BatonError {
     );
     this.name = 'JournalCorruptError';
   }
+}
+
+/** Where in a runbook its own code was running. */
+export interface RunbookPlace {
+  runbook: string;
+  /** The runbook's function that threw. */
+  phase: 'facts' | 'targets' | 'when' | 'commit' | 'check' | 'apply' | 'verify' | 'undo';
+  step?: string;
+  host?: string;
+  /** The apply or undo was being recorded for the plan, not run. */
+  planning?: boolean;
+}
+
+export function describePlace(at: RunbookPlace): string {
+  const phase = `its ${at.phase}`;
+  return `runbook ${at.runbook}${at.step ? `, step ${at.step}` : ''}${at.host ? ` on ${at.host}` : ''}, ${phase}${at.planning ? ' (while planning)' : ''}`;
+}
+
+/**
+ * The runbook's own code threw, while planning, something that is not a baton
+ * error: a bug (a TypeError), or an `Error` it raised itself. The message says
+ * where; the original stays as `cause`, and its stack is appended to this
+ * one's, so that redacting this error redacts both.
+ */
+export class RunbookError extends BatonError {
+  readonly place: RunbookPlace;
+  constructor(place: RunbookPlace, cause: unknown) {
+    super(
+      'RUNBOOK_ERROR',
+      `${describePlace(place)} threw: ${thrownText(cause)}`,
+      "That is the runbook's own code, before any change: fix what it names (or the runbook), then plan again. BATON_DEBUG=1 shows where it was thrown.",
+      { cause },
+    );
+    this.name = 'RunbookError';
+    this.place = place;
+    if (cause instanceof Error && cause.stack) this.stack += `\ncaused by: ${cause.stack}`;
+  }
+}
+
+/**
+ * An error from a runbook's code, with the place it came from in its message.
+ * A baton error keeps its code and hint (a failed probe is still
+ * COMMAND_FAILED); anything else becomes a RunbookError.
+ */
+export function atPlace(place: RunbookPlace, e: unknown): BatonError {
+  if (e instanceof RunbookError) return e;
+  if (!isBatonError(e)) return new RunbookError(place, e);
+  const located = new BatonError(e.code, `${describePlace(place)}: ${e.message}`, e.hint, {
+    cause: e,
+  });
+  if (e.stack) located.stack += `\ncaused by: ${e.stack}`;
+  return located;
+}
+
+/** A thrown value as a person reads it: `TypeError: x is undefined`, or an Error's message. */
+export function thrownText(e: unknown): string {
+  if (e instanceof Error)
+    return e.name && e.name !== 'Error' ? `${e.name}: ${e.message}` : e.message;
+  return String(e);
 }
 
 export function isBatonError(e: unknown): e is BatonError {

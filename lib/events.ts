@@ -128,6 +128,8 @@ export type RunEvent =
       /** The exact next action for a person, when one is needed. */
       next?: string;
       error?: string;
+      /** Every step was already done or skipped: the run changed nothing. */
+      nothingToDo?: boolean;
     };
 
 /** What the gate hands the journal with its clearance, so that resume can check it again. */

@@ -20,13 +20,18 @@ export const hostSchema = z.object({
   connection: z.enum(['ssh', 'local']).default('ssh'),
   ssh: z
     .object({
-      user: z.string().min(1).default('root'),
-      port: z.number().int().min(1).max(65535).default(22),
+      /**
+       * Login user and ssh port. Set here, they win over the operator's ssh
+       * config; unset, they are what `ssh ADDRESS` would use (root and 22 when
+       * no OpenSSH client is installed). See lib/ssh.ts, `route`.
+       */
+      user: z.string().min(1).optional(),
+      port: z.number().int().min(1).max(65535).optional(),
       /** Pinned host key fingerprints, `SHA256:...` as `ssh-keygen -lf` prints them. */
       hostKeys: z.array(
         z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'SHA256:<base64> fingerprint'),
       ),
-      /** Private key to log in with; otherwise the ssh agent or ~/.ssh/id_ed25519. */
+      /** Private key to log in with; otherwise the ssh config's IdentityFile and agent. */
       identityFile: z.string().optional(),
     })
     .optional(),

@@ -13,6 +13,8 @@ export interface PlannedHost {
   mutations: string[];
   /** What undo would run. */
   undo: string[];
+  /** The step's check found its work already done here: the run leaves this host alone. */
+  done?: string;
 }
 
 export interface PlannedStep {
@@ -45,6 +47,8 @@ export interface Plan {
   facts: unknown;
   preflight: PreflightCondition[];
   steps: PlannedStep[];
+  /** Every step is skipped, check-only, or already done on each of its hosts: a run changes nothing. */
+  nothingToDo?: boolean;
 }
 
 /** The hash over what a run will do: code, params, inventory, policy and mutations, not the probes' readings. */
@@ -125,6 +129,12 @@ export function planDifferences(approved: Plan, now: Plan): string[] {
         out.push(`step ${id} ${ha ? 'no longer runs' : 'now runs'} on ${host}`);
         continue;
       }
+      if ((ha.done ?? null) !== (hb.done ?? null)) {
+        out.push(
+          `step ${id} on ${host} ${hb.done !== undefined ? `is now already done (${hb.done})` : 'now has work to do (it was already done)'}`,
+        );
+        continue;
+      }
       for (const [what, was, is] of [
         ['mutation', ha.mutations, hb.mutations],
         ['undo', ha.undo, hb.undo],
@@ -172,12 +182,19 @@ export function renderPlan(plan: Plan, hash: string): string {
       step.pointOfNoReturn ? 'POINT OF NO RETURN (no undo)' : '',
       step.commit ? 'POINT OF NO RETURN (writes may exist after it: forward only)' : '',
       step.skipped ? `SKIPPED: ${step.skipped}` : '',
+      !step.skipped && step.hosts.length > 0 && step.hosts.every((h) => h.done !== undefined)
+        ? 'ALREADY DONE'
+        : '',
     ].filter(Boolean);
     lines.push(
       `  ${i + 1}. ${step.id}: ${step.title}${marks.length ? `  [${marks.join(', ')}]` : ''}`,
     );
     if (step.skipped) return;
     for (const host of step.hosts) {
+      if (host.done !== undefined) {
+        lines.push(`     ${host.host}: already done (${host.done})`);
+        continue;
+      }
       if (host.mutations.length === 0) {
         lines.push(`     ${host.host}: (checks only)`);
         continue;
@@ -186,7 +203,16 @@ export function renderPlan(plan: Plan, hash: string): string {
       for (const u of host.undo) lines.push(`     ${host.host} undo$ ${u}`);
     }
   });
+  if (plan.nothingToDo)
+    lines.push('  Nothing to do: every step is already done or skipped; a run changes nothing.');
   return lines.join('\n');
+}
+
+/** The destructive steps a run of this plan would apply somewhere: not skipped, not already done everywhere. */
+export function destructiveStepsToRun(plan: Plan): string[] {
+  return plan.steps
+    .filter((s) => s.destructive && !s.skipped && s.hosts.some((h) => h.done === undefined))
+    .map((s) => s.id);
 }
 
 export function renderPreflightFailures(failures: PreflightCondition[]): string {

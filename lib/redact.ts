@@ -87,12 +87,14 @@ export class Redactor {
   }
 
   /** Redact an error's message, hint and stack in place, for an error that leaves the run. */
-  redactError<T>(error: T): T {
+  redactError<T>(error: T, depth = 0): T {
     if (this.size === 0 || !(error instanceof Error)) return error;
     error.message = this.redact(error.message);
     if (error.stack) error.stack = this.redact(error.stack);
     const hinted = error as { hint?: unknown };
     if (typeof hinted.hint === 'string') hinted.hint = this.redact(hinted.hint);
+    // A wrapped error keeps the original as its cause, which BATON_DEBUG=1 prints.
+    if (depth < 3) this.redactError(error.cause, depth + 1);
     return error;
   }
 

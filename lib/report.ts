@@ -35,6 +35,8 @@ export interface Report {
   startedAt: string;
   endedAt?: string;
   outcome: string;
+  /** The run found every step already done or skipped, and changed nothing. */
+  nothingToDo?: boolean;
   state?: string;
   next?: string;
   error?: string;
@@ -142,6 +144,7 @@ export function buildReport(read: JournalRead): Report {
       case 'run-end':
         report.endedAt = r.ts;
         report.outcome = e.outcome;
+        if (e.nothingToDo) report.nothingToDo = true;
         report.state = e.state;
         if (e.next) report.next = e.next;
         if (e.error) report.error = e.error;
@@ -223,7 +226,7 @@ export function renderMarkdown(report: Report): string {
   const lines: string[] = [];
   lines.push(`# Run ${report.runId}: ${report.runbook} on ${report.stack}`, '');
   lines.push('## Summary', '');
-  lines.push(`- **Outcome:** ${report.outcome}`);
+  lines.push(`- **Outcome:** ${report.outcome}${report.nothingToDo ? ' (nothing to do)' : ''}`);
   if (report.state) lines.push(`- **Hosts left in state:** ${report.state}`);
   if (report.error) lines.push(`- **Why:** ${report.error.replaceAll('\n', ' ')}`);
   if (report.next) lines.push(`- **Next action:** ${report.next}`);

@@ -29,6 +29,8 @@ export interface Condition {
   remedy?: string;
   /** Shown in the plan even when it holds: something a person must know before saying yes. */
   notice?: boolean;
+  /** The host already is as the step would leave it (see `alreadyDone`). */
+  alreadyDone?: boolean;
 }
 
 export function condition(
@@ -37,6 +39,16 @@ export function condition(
   detail: { expected: string; found: string; remedy?: string },
 ): Condition {
   return { name, ok, ...detail };
+}
+
+/**
+ * A check's answer when the host already is as the step would leave it: the
+ * plan shows the step as done there, with no mutations, and the run does not
+ * apply it there. A run whose every step is done or skipped has nothing to do:
+ * it says so and changes nothing. Other conditions of the same check must hold too.
+ */
+export function alreadyDone(name: string, found: string): Condition {
+  return { name, ok: true, expected: 'work left for this step', found, alreadyDone: true };
 }
 
 export interface RunbookContext<P, F> {

@@ -24,7 +24,7 @@ import {
   type CodeReader,
   type CodeVersion,
 } from './code-version.ts';
-import { BatonError, InvalidInputError, JournalCorruptError } from './errors.ts';
+import { BatonError, InvalidInputError, JournalCorruptError, thrownText } from './errors.ts';
 import type { RunEvent } from './events.ts';
 import { inventoryHash, loadInventory, type Inventory } from './inventory.ts';
 import { Journal, readJournal, type HeadSigner, type JournalRead } from './journal.ts';
@@ -158,7 +158,17 @@ export async function loadRunbook(ref: string, cwd = process.cwd()): Promise<Loa
       `Looked for ${candidates.join(' and ')}. \`baton runbooks\` lists the runbooks baton knows.`,
     );
   }
-  const mod = (await import(pathToFileURL(file).href)) as { default?: AnyRunbook };
+  let mod: { default?: AnyRunbook };
+  try {
+    mod = (await import(pathToFileURL(file).href)) as typeof mod;
+  } catch (e) {
+    throw new BatonError(
+      'INVALID_INPUT',
+      `${file === ref ? file : `runbook ${ref} (${file})`} could not be loaded: ${thrownText(e)}`,
+      'Fix the runbook file; nothing was run. BATON_DEBUG=1 shows where it failed.',
+      { cause: e },
+    );
+  }
   const runbook = mod.default;
   if (!runbook || runbook.kind !== 'baton.runbook') {
     throw new InvalidInputError(`${file} does not export a runbook as default (use defineRunbook)`);

@@ -2,16 +2,39 @@
  * The ssh transport: the only module that imports ssh2. One connection per
  * host, many channels over it; host keys pinned from the inventory; exec with
  * streaming output, SFTP, and host-to-host streams through the controller.
+ * Hosts are reached as the operator's OpenSSH client would reach them (see
+ * `route`), through ProxyJump hosts too; a host only the OpenSSH client can
+ * log in to is reached through it (lib/openssh.ts).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, readFileSync } from 'node:fs';
+import {
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
-import { homedir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Transform, type Duplex, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Client, type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
+import ssh2, {
+  Client,
+  type AnyAuthMethod,
+  type ConnectConfig,
+  type IdentityCallback,
+  type ParsedKey,
+  type ServerHostKeyAlgorithm,
+  type SFTPWrapper,
+} from 'ssh2';
 import { BatonError, TransientError, errorMessage } from './errors.ts';
+
+// ssh2 is CommonJS: Node's ESM loader finds Client among its named exports but
+// not OpenSSHAgent or utils, so those are taken from the module object.
+const { OpenSSHAgent, utils } = ssh2;
 import {
   CommandError,
   delivery,
@@ -22,14 +45,33 @@ import {
   taggedCommand,
 } from './exec.ts';
 import type { Host } from './inventory.ts';
+import {
+  hostKeyAlgorithms,
+  knownHostKeys,
+  knownHostsName,
+  verifyKnownHost,
+  type KnownHostKey,
+} from './known-hosts.ts';
+import { OpenSshLoginError, OpenSshMaster, SessionChannel } from './openssh.ts';
 import { clipHead, type Redactor } from './redact.ts';
 import { sh, type ShellValue } from './shell.ts';
+import { readSshConfig, type JumpSpec, type SshClientSettings } from './ssh-config.ts';
+import { findExecutable } from './which.ts';
 
 export interface SshPoolOptions {
-  /** Private key used when a host names none; otherwise the agent, then ~/.ssh/id_ed25519. */
+  /** Private key used when a host names none; otherwise the ssh config's IdentityFile and agent. */
   identityFile?: string;
-  /** ssh-agent socket; defaults to SSH_AUTH_SOCK. */
+  /** ssh-agent socket; defaults to the ssh config's IdentityAgent, then SSH_AUTH_SOCK. */
   agent?: string;
+  /**
+   * The OpenSSH client configuration to read (`ssh -F FILE`); by default what
+   * `ssh` reads by itself, ~/.ssh/config and then /etc/ssh/ssh_config.
+   */
+  sshConfigFile?: string;
+  /** The OpenSSH client; default `ssh` on PATH. Without one, hosts are reached with the inventory alone. */
+  sshClient?: string;
+  /** Where a one-time notice goes, such as a host reached through the OpenSSH client. Default stderr. */
+  notice?: (message: string) => void;
   /** Time allowed for TCP connect, handshake and login. Default 10 s. */
   readyTimeoutMs?: number;
   /** Keepalive period; a connection is dead after `keepaliveCountMax` missed answers. Default 5 s. */
@@ -148,23 +190,100 @@ export interface StreamResult {
   durationMs: number;
 }
 
-interface Connection {
+type Connection = Ssh2Connection | OpenSshConnection;
+
+interface Ssh2Connection {
+  kind: 'ssh2';
   client: Client;
+  /** Logged-in jump hosts, first to last, whose forwarded channel carries `client`. */
+  jumps: Client[];
   dead: boolean;
   label: string;
+}
+
+interface OpenSshConnection {
+  kind: 'openssh';
+  master: OpenSshMaster;
+  dead: boolean;
+  label: string;
+}
+
+/** What the pool needs of a session: an ssh2 channel, or a session of the OpenSSH client. */
+type Channel = Duplex & { readonly stderr: Readable; close(): unknown };
+
+/** One ssh server on the way to a host, or the host itself. */
+interface Hop {
+  /** How messages name it, e.g. `root@irc1 (10.0.0.5:22)` or `jump host admin@bastion (...) on the way to irc1`. */
+  label: string;
+  hostName: string;
+  port: number;
+  user: string;
+  auth: Authentication;
+  /** A jump host's key is checked against known_hosts; the host's own against the inventory's pins. */
+  knownHosts?: { name: string; files: string[]; keys: KnownHostKey[] };
+}
+
+interface Authentication {
+  methods: AnyAuthMethod[];
+  /** What is offered, for the hint when a login is refused. */
+  offered: string[];
+  /** Identity files holding a security key, which ssh2 cannot sign with. */
+  securityKeys: Identity[];
+}
+
+/** How to reach a host: its jump hosts, then the host itself. */
+interface Route {
+  jumps: Hop[];
+  target: Hop;
+  /** A stream from an SshRoute, which replaces the ssh config's way there. */
+  sock?: Duplex;
+  /** Why only the OpenSSH client can log in, when that is so. */
+  openssh?: string;
+}
+
+interface Identity {
+  file: string;
+  /** `ssh-ed25519`, `sk-ssh-ed25519@openssh.com`, ...: from the key or its public half. */
+  type?: string;
+  publicKey?: Buffer;
+  /** The file's contents, when ssh2 can sign with it (not encrypted, a type it knows). */
+  privateKey?: Buffer;
 }
 
 /** 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24: testnet addresses, never real hosts. */
 const DOCUMENTATION_RANGE = /^(192\.0\.2|198\.51\.100|203\.0\.113)\.\d{1,3}$/;
 
 const CONNECTION_ERRORS =
-  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EHOSTDOWN|EPIPE|ENOTCONN|Timed out while waiting for handshake|Keepalive timeout|Connection lost|No response from server|socket hang up|closed|Not connected/i;
+  /ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EHOSTDOWN|EPIPE|ENOTCONN|Timed out while waiting for handshake|Keepalive timeout|Connection lost|No response from server|socket hang up|closed|Not connected|Connection refused|Connection timed out|Connection reset|No route to host|Network is unreachable/i;
+
+const SSH2_HOST_KEY_ALGORITHMS: readonly ServerHostKeyAlgorithm[] = [
+  'ssh-ed25519',
+  'ecdsa-sha2-nistp256',
+  'ecdsa-sha2-nistp384',
+  'ecdsa-sha2-nistp521',
+  'rsa-sha2-512',
+  'rsa-sha2-256',
+  'ssh-rsa',
+  'ssh-dss',
+];
+
+/** Key types only a FIDO authenticator can sign with, through the OpenSSH client. */
+const SECURITY_KEY_TYPE = /^sk-/;
+
+/** How deep a ProxyJump host's own ProxyJump may go before baton calls it a loop. */
+const MAX_JUMP_DEPTH = 8;
 
 /** A pool of ssh connections, one per host, that implements the Transport contract. */
 export class SshPool implements Transport {
   private readonly options: SshPoolOptions;
   private readonly connections = new Map<string, Promise<Connection>>();
   private readonly live = new Set<Connection>();
+  /** `ssh -G` answers, per name and command-line user and port, for the pool's life. */
+  private readonly settings = new Map<string, Promise<SshClientSettings | undefined>>();
+  private readonly noticed = new Set<string>();
+  private sshBinary: string | undefined | null = null;
+  /** Control sockets and logs of OpenSSH client connections, made on first use. */
+  private dir: string | undefined;
   private closed = false;
 
   constructor(options: SshPoolOptions = {}) {
@@ -219,25 +338,29 @@ export class SshPool implements Transport {
           : source;
     const temp = `${remotePath}.baton-${process.pid}-${Date.now().toString(36)}`;
     const hash = hashing();
-    await this.withSftp(host, `upload ${remotePath}`, async (sftp) => {
-      const out = sftp.createWriteStream(temp, {
-        flags: 'w',
-        ...(options.mode !== undefined ? { mode: options.mode } : {}),
+    const conn = await this.connection(host, `upload ${remotePath}`);
+    if (conn.kind === 'openssh') {
+      await this.putThroughShell(conn, host, input, hash.transform, temp, remotePath, options.mode);
+    } else
+      await this.withSftp(host, `upload ${remotePath}`, async (sftp) => {
+        const out = sftp.createWriteStream(temp, {
+          flags: 'w',
+          ...(options.mode !== undefined ? { mode: options.mode } : {}),
+        });
+        const closed = closedPromise(out);
+        // When the pipeline fails, the stream's own error must not go unhandled.
+        closed.catch(() => undefined);
+        try {
+          await pipeline(input, hash.transform, out);
+          await closed;
+          if (options.mode !== undefined)
+            await sftpCall<void>((cb) => sftp.chmod(temp, options.mode!, cb));
+          await sftpCall<void>((cb) => sftp.ext_openssh_rename(temp, remotePath, cb));
+        } catch (e) {
+          await sftpCall<void>((cb) => sftp.unlink(temp, cb)).catch(() => undefined);
+          throw e;
+        }
       });
-      const closed = closedPromise(out);
-      // When the pipeline fails, the stream's own error must not go unhandled.
-      closed.catch(() => undefined);
-      try {
-        await pipeline(input, hash.transform, out);
-        await closed;
-        if (options.mode !== undefined)
-          await sftpCall<void>((cb) => sftp.chmod(temp, options.mode!, cb));
-        await sftpCall<void>((cb) => sftp.ext_openssh_rename(temp, remotePath, cb));
-      } catch (e) {
-        await sftpCall<void>((cb) => sftp.unlink(temp, cb)).catch(() => undefined);
-        throw e;
-      }
-    });
     return {
       host: host.name,
       remotePath,
@@ -252,15 +375,23 @@ export class SshPool implements Transport {
     const started = performance.now();
     const temp = `${localPath}.baton-${process.pid}-${Date.now().toString(36)}`;
     const hash = hashing();
-    await this.withSftp(host, `download ${remotePath}`, async (sftp) => {
-      try {
-        await pipeline(sftp.createReadStream(remotePath), hash.transform, createWriteStream(temp));
-        await rename(temp, localPath);
-      } catch (e) {
-        await rm(temp, { force: true });
-        throw e;
-      }
-    });
+    const conn = await this.connection(host, `download ${remotePath}`);
+    if (conn.kind === 'openssh') {
+      await this.getThroughShell(conn, host, remotePath, hash.transform, temp, localPath);
+    } else
+      await this.withSftp(host, `download ${remotePath}`, async (sftp) => {
+        try {
+          await pipeline(
+            sftp.createReadStream(remotePath),
+            hash.transform,
+            createWriteStream(temp),
+          );
+          await rename(temp, localPath);
+        } catch (e) {
+          await rm(temp, { force: true });
+          throw e;
+        }
+      });
     return {
       host: host.name,
       remotePath,
@@ -268,6 +399,74 @@ export class SshPool implements Transport {
       sha256: hash.digest(),
       durationMs: Math.round(performance.now() - started),
     };
+  }
+
+  /**
+   * put() through the OpenSSH client, which gives baton no SFTP session:
+   * `cat` into a file beside the target (created private when a mode is
+   * asked for, so a secret is never readable in between), then `mv` over it.
+   */
+  private async putThroughShell(
+    conn: OpenSshConnection,
+    host: Host,
+    input: Readable,
+    hashed: Transform,
+    temp: string,
+    remotePath: string,
+    mode: number | undefined,
+  ): Promise<void> {
+    const write =
+      mode === undefined
+        ? sh`cat > ${temp}`
+        : sh`(umask 077 && cat > ${temp}) && chmod ${mode.toString(8)} ${temp}`;
+    const command = sh`${write} && mv -f ${temp} ${remotePath} || { rm -f ${temp}; exit 1; }`;
+    const purpose = `upload ${remotePath}`;
+    // A failing source destroys `hashed`, which kills the command: see runChannel's onInputError.
+    pipeline(input, hashed).catch(() => undefined);
+    const channel = await this.openExec(conn, host, command.text, purpose);
+    const result = await this.runChannel(conn, host, purpose, channel, { input: hashed });
+    if (result.exitCode !== 0) {
+      throw new BatonError(
+        'COMMAND_FAILED',
+        `on ${host.name}: ${purpose} failed: ${result.stderr.trim() || `exit ${result.exitCode ?? result.signal}`}`,
+        'Check the remote path and its permissions.',
+      );
+    }
+  }
+
+  /** get() through the OpenSSH client: `cat` the file into one beside `localPath`. */
+  private async getThroughShell(
+    conn: OpenSshConnection,
+    host: Host,
+    remotePath: string,
+    hashed: Transform,
+    temp: string,
+    localPath: string,
+  ): Promise<void> {
+    const purpose = `download ${remotePath}`;
+    const channel = await this.openExec(conn, host, sh`cat -- ${remotePath}`.text, purpose);
+    const writing = pipeline(channel, hashed, createWriteStream(temp)).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    let result: CommandResult;
+    try {
+      result = await this.runChannel(conn, host, purpose, channel, { stdoutManaged: true });
+    } catch (e) {
+      await writing;
+      await rm(temp, { force: true });
+      throw e;
+    }
+    const failed = await writing;
+    if (result.exitCode !== 0 || failed) {
+      await rm(temp, { force: true });
+      throw new BatonError(
+        'COMMAND_FAILED',
+        `on ${host.name}: ${purpose} failed: ${result.stderr.trim() || (failed ? errorMessage(failed) : `exit ${result.exitCode ?? result.signal}`)}`,
+        'Check the remote path and its permissions.',
+      );
+    }
+    await rename(temp, localPath);
   }
 
   /**
@@ -284,7 +483,7 @@ export class SshPool implements Transport {
       this.connection(to.host, sink.shown),
     ]);
     const toChannel = await this.openExec(toConn, to.host, sink.argv, sink.shown);
-    let fromChannel: ClientChannel;
+    let fromChannel: Channel;
     try {
       fromChannel = await this.openExec(fromConn, from.host, source.argv, source.shown);
     } catch (e) {
@@ -355,6 +554,20 @@ export class SshPool implements Transport {
     }
     const purpose = `forward to 127.0.0.1:${port}`;
     const conn = await this.connection(host, purpose);
+    if (conn.kind === 'openssh') {
+      // `ssh -W` says whether the service took the connection only by ending it: a
+      // refusal arrives as an error on the stream, not as a rejection here.
+      const channel = conn.master.forward(port);
+      channel.failureMessage = (e) =>
+        new BatonError(
+          'PRECONDITION_FAILED',
+          `${conn.label} could not open a connection to 127.0.0.1:${port} on the host: ${e.message}`,
+          `Check that a service listens on 127.0.0.1:${port} there, and that its sshd allows TCP forwarding (AllowTcpForwarding).`,
+          { cause: e },
+        );
+      channel.once('end', () => channel.end());
+      return channel;
+    }
     return new Promise<Duplex>((resolve, reject) => {
       try {
         conn.client.forwardOut('127.0.0.1', 0, '127.0.0.1', port, (err, channel) => {
@@ -398,6 +611,7 @@ export class SshPool implements Transport {
       (conn) =>
         new Promise<void>((resolve) => {
           if (conn.dead) return resolve();
+          if (conn.kind === 'openssh') return void conn.master.close().then(resolve);
           conn.client.once('close', () => resolve());
           endConnection(conn);
           setTimeout(resolve, 2_000).unref();
@@ -405,6 +619,8 @@ export class SshPool implements Transport {
     );
     await Promise.all(ends);
     this.live.clear();
+    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
+    this.dir = undefined;
   }
 
   private async connection(host: Host, purpose: string): Promise<Connection> {
@@ -434,44 +650,250 @@ export class SshPool implements Transport {
   }
 
   private async connect(host: Host, purpose: string): Promise<Connection> {
+    const route = await this.route(host, purpose);
+    if (route.openssh) return this.connectOpenSsh(host, route, purpose);
+    const jumps: Client[] = [];
+    let client: Client;
+    try {
+      let sock = route.sock;
+      for (const [i, hop] of route.jumps.entries()) {
+        jumps.push(await this.login(host, hop, sock, purpose));
+        sock = await this.forwardThrough(host, hop, jumps[i]!, route.jumps[i + 1] ?? route.target);
+      }
+      client = await this.login(host, route.target, sock, purpose);
+    } catch (e) {
+      for (const jump of jumps) jump.end();
+      throw e;
+    }
+    const conn: Ssh2Connection = {
+      kind: 'ssh2',
+      client,
+      jumps,
+      dead: false,
+      label: route.target.label,
+    };
+    // Pool-owned listeners for the connection's lifetime: a dead connection leaves the pool.
+    // The error listeners stay: ssh2 may still emit while it tears down.
+    const onDead = (): void => {
+      conn.dead = true;
+      this.live.delete(conn);
+      client.off('close', onDead);
+      for (const jump of jumps) jump.end();
+    };
+    const onLateError = (): void => {
+      conn.dead = true;
+    };
+    client.on('error', onLateError).on('close', onDead);
+    // A jump host that goes away takes the forwarded connection with it.
+    for (const jump of jumps) jump.on('error', onLateError).once('close', () => client.end());
+    this.live.add(conn);
+    return conn;
+  }
+
+  /**
+   * Where and as whom to log in, like `ssh -l USER -p PORT ADDRESS` with the
+   * inventory's user and port, when it sets them:
+   *
+   * - address: the name `ssh -G` resolves; its HostName is where baton dials.
+   * - user, port: the inventory's; else the ssh config's (User, Port); else
+   *   what ssh itself defaults to. Without an OpenSSH client: root and 22.
+   * - identity: the inventory's ssh.identityFile, else the pool's identityFile,
+   *   each used alone; else the ssh config's IdentityFile files that exist,
+   *   after the agent's keys (only those of these files with IdentitiesOnly).
+   * - agent: the pool's `agent`, else IdentityAgent, else SSH_AUTH_SOCK.
+   * - ProxyJump hops come from the ssh config; their keys from known_hosts.
+   * - The host key is always the inventory's pin, never known_hosts.
+   *
+   * A host served by an SshRoute (the local testnet) is reached by the
+   * inventory alone: the route, not the ssh config, says how to get there.
+   */
+  private async route(host: Host, purpose: string): Promise<Route> {
     const ssh = host.ssh!;
-    const label = `${ssh.user}@${host.name} (${host.address}:${ssh.port})`;
-    const auth = this.authentication(host, label);
-    const pinned = ssh.hostKeys;
+    const shortLabel = `${ssh.user ?? 'root'}@${host.name} (${host.address}:${ssh.port ?? 22})`;
     let sock: Duplex | undefined;
-    for (const route of this.options.routes ?? sshRoutes) {
+    for (const r of this.options.routes ?? sshRoutes) {
       try {
-        sock = await route.dial(host);
+        sock = await r.dial(host);
       } catch (e) {
-        throw beforeStart(host, label, purpose, e);
+        throw beforeStart(host, shortLabel, purpose, e);
       }
       if (sock) break;
     }
-    if (!sock && DOCUMENTATION_RANGE.test(host.address)) {
+    try {
+      if (!sock) refuseDocumentationAddress(shortLabel, host.address);
+      return await this.plan(host, sock);
+    } catch (e) {
+      sock?.destroy();
+      throw e;
+    }
+  }
+
+  private async plan(host: Host, sock: Duplex | undefined): Promise<Route> {
+    const ssh = host.ssh!;
+    const settings = sock ? undefined : await this.clientSettings(host.address, ssh.user, ssh.port);
+    const user = settings?.user ?? ssh.user ?? 'root';
+    const port = settings?.port ?? ssh.port ?? 22;
+    const hostName = settings?.hostName ?? host.address;
+    const jumps = settings ? await this.jumpChain(host, settings.proxyJump, 0) : [];
+    const via = jumps.length ? ` via ${jumps.map((j) => j.spec.host).join(', ')}` : '';
+    const label = `${user}@${host.name} (${hostName}:${port}${via})`;
+    if (!sock) refuseDocumentationAddress(label, hostName);
+    const target: Hop = {
+      label,
+      hostName,
+      port,
+      user,
+      auth: this.authentication(
+        ssh.identityFile ?? this.options.identityFile,
+        settings,
+        user,
+        label,
+      ),
+    };
+    const hops = jumps.map(({ spec, settings: s }) => {
+      const hopLabel = `jump host ${s.user}@${spec.host} (${s.hostName}:${s.port}) on the way to ${host.name}`;
+      if (!sock) refuseDocumentationAddress(hopLabel, s.hostName);
+      const name = s.hostKeyAlias ?? knownHostsName(s.hostName, s.port);
+      return {
+        label: hopLabel,
+        hostName: s.hostName,
+        port: s.port,
+        user: s.user,
+        auth: this.hopAuthentication(s, hopLabel),
+        knownHosts: {
+          name,
+          files: s.knownHostsFiles,
+          keys: knownHostKeys(s.knownHostsFiles, name),
+        },
+      } satisfies Hop;
+    });
+    const route: Route = { jumps: hops, target, ...(sock ? { sock } : {}) };
+    const proxied = [settings, ...jumps.map((j) => j.settings)].find((s) => s?.proxyCommand);
+    const securityKey = [target, ...hops].flatMap((h) => h.auth.securityKeys)[0];
+    if (proxied) {
+      route.openssh = `the ssh config reaches ${proxied.alias} through ProxyCommand, which only the OpenSSH client runs`;
+    } else if (securityKey) {
+      route.openssh = `the identity ${securityKey.file} is a security key (${securityKey.type}), which baton's built-in ssh client cannot sign with`;
+    }
+    if (route.openssh && sock) {
       throw new BatonError(
         'PRECONDITION_FAILED',
-        `${label} has a documentation address (RFC 5737) and no ssh route serves it; baton never dials such an address directly`,
-        'For the local testnet, import lib/testnet/stack.ts (the baton CLI does) and run `baton testnet up`.',
+        `cannot reach ${label}: ${route.openssh}, and the OpenSSH client cannot use the ssh route that serves this host`,
+        'Give the host an identity that is not a security key (ssh.identityFile).',
       );
     }
-    let presented: string | undefined;
+    if (route.openssh && !this.ssh()) {
+      throw new BatonError(
+        'MISSING_PREREQUISITE',
+        `cannot reach ${label}: ${route.openssh}, and no OpenSSH client (ssh) is installed`,
+        'Install the OpenSSH client (Debian package openssh-client), or name an identity that is not a security key in ssh.identityFile.',
+      );
+    }
+    if (!route.openssh) {
+      for (const hop of [...hops, target]) {
+        if (hop.auth.methods.length) continue;
+        throw new BatonError(
+          'MISSING_PREREQUISITE',
+          `no ssh identity to log in to ${hop.label}: ${
+            hop.auth.offered.length
+              ? `none of ${hop.auth.offered.join(', ')} can be used`
+              : settings
+                ? 'the inventory names no identityFile, the ssh config no IdentityFile that exists, and no ssh-agent is running'
+                : `the inventory names no identityFile, no ssh-agent is running and ${join(homedir(), '.ssh', 'id_ed25519')} does not exist`
+          }`,
+          'Set ssh.identityFile in the inventory or IdentityFile in the ssh config, or start an ssh-agent with the key loaded.',
+        );
+      }
+    }
+    return route;
+  }
+
+  /**
+   * ProxyJump hops in connection order. OpenSSH reaches the first hop with its
+   * own configuration, so its own ProxyJump comes before it; later hops are
+   * reached through the ones before them.
+   */
+  private async jumpChain(
+    host: Host,
+    specs: JumpSpec[],
+    depth: number,
+  ): Promise<{ spec: JumpSpec; settings: SshClientSettings }[]> {
+    if (!specs.length) return [];
+    if (depth >= MAX_JUMP_DEPTH) {
+      throw new BatonError(
+        'INVALID_INPUT',
+        `the ssh config's ProxyJump for ${host.name} goes ${MAX_JUMP_DEPTH} hosts deep through ${specs[0]!.host}: a loop`,
+        `Check the ProxyJump lines that apply to ${specs[0]!.host} (\`ssh -G ${specs[0]!.host}\`); a jump host itself usually needs \`ProxyJump none\`.`,
+      );
+    }
+    const hops = await Promise.all(
+      specs.map(async (spec) => ({
+        spec,
+        settings: (await this.clientSettings(spec.host, spec.user, spec.port))!,
+      })),
+    );
+    const before = await this.jumpChain(host, hops[0]!.settings.proxyJump, depth + 1);
+    return [...before, ...hops];
+  }
+
+  private clientSettings(
+    alias: string,
+    user: string | undefined,
+    port: number | undefined,
+  ): Promise<SshClientSettings | undefined> {
+    const key = `${alias}\0${user ?? ''}\0${port ?? ''}`;
+    let pending = this.settings.get(key);
+    if (!pending) {
+      pending = readSshConfig(alias, {
+        ssh: this.ssh(),
+        ...(this.options.sshConfigFile ? { configFile: this.options.sshConfigFile } : {}),
+        ...(user ? { user } : {}),
+        ...(port ? { port } : {}),
+      });
+      this.settings.set(key, pending);
+      // A configuration fixed after a failure is read afresh.
+      pending.catch(() => this.settings.delete(key));
+    }
+    return pending;
+  }
+
+  private ssh(): string | undefined {
+    if (this.sshBinary === null) {
+      const given = this.options.sshClient;
+      this.sshBinary = given ? (existsSync(given) ? given : undefined) : findExecutable('ssh');
+    }
+    return this.sshBinary;
+  }
+
+  /** Log in to one hop, over `sock` when the hop before it forwarded one. */
+  private login(host: Host, hop: Hop, sock: Duplex | undefined, purpose: string): Promise<Client> {
+    let presented: Buffer | undefined;
+    const algorithms = hop.knownHosts
+      ? hostKeyAlgorithms(hop.knownHosts.keys).filter((a): a is ServerHostKeyAlgorithm =>
+          (SSH2_HOST_KEY_ALGORITHMS as readonly string[]).includes(a),
+        )
+      : [];
     const config: ConnectConfig = {
-      host: host.address,
-      port: ssh.port,
-      username: ssh.user,
-      ...auth,
+      host: hop.hostName,
+      port: hop.port,
+      username: hop.user,
+      authHandler: hop.auth.methods,
       ...(sock ? { sock } : {}),
       readyTimeout: this.options.readyTimeoutMs ?? 10_000,
       keepaliveInterval: this.options.keepaliveIntervalMs ?? 5_000,
       keepaliveCountMax: this.options.keepaliveCountMax ?? 3,
+      // Offer only the key types known_hosts holds for a jump host, as OpenSSH does,
+      // so a host with several keys is not refused for showing another one.
+      ...(algorithms.length ? { algorithms: { serverHostKey: algorithms } } : {}),
       hostVerifier: (key: Buffer): boolean => {
-        presented = fingerprint(key);
-        return pinned.includes(presented);
+        presented = key;
+        return hop.knownHosts
+          ? verifyKnownHost(hop.knownHosts.keys, key).kind === 'known'
+          : host.ssh!.hostKeys.includes(fingerprint(key));
       },
     };
     const client = new Client();
-    const conn: Connection = { client, dead: false, label };
-    await new Promise<void>((resolve, reject) => {
+    return new Promise<Client>((resolve, reject) => {
       const cleanup = (): void => {
         client.off('ready', onReady);
         client.off('error', onError);
@@ -479,100 +901,253 @@ export class SshPool implements Transport {
       };
       const onReady = (): void => {
         cleanup();
-        resolve();
+        resolve(client);
       };
       const onError = (err: Error): void => {
         cleanup();
         // ssh2 may report more errors while it tears down; they add nothing.
         client.on('error', () => undefined);
         client.end();
-        reject(this.connectError(host, label, purpose, err, presented));
+        reject(this.connectError(host, hop, purpose, err, presented));
       };
       const onClose = (): void => {
         cleanup();
         client.on('error', () => undefined);
-        reject(beforeStart(host, label, purpose, new Error('connection closed during login')));
+        reject(beforeStart(host, hop.label, purpose, new Error('connection closed during login')));
       };
       client.on('ready', onReady).on('error', onError).on('close', onClose);
       try {
         client.connect(config);
       } catch (e) {
         cleanup();
-        reject(beforeStart(host, label, purpose, e));
+        reject(beforeStart(host, hop.label, purpose, e));
       }
     });
-    // Pool-owned listeners for the connection's lifetime: a dead connection leaves the pool.
-    // The error listener stays: ssh2 may still emit while it tears down.
-    const onDead = (): void => {
+  }
+
+  /** A connection from `hop` to the next hop's ssh port, for the next login. */
+  private forwardThrough(host: Host, hop: Hop, client: Client, next: Hop): Promise<Duplex> {
+    return new Promise<Duplex>((resolve, reject) => {
+      client.forwardOut('127.0.0.1', 0, next.hostName, next.port, (err, channel) => {
+        if (!err) return resolve(channel);
+        client.end();
+        const what = `${hop.label} would not open a connection to ${next.hostName}:${next.port}: ${err.message}`;
+        // RFC 4254 reason 1: administratively prohibited, the jump host's sshd forbids it.
+        if ((err as { reason?: unknown }).reason === 1) {
+          return reject(
+            new BatonError(
+              'PRECONDITION_FAILED',
+              `${what} (its sshd does not allow it)`,
+              'Allow TCP forwarding on that jump host (AllowTcpForwarding in its sshd_config), or take it out of ProxyJump.',
+              { cause: err },
+            ),
+          );
+        }
+        reject(
+          new TransientError(
+            host.name,
+            `${what}; the command did not start, so it is safe to retry`,
+            false,
+            { cause: err },
+          ),
+        );
+      });
+    });
+  }
+
+  /** The host through the OpenSSH client, which does the jumps itself. */
+  private async connectOpenSsh(host: Host, route: Route, purpose: string): Promise<Connection> {
+    const ssh = host.ssh!;
+    const client = this.ssh()!;
+    const label = route.target.label;
+    if (!this.noticed.has(host.name)) {
+      this.noticed.add(host.name);
+      const touch = route.openssh!.includes('security key')
+        ? '; touch the security key when it blinks'
+        : '';
+      (this.options.notice ?? ((m) => process.stderr.write(`baton: ${m}\n`)))(
+        `${host.name}: ${route.openssh}; reaching it through the OpenSSH client (${client}) instead${touch}`,
+      );
+    }
+    let master: OpenSshMaster;
+    try {
+      master = await OpenSshMaster.start(
+        {
+          alias: host.address,
+          ...(ssh.user ? { user: ssh.user } : {}),
+          ...(ssh.port ? { port: ssh.port } : {}),
+          ...((ssh.identityFile ?? this.options.identityFile)
+            ? { identityFile: ssh.identityFile ?? this.options.identityFile! }
+            : {}),
+          pinned: ssh.hostKeys,
+        },
+        {
+          ssh: client,
+          ...(this.options.sshConfigFile ? { configFile: this.options.sshConfigFile } : {}),
+          dir: this.privateDir(),
+          ...(this.options.agent ? { agent: this.options.agent } : {}),
+          connectTimeoutMs: this.options.readyTimeoutMs ?? 10_000,
+          // A security key may wait for a touch: more time than a plain login.
+          loginTimeoutMs: Math.max(this.options.readyTimeoutMs ?? 10_000, 60_000),
+          keepaliveIntervalMs: this.options.keepaliveIntervalMs ?? 5_000,
+          keepaliveCountMax: this.options.keepaliveCountMax ?? 3,
+        },
+      );
+    } catch (e) {
+      if (!(e instanceof OpenSshLoginError)) throw beforeStart(host, label, purpose, e);
+      throw this.openSshLoginError(host, label, purpose, e);
+    }
+    const conn: OpenSshConnection = { kind: 'openssh', master, dead: false, label };
+    master.once('dead', () => {
       conn.dead = true;
       this.live.delete(conn);
-      client.off('close', onDead);
-    };
-    const onLateError = (): void => {
-      conn.dead = true;
-    };
-    client.on('error', onLateError).on('close', onDead);
+    });
     this.live.add(conn);
     return conn;
   }
 
-  private authentication(host: Host, label: string): Pick<ConnectConfig, 'privateKey' | 'agent'> {
-    const file = host.ssh?.identityFile ?? this.options.identityFile;
-    if (file) return { privateKey: readIdentity(file, label) };
-    const agent = this.options.agent ?? process.env.SSH_AUTH_SOCK;
-    if (agent) return { agent };
+  private openSshLoginError(
+    host: Host,
+    label: string,
+    purpose: string,
+    e: OpenSshLoginError,
+  ): BatonError {
+    const pinned = host.ssh!.hostKeys;
+    if (e.hostKeyRefused && e.presented && !pinned.includes(e.presented)) {
+      return pinnedKeyError(label, pinned, e.presented);
+    }
+    if (e.hostKeyRefused) {
+      return new BatonError(
+        'HOSTKEY_UNKNOWN',
+        `refusing a jump host on the way to ${label}: the OpenSSH client could not verify its host key: ${e.message}`,
+        "Verify the jump host's key out of band (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on its console) and add it to known_hosts; baton never trusts a key on first use.",
+      );
+    }
+    if (e.loginRefused) {
+      return new BatonError(
+        'PRECONDITION_FAILED',
+        `login to ${label} through the OpenSSH client was refused: ${e.message}`,
+        'Check that the identity in use is in the authorized_keys of that user on the host; a security key must be plugged in, and touched when it blinks.',
+        { cause: e },
+      );
+    }
+    return beforeStart(host, label, purpose, e);
+  }
+
+  private privateDir(): string {
+    if (!this.dir) {
+      // Control sockets need a short path without spaces (sun_path, and OpenSSH splits KnownHostsCommand on blanks).
+      const base = /^[\w./-]{1,60}$/.test(tmpdir()) ? tmpdir() : '/tmp';
+      this.dir = mkdtempSync(join(base, 'baton-ssh-'));
+    }
+    return this.dir;
+  }
+
+  /**
+   * The ways to log in as `user`: an identity named by the inventory or the
+   * pool alone (through the agent when the file is encrypted); otherwise, as
+   * OpenSSH does, the agent's keys and then the ssh config's identity files.
+   */
+  private authentication(
+    named: string | undefined,
+    settings: SshClientSettings | undefined,
+    user: string,
+    label: string,
+  ): Authentication {
+    const configured =
+      settings?.identityAgent === undefined ? process.env.SSH_AUTH_SOCK : settings.identityAgent;
+    const agent = this.options.agent ?? configured ?? undefined;
+    const agentUp = agent !== undefined && isSocket(agent);
     const fallback = join(homedir(), '.ssh', 'id_ed25519');
-    if (existsSync(fallback)) return { privateKey: readIdentity(fallback, label) };
-    throw new BatonError(
-      'MISSING_PREREQUISITE',
-      `no ssh identity to log in to ${label}: the inventory names no identityFile, SSH_AUTH_SOCK is unset and ${fallback} does not exist`,
-      'Set ssh.identityFile in the inventory, start an ssh-agent with the key loaded, or create ~/.ssh/id_ed25519.',
+    let files = named ? [named] : (settings?.identityFiles ?? []);
+    // Without an OpenSSH client there is no config to read: the agent, then the usual key.
+    if (!named && !settings && !agentUp && existsSync(fallback)) files = [fallback];
+    const identities = files.map((file) => {
+      if (named) return inspectIdentity(file, readIdentity(file, label));
+      try {
+        return inspectIdentity(file, readFileSync(file));
+      } catch {
+        return { file } satisfies Identity;
+      }
+    });
+    const securityKeys = identities.filter((i) => i.type && SECURITY_KEY_TYPE.test(i.type));
+    const methods: AnyAuthMethod[] = [];
+    const offered: string[] = [];
+    const restricted = named !== undefined || settings?.identitiesOnly === true;
+    if (agentUp && !restricted) {
+      methods.push({ type: 'agent', username: user, agent });
+      offered.push(`the ssh-agent at ${agent}`);
+    }
+    for (const id of identities) {
+      if (!id.privateKey) continue;
+      methods.push({ type: 'publickey', username: user, key: id.privateKey });
+      offered.push(id.file);
+    }
+    // An encrypted identity (no passphrase to give) can still sign through the agent.
+    const throughAgent = identities.filter(
+      (i) => i.publicKey && !(i.type && SECURITY_KEY_TYPE.test(i.type)),
     );
+    if (agentUp && restricted && throughAgent.length) {
+      const only = throughAgent.map((i) => i.publicKey!);
+      methods.push({ type: 'agent', username: user, agent: new OnlyTheseKeys(agent, only) });
+      offered.push(
+        `the ssh-agent at ${agent}, for ${throughAgent.map((i) => i.file).join(', ')} only`,
+      );
+    }
+    for (const id of identities) {
+      if (!id.privateKey && !securityKeys.includes(id) && !throughAgent.includes(id)) {
+        offered.push(`${id.file} (not a key baton can read without a passphrase)`);
+      } else if (!id.privateKey && throughAgent.includes(id) && !agentUp) {
+        offered.push(`${id.file} (encrypted, and no ssh-agent to sign with it)`);
+      }
+    }
+    return { methods, offered, securityKeys };
+  }
+
+  /** A jump host names no identity in the inventory: its ssh config's, else the pool's identityFile. */
+  private hopAuthentication(settings: SshClientSettings, label: string): Authentication {
+    const configured = this.authentication(undefined, settings, settings.user, label);
+    if (configured.methods.length || configured.securityKeys.length || !this.options.identityFile)
+      return configured;
+    return this.authentication(this.options.identityFile, settings, settings.user, label);
   }
 
   private connectError(
     host: Host,
-    label: string,
+    hop: Hop,
     purpose: string,
     err: Error,
-    presented: string | undefined,
+    presented: Buffer | undefined,
   ): BatonError {
-    const pinned = host.ssh?.hostKeys ?? [];
-    if (presented && !pinned.includes(presented)) {
-      if (pinned.length === 0) {
-        return new BatonError(
-          'HOSTKEY_UNKNOWN',
-          `refusing ${label}: the inventory pins no host key for it, and it presented ${presented}`,
-          `Verify ${presented} out of band (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on the host's console) and add it to ssh.hostKeys.`,
-        );
-      }
-      return new BatonError(
-        'HOSTKEY_MISMATCH',
-        `refusing ${label}: it presented host key ${presented}, but the inventory pins ${pinned.join(', ')}`,
-        'The host was rebuilt or something is intercepting the connection. Find out which before anything else; only then update ssh.hostKeys in the inventory.',
-      );
+    if (presented && hop.knownHosts) {
+      const verdict = verifyKnownHost(hop.knownHosts.keys, presented);
+      if (verdict.kind !== 'known') return knownHostsError(hop, verdict, fingerprint(presented));
+    } else if (presented && !host.ssh!.hostKeys.includes(fingerprint(presented))) {
+      return pinnedKeyError(hop.label, host.ssh!.hostKeys, fingerprint(presented));
     }
     if ((err as { level?: string }).level === 'client-authentication') {
       return new BatonError(
         'PRECONDITION_FAILED',
-        `login to ${label} was refused: ${err.message}`,
-        'Check that the identity in use is in the authorized_keys of that user on the host.',
+        `login to ${hop.label} was refused: ${err.message}`,
+        `Check that one of the identities offered (${hop.auth.offered.join('; ')}) is in the authorized_keys of ${hop.user} there.`,
         { cause: err },
       );
     }
-    return beforeStart(host, label, purpose, err);
+    return beforeStart(host, hop.label, purpose, err);
   }
 
   /** `shown` is how messages name the command; `command` goes to the host. */
-  private openExec(
-    conn: Connection,
-    host: Host,
-    command: string,
-    shown: string,
-  ): Promise<ClientChannel> {
-    return new Promise<ClientChannel>((resolve, reject) => {
+  private openExec(conn: Connection, host: Host, command: string, shown: string): Promise<Channel> {
+    if (conn.kind === 'openssh') {
+      if (conn.dead) return Promise.reject(dropped(host, conn.label, shown));
+      const channel = conn.master.exec(command);
+      watchExit(channel);
+      return Promise.resolve(channel);
+    }
+    const client = conn.client;
+    return new Promise<Channel>((resolve, reject) => {
       try {
-        conn.client.exec(command, (err, channel) => {
+        client.exec(command, (err, channel) => {
           if (!err) {
             watchExit(channel);
             return resolve(channel);
@@ -600,7 +1175,7 @@ export class SshPool implements Transport {
     conn: Connection,
     host: Host,
     command: string,
-    channel: ClientChannel,
+    channel: Channel,
     options: InternalExecOptions,
   ): Promise<CommandResult> {
     const started = performance.now();
@@ -680,7 +1255,7 @@ export class SshPool implements Transport {
         }
         if (exitCode === undefined) {
           if (conn.dead || !options.abandoned?.())
-            return reject(dropped(host, conn.label, command));
+            return reject(dropped(host, conn.label, command, sessionFailure(channel)));
           exitCode = null;
         }
         resolve({
@@ -719,6 +1294,7 @@ export class SshPool implements Transport {
     use: (sftp: SFTPWrapper) => Promise<T>,
   ): Promise<T> {
     const conn = await this.connection(host, purpose);
+    if (conn.kind === 'openssh') throw new Error('SFTP is only there over ssh2 connections');
     const sftp = await new Promise<SFTPWrapper>((resolve, reject) => {
       conn.client.sftp((err, s) => {
         if (!err) return resolve(s);
@@ -838,18 +1414,21 @@ function beforeStart(host: Host, label: string, purpose: string, err: unknown): 
  * A command that exits at once can have its exit status arrive in the same
  * read as the exec reply, before runChannel listens: keep it from the start.
  */
-const earlyExits = new WeakMap<ClientChannel, { code: number | null; signal: string | null }>();
+const earlyExits = new WeakMap<Channel, { code: number | null; signal: string | null }>();
 
-function watchExit(channel: ClientChannel): void {
+function watchExit(channel: Channel): void {
   channel.once('exit', (code: number | null, signal?: string) =>
     earlyExits.set(channel, { code, signal: signal ?? null }),
   );
 }
 
 function dropped(host: Host, label: string, command: string, cause?: unknown): TransientError {
+  // The OpenSSH client's own account, when it gave one.
+  const said =
+    cause instanceof Error && !(cause instanceof BatonError) ? ` (${cause.message})` : '';
   return new TransientError(
     host.name,
-    `the connection to ${label} dropped mid-command while running \`${clip(command)}\`: whether it took effect is unknown`,
+    `the connection to ${label} dropped mid-command while running \`${clip(command)}\`${said}: whether it took effect is unknown`,
     true,
     cause === undefined ? undefined : { cause },
   );
@@ -859,7 +1438,7 @@ function dropped(host: Host, label: string, command: string, cause?: unknown): T
  * ssh2 only sends a signal request while the channel is writable, but a command
  * whose stdin we closed must still be killable.
  */
-function signalChannel(channel: ClientChannel, name: string): void {
+function signalChannel(channel: Channel, name: string): void {
   const internal = channel as unknown as {
     outgoing?: { id: number; state: string };
     _client?: { _protocol?: { signal(id: number, signal: string): void } };
@@ -875,7 +1454,143 @@ function signalChannel(channel: ClientChannel, name: string): void {
 
 function endConnection(conn: Connection): void {
   conn.dead = true;
+  if (conn.kind === 'openssh') return void conn.master.close();
   conn.client.end();
+  for (const jump of conn.jumps) jump.end();
+}
+
+function sessionFailure(channel: Channel): Error | undefined {
+  return channel instanceof SessionChannel ? channel.failure : undefined;
+}
+
+function refuseDocumentationAddress(label: string, address: string): void {
+  if (!DOCUMENTATION_RANGE.test(address)) return;
+  throw new BatonError(
+    'PRECONDITION_FAILED',
+    `${label} has a documentation address (RFC 5737) and no ssh route serves it; baton never dials such an address directly`,
+    'For the local testnet, import lib/testnet/stack.ts (the baton CLI does) and run `baton testnet up`.',
+  );
+}
+
+function pinnedKeyError(label: string, pinned: string[], presented: string): BatonError {
+  if (pinned.length === 0) {
+    return new BatonError(
+      'HOSTKEY_UNKNOWN',
+      `refusing ${label}: the inventory pins no host key for it, and it presented ${presented}`,
+      `Verify ${presented} out of band (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on the host's console) and add it to ssh.hostKeys.`,
+    );
+  }
+  return new BatonError(
+    'HOSTKEY_MISMATCH',
+    `refusing ${label}: it presented host key ${presented}, but the inventory pins ${pinned.join(', ')}`,
+    'The host was rebuilt or something is intercepting the connection. Find out which before anything else; only then update ssh.hostKeys in the inventory.',
+  );
+}
+
+function knownHostsError(
+  hop: Hop,
+  verdict: Exclude<ReturnType<typeof verifyKnownHost>, { kind: 'known' }>,
+  presented: string,
+): BatonError {
+  const { name, files } = hop.knownHosts!;
+  if (verdict.kind === 'unknown') {
+    return new BatonError(
+      'HOSTKEY_UNKNOWN',
+      `refusing ${hop.label}: it presented host key ${presented}, and no known_hosts entry for ${name} vouches for it (read ${files.join(', ') || 'no known_hosts file'})`,
+      `Verify ${presented} out of band (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on its console), then add its key to known_hosts (\`ssh-keyscan -p ${hop.port} ${hop.hostName}\` prints the line); baton never trusts a key on first use.`,
+    );
+  }
+  if (verdict.kind === 'revoked') {
+    return new BatonError(
+      'HOSTKEY_MISMATCH',
+      `refusing ${hop.label}: it presented host key ${presented}, which ${verdict.source} marks @revoked`,
+      'Do not use this jump host until its key is replaced; ask whoever revoked the key.',
+    );
+  }
+  const known = verdict.known.map((k) => `${fingerprint(k.blob)} (${k.source})`).join(', ');
+  return new BatonError(
+    'HOSTKEY_MISMATCH',
+    `refusing ${hop.label}: it presented host key ${presented}, but known_hosts holds ${known} for ${name}`,
+    `The jump host was rebuilt or something is intercepting the connection. Find out which before anything else; only then replace its entry (ssh-keygen -R '${name}').`,
+  );
+}
+
+function isSocket(path: string): boolean {
+  try {
+    return statSync(path).isSocket();
+  } catch {
+    return false;
+  }
+}
+
+/** What baton can tell of an identity file without a passphrase. */
+function inspectIdentity(file: string, data: Buffer): Identity {
+  const parsed = utils.parseKey(data);
+  const key = (Array.isArray(parsed) ? parsed[0] : parsed) as ParsedKey | Error | undefined;
+  if (key && !(key instanceof Error) && key.isPrivateKey()) {
+    return { file, type: key.type, publicKey: key.getPublicSSH(), privateKey: data };
+  }
+  // Encrypted, or a type ssh2 does not know: the public half is beside it, or
+  // unencrypted at the start of an OpenSSH-format private key.
+  const publicKey = publicHalf(file, data);
+  const type = publicKey ? sshString(publicKey, 0)?.toString('latin1') : undefined;
+  return { file, ...(type ? { type } : {}), ...(publicKey ? { publicKey } : {}) };
+}
+
+function publicHalf(file: string, data: Buffer): Buffer | undefined {
+  try {
+    const blob = readFileSync(`${file}.pub`, 'utf8').trim().split(/\s+/)[1];
+    if (blob) return Buffer.from(blob, 'base64');
+  } catch {
+    // No .pub beside it.
+  }
+  const body =
+    /-----BEGIN OPENSSH PRIVATE KEY-----([\s\S]*?)-----END OPENSSH PRIVATE KEY-----/.exec(
+      data.toString('latin1'),
+    )?.[1];
+  if (!body) return undefined;
+  const bytes = Buffer.from(body.replace(/\s+/g, ''), 'base64');
+  const magic = Buffer.from('openssh-key-v1\0', 'latin1');
+  if (!bytes.subarray(0, magic.length).equals(magic)) return undefined;
+  // ciphername, kdfname, kdfoptions, then the number of keys and the first public key.
+  let at = magic.length;
+  for (let i = 0; i < 3; i++) {
+    const field = sshString(bytes, at);
+    if (!field) return undefined;
+    at += 4 + field.length;
+  }
+  if (at + 4 > bytes.length || bytes.readUInt32BE(at) < 1) return undefined;
+  return sshString(bytes, at + 4);
+}
+
+/** An SSH wire-format string (uint32 length, bytes) at `at`, or undefined past the end. */
+function sshString(buf: Buffer, at: number): Buffer | undefined {
+  if (at + 4 > buf.length) return undefined;
+  const length = buf.readUInt32BE(at);
+  if (at + 4 + length > buf.length) return undefined;
+  return buf.subarray(at + 4, at + 4 + length);
+}
+
+/** The agent, offering only the keys of the identity files (IdentitiesOnly, or an inventory identity). */
+class OnlyTheseKeys extends OpenSSHAgent {
+  constructor(
+    socket: string,
+    private readonly allowed: Buffer[],
+  ) {
+    super(socket);
+  }
+  override getIdentities(cb: IdentityCallback<ParsedKey>): void {
+    super.getIdentities((err, keys) => {
+      if (err || !keys) return cb(err, keys);
+      // The OpenSSH agent answers with parsed keys; anything else cannot be matched, so is left out.
+      const blob = (k: (typeof keys)[number]): Buffer | undefined =>
+        'getPublicSSH' in k ? k.getPublicSSH() : undefined;
+      cb(
+        undefined,
+        keys.filter((k) => this.allowed.some((a) => blob(k)?.equals(a))),
+      );
+    });
+  }
 }
 
 /** For messages: one line of at most 160 characters, of a text already redacted (see `delivery`). */

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { secret } from '../lib/params.ts';
-import { condition, defineRunbook } from '../lib/runbook.ts';
+import { alreadyDone, condition, defineRunbook } from '../lib/runbook.ts';
 import { PACKAGE_ROOT } from '../lib/runs.ts';
 import { sh } from '../lib/shell.ts';
 
@@ -72,6 +72,8 @@ export default defineRunbook({
       state: 'new release staged, previous release still live',
       async check({ host, facts, params, probe }) {
         const { dir, live } = facts.perHost[host.name]!;
+        if (live === `releases/${facts.release}.conf`)
+          return alreadyDone('release already live', `${live} is live in ${dir}`);
         const free = await probe`df -Pk ${resolve(params.root)} 2>/dev/null || df -Pk .`;
         const kib = Number(free.stdout.trim().split('\n').at(-1)?.split(/\s+/)[3] ?? 0);
         return [
@@ -80,15 +82,6 @@ export default defineRunbook({
             found: `${kib * 1024} bytes free`,
             remedy: `Free space on ${host.name}.`,
           }),
-          condition(
-            'release differs from the live one',
-            live !== `releases/${facts.release}.conf`,
-            {
-              expected: 'a new release',
-              found: live ? `${live} is already live in ${dir}` : 'nothing live yet',
-              remedy: 'Nothing to do: this file is already live.',
-            },
-          ),
           condition(
             'placeholder filled',
             params.credential !== undefined ||
@@ -130,6 +123,11 @@ export default defineRunbook({
       concurrency: 2,
       idempotent: true,
       state: 'new release live on every host, old releases kept',
+      async check({ host, facts }) {
+        const { dir, live } = facts.perHost[host.name]!;
+        if (live === `releases/${facts.release}.conf`)
+          return alreadyDone('release already live', `${dir}/current.conf points at ${live}`);
+      },
       async apply({ $, host, facts }) {
         const { dir } = facts.perHost[host.name]!;
         const link = join(dir, 'current.conf');

@@ -26,6 +26,7 @@ import {
   trustStep,
   ttlNoticeStep,
   unfreezeStep,
+  writableStep,
 } from '../lib/steps/services.ts';
 
 export default defineRunbook({
@@ -51,9 +52,10 @@ export default defineRunbook({
     startStandbyStep(),
     linkStep(),
     // Right after the link: Atheme takes writes even read-only and drops them when it stops.
-    unfreezeStep(),
+    writableStep(),
     proveStep(),
     cutDnsStep(),
     recordActiveHostStep(),
+    unfreezeStep(),
   ],
 });

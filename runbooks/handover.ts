@@ -31,6 +31,7 @@ import {
   trustStep,
   ttlStep,
   unfreezeStep,
+  writableStep,
   windowStep,
   type ServicesFacts,
   type ServicesParams,
@@ -90,10 +91,11 @@ export default defineRunbook({
     startStandbyStep(),
     linkStep(),
     // Right after the link: Atheme takes writes even read-only and drops them when it stops.
-    unfreezeStep(),
+    writableStep(),
     proveStep(),
     ...healthProbe.steps,
     cutDnsStep(),
     recordActiveHostStep(),
+    unfreezeStep(),
   ],
 });

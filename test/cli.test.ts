@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { main } from '../lib/cli.ts';
 import { runsDir } from '../lib/runs.ts';
-import { allText, captureIo, ORDERED, ROOT, workspace, inDir } from './helpers.ts';
+import { onTerminal } from './support/terminal.ts';
+import { allText, captureIo, ORDERED, ROOT, treeHash, workspace, inDir } from './helpers.ts';
 
 const BATON = join(ROOT, 'bin', 'baton.js');
 
@@ -230,5 +231,267 @@ describe('baton CLI', () => {
     expect(JSON.parse(io.stdout.join('\n'))).toMatchObject([
       { runbook: 'ordered', stack: 'nodes', outcome: 'done', journal: 'verified' },
     ]);
+  });
+});
+
+const THROWING = join(ROOT, 'test', 'fixtures', 'throwing.ts');
+const SETTLED = join(ROOT, 'test', 'fixtures', 'settled.ts');
+
+function baton(
+  cwd: string,
+  args: string[],
+  env: Record<string, string | undefined> = {},
+): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BATON, ...args], {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, BATON_DEBUG: undefined, ...env },
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const STACK_FRAME = /^\s+at /m;
+
+describe('with --json, every failure is one JSON object on stdout and its exit code', () => {
+  const failures: Array<[string, string[], number, string, string]> = [
+    [
+      'a bad parameter',
+      ['plan', 'config-release', '--param', 'keep=0'],
+      2,
+      'INVALID_INPUT',
+      'parameter keep of runbook config-release is invalid',
+    ],
+    ['an unknown runbook', ['plan', 'nope'], 2, 'INVALID_INPUT', 'no runbook nope'],
+    [
+      'an unknown option',
+      ['plan', 'config-release', '--nope'],
+      2,
+      'INVALID_INPUT',
+      "unknown option '--nope'",
+    ],
+    ['an unknown command', ['frobnicate'], 2, 'INVALID_INPUT', "unknown command 'frobnicate'"],
+    ['a missing argument', ['report'], 2, 'INVALID_INPUT', "missing required argument 'run-id'"],
+    [
+      'a run refused for want of a terminal to confirm on',
+      ['run', 'config-release'],
+      2,
+      'INVALID_INPUT',
+      'baton run asks for confirmation, and there is no terminal to ask on',
+    ],
+    [
+      'a runbook file that does not load',
+      ['plan', join(ROOT, 'test', 'fixtures', 'unloadable.ts')],
+      2,
+      'INVALID_INPUT',
+      'could not be loaded: half written: the steps are missing',
+    ],
+    [
+      "a runbook's own code throwing while planning",
+      [
+        'plan',
+        THROWING,
+        '--stack',
+        'nodes',
+        '--param',
+        'dir=/nonexistent',
+        '--param',
+        'throwIn=apply',
+      ],
+      1,
+      'RUNBOOK_ERROR',
+      'runbook throwing, step write on a, its apply (while planning) threw: TypeError',
+    ],
+    [
+      'an error baton did not expect',
+      ['plan', join(ROOT, 'test', 'fixtures', 'broken.ts'), '--stack', 'nodes'],
+      1,
+      'INTERNAL',
+      'baton stopped on an error it did not expect: TypeError',
+    ],
+  ];
+
+  it.each(failures)('%s', (_what, args, exitCode, code, error) => {
+    const ws = workspace(['a']);
+    const r = baton(ws.cwd, [...args, '--json']);
+    expect(r.status).toBe(exitCode);
+    const out = JSON.parse(r.stdout) as Record<string, unknown>;
+    expect(Object.keys(out).sort()).toEqual(
+      [...('hint' in out ? ['hint'] : []), 'code', 'error', 'exitCode'].sort(),
+    );
+    expect(out).toMatchObject({ code, exitCode });
+    expect(out.error).toContain(error);
+    expect(r.stderr).not.toMatch(STACK_FRAME);
+  });
+
+  it('a journal that does not verify carries them beside the verification', () => {
+    const ws = workspace(['a']);
+    const run = ['run', ORDERED, '--stack', 'nodes', '--yes', '--param', `dir=${ws.data}`];
+    expect(baton(ws.cwd, run).status).toBe(0);
+    const [runId] = readdirSync(runsDir(ws.cwd));
+    const r = baton(ws.cwd, ['verify', runId!, '--json']);
+    expect(r.status).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      runId,
+      status: 'unsigned',
+      code: 'JOURNAL_UNVERIFIED',
+      exitCode: 1,
+      error: `the journal of run ${runId} is unsigned: nothing in it is signed`,
+    });
+  });
+
+  it('a plan whose preconditions fail carries the same fields beside the plan', () => {
+    const ws = workspace();
+    const r = baton(ws.cwd, [
+      ...['plan', ORDERED, '--stack', 'nodes', '--json'],
+      ...['--param', `dir=${ws.data}`, '--param', 'checkFailAt=b'],
+    ]);
+    expect(r.status).toBe(1);
+    const out = JSON.parse(r.stdout) as Record<string, unknown>;
+    expect(out).toMatchObject({ ok: false, code: 'PRECONDITION_FAILED', exitCode: 1 });
+    expect(out.error).toContain('step s1, host b, check "host is in service"');
+    expect(out.hint).toContain('Nothing was changed');
+    expect(out.plan).toBeDefined();
+  });
+
+  it('a run refusing a plan that drifted since it was approved carries them beside its result', () => {
+    const ws = workspace();
+    writeFileSync(join(ws.data, 'target'), 'b\n');
+    const pointer = join(ROOT, 'test', 'fixtures', 'pointer.ts');
+    const plan = join(ws.cwd, 'plan.json');
+    expect(
+      baton(ws.cwd, [
+        'plan',
+        pointer,
+        '--stack',
+        'nodes',
+        '--param',
+        `dir=${ws.data}`,
+        '--out',
+        plan,
+      ]).status,
+    ).toBe(0);
+    writeFileSync(join(ws.data, 'target'), 'c\n');
+    const r = baton(ws.cwd, ['run', '--plan', plan, '--yes', '--json']);
+    expect(r.status).toBe(1);
+    const out = JSON.parse(r.stdout) as Record<string, unknown>;
+    expect(out).toMatchObject({
+      outcome: 'precondition-failed',
+      code: 'PRECONDITION_FAILED',
+      exitCode: 1,
+    });
+    expect(out.error).toContain('the plan changed since it was approved');
+    expect(out.hint).toBe(out.next);
+    expect(existsSync(join(ws.data, 'pointed'))).toBe(false);
+  });
+});
+
+describe("a runbook's own thrown error", () => {
+  const args = (ws: { data: string }, where: string): string[] => [
+    ...[THROWING, '--stack', 'nodes', '--param', `dir=${ws.data}`],
+    ...['--param', `throwIn=${where}`],
+  ];
+
+  it('names the runbook, step and host, and shows a stack only with BATON_DEBUG=1', () => {
+    const ws = workspace(['a']);
+    const plain = baton(ws.cwd, ['plan', ...args(ws, 'apply')]);
+    expect(plain.status).toBe(1);
+    expect(plain.stdout).toBe('');
+    expect(plain.stderr).toBe(
+      "error: runbook throwing, step write on a, its apply (while planning) threw: TypeError: Cannot read properties of undefined (reading 'file')\n" +
+        "what to do: That is the runbook's own code, before any change: fix what it names (or the runbook), then plan again. BATON_DEBUG=1 shows where it was thrown.\n",
+    );
+    const debug = baton(ws.cwd, ['plan', ...args(ws, 'apply')], { BATON_DEBUG: '1' });
+    expect(debug.status).toBe(1);
+    expect(debug.stderr).toMatch(STACK_FRAME);
+    expect(debug.stderr).toContain('caused by: TypeError');
+    expect(debug.stderr).toContain('test/fixtures/throwing.ts:');
+  });
+
+  it('in its facts or in a live verify ends the run with the place named, and no stack', () => {
+    const ws = workspace(['a']);
+    const facts = baton(ws.cwd, ['run', ...args(ws, 'facts'), '--yes']);
+    expect(facts.status).toBe(1);
+    expect(facts.stdout).toContain(
+      `Why: runbook throwing, its facts threw: no inventory file in ${ws.data}`,
+    );
+    const verify = baton(ws.cwd, ['run', ...args(ws, 'verify'), '--yes']);
+    expect(verify.status).toBe(1);
+    expect(verify.stdout).toContain(
+      'Why: step write failed on a: the verify of runbook throwing threw: verify of a with undefined',
+    );
+    expect(verify.stdout).toContain('Hosts are in state: unchanged: as before the run');
+    for (const r of [facts, verify]) expect(r.stdout + r.stderr).not.toMatch(STACK_FRAME);
+  });
+});
+
+describe('a second identical run', () => {
+  it('has nothing to do: it says so, changes nothing and exits 0, as its plan does', () => {
+    const ws = workspace();
+    const root = join(ws.data, 'hosts');
+    const run = ['run', 'config-release', '--yes', '--param', `root=${root}`];
+    expect(baton(ws.cwd, run).status).toBe(0);
+    const before = treeHash(root);
+    const again = baton(ws.cwd, run);
+    expect(again.status).toBe(0);
+    expect(again.stdout).toMatch(
+      /Run \S+: nothing to do: every step is already done or skipped; nothing was changed/,
+    );
+    const json = baton(ws.cwd, [...run, '--json']);
+    expect(json.status).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      outcome: 'done',
+      nothingToDo: true,
+      exitCode: 0,
+    });
+    const plan = baton(ws.cwd, ['plan', 'config-release', '--param', `root=${root}`]);
+    expect(plan.status).toBe(0);
+    expect(plan.stdout).toContain(
+      'Nothing to do: every step is already done or skipped; a run changes nothing.',
+    );
+    expect(plan.stdout).toContain(
+      '1. stage: Stage the new release beside the live one  [ALREADY DONE]',
+    );
+    expect(treeHash(root)).toBe(before);
+  });
+});
+
+describe('the confirmation on a terminal', () => {
+  const run = (ws: { cwd: string; data: string }, ...params: string[]) =>
+    onTerminal(['run', SETTLED, '--stack', 'nodes', '--param', `dir=${ws.data}`, ...params], {
+      cwd: ws.cwd,
+      env: { TERM: 'dumb' },
+      answers: ['y', 'settled'],
+    });
+
+  it('asks y/N when the destructive step is skipped in the plan', async () => {
+    const ws = workspace();
+    const r = await run(ws);
+    expect(r.asked).toEqual(['Proceed? [y/N] ']);
+    expect(r.status).toBe(0);
+    expect(r.screen).toContain('SKIPPED: not asked to sweep');
+  });
+
+  it('asks for the runbook name when a destructive step will run', async () => {
+    const ws = workspace();
+    const r = await onTerminal(
+      ['run', SETTLED, '--stack', 'nodes', '--param', `dir=${ws.data}`, '--param', 'sweep=true'],
+      { cwd: ws.cwd, env: { TERM: 'dumb' }, answers: ['settled'] },
+    );
+    expect(r.asked).toEqual(['Type the runbook name to proceed: ']);
+    expect(r.screen).toContain('This plan has destructive steps (sweep).');
+    expect(r.status).toBe(0);
+    expect(existsSync(join(ws.data, 'swept'))).toBe(true);
+  });
+
+  it('asks y/N when the destructive step is already done, and nothing when nothing is left', async () => {
+    const ws = workspace();
+    writeFileSync(join(ws.data, 'swept'), '');
+    const r = await run(ws, '--param', 'sweep=true');
+    expect(r.asked).toEqual(['Proceed? [y/N] ']);
+    expect(r.status).toBe(0);
+    const idle = await run(ws, '--param', 'sweep=true');
+    expect(idle.asked).toEqual([]);
+    expect(idle.status).toBe(0);
+    expect(idle.screen).toContain('nothing to do');
   });
 });

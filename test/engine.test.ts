@@ -466,3 +466,126 @@ describe('a controller that cannot finish its run', () => {
     expect(ws.log()).toEqual(['apply:s1:a']);
   });
 });
+
+describe('work already done', () => {
+  const SETTLED = join(import.meta.dirname, 'fixtures', 'settled.ts');
+
+  it('a step its check finds done on one host runs on the others only, and the plan says why', async () => {
+    const ws = workspace();
+    writeFileSync(join(ws.data, 'a.marked'), '');
+    const params = [`dir=${ws.data}`];
+    const { plan } = await planRunbook({ runbook: SETTLED, stack: 'nodes', params, cwd: ws.cwd });
+    expect(plan.steps[0]!.hosts).toEqual([
+      { host: 'a', mutations: [], undo: [], done: `marker present: ${ws.data}/a.marked` },
+      {
+        host: 'b',
+        mutations: [`touch ${ws.data}/b.marked`],
+        undo: [`rm -f ${ws.data}/b.marked`],
+      },
+    ]);
+    expect(plan.nothingToDo).toBeUndefined();
+    const result = await startRun({ runbook: SETTLED, stack: 'nodes', params, cwd: ws.cwd });
+    expect(result).toMatchObject({ outcome: 'done', state: 'every node marked' });
+    expect(result.nothingToDo).toBeUndefined();
+    const intents = events(ws.cwd, result.runId).filter((e) => e.kind === 'intent');
+    expect(intents.map((e) => e.host)).toEqual(['b']);
+    expect(existsSync(join(ws.data, 'b.marked'))).toBe(true);
+  });
+
+  it('a run whose every step is done or skipped changes nothing, asks no gate, and ends done saying so', async () => {
+    const ws = workspace();
+    for (const h of ['a', 'b']) writeFileSync(join(ws.data, `${h}.marked`), '');
+    const before = treeHash(ws.data);
+    const gated: string[] = [];
+    const result = await startRun({
+      runbook: SETTLED,
+      stack: 'nodes',
+      params: [`dir=${ws.data}`],
+      cwd: ws.cwd,
+      gate: async (_plan, hash) => {
+        gated.push(hash);
+        return { ok: true, emergency: false, approvers: [], reconfirmedBy: [], replan: false };
+      },
+    });
+    expect(result).toMatchObject({
+      outcome: 'done',
+      state: 'every node marked',
+      nothingToDo: true,
+    });
+    expect(gated).toEqual([]);
+    expect(treeHash(ws.data)).toBe(before);
+    const journal = events(ws.cwd, result.runId);
+    expect(journal.map((e) => e.kind)).toEqual(['run-start', 'planned', 'preflight', 'run-end']);
+    expect(journal.at(-1)).toMatchObject({ kind: 'run-end', outcome: 'done', nothingToDo: true });
+  });
+
+  it('refuses an approved plan whose work was done since, naming the step and host', async () => {
+    const ws = workspace();
+    const params = [`dir=${ws.data}`];
+    const approved = await planRunbook({ runbook: SETTLED, stack: 'nodes', params, cwd: ws.cwd });
+    writeFileSync(join(ws.data, 'a.marked'), '');
+    const result = await startRun({
+      runbook: SETTLED,
+      stack: 'nodes',
+      params,
+      cwd: ws.cwd,
+      approvedHash: approved.hash,
+      approvedPlan: approved.plan,
+    });
+    expect(result.outcome).toBe('precondition-failed');
+    expect(result.error).toContain(
+      `- step mark on a is now already done (marker present: ${ws.data}/a.marked)`,
+    );
+  });
+});
+
+describe("a runbook's own code that throws", () => {
+  const THROWING = join(import.meta.dirname, 'fixtures', 'throwing.ts');
+  const start = (ws: ReturnType<typeof workspace>, ...params: string[]) =>
+    startRun({
+      runbook: THROWING,
+      stack: 'nodes',
+      params: [`dir=${ws.data}`, ...params],
+      cwd: ws.cwd,
+    });
+
+  it('while planning is named by runbook, step, host and phase, and nothing runs', async () => {
+    const ws = workspace();
+    const before = treeHash(ws.data);
+    await expect(
+      planRunbook({
+        runbook: THROWING,
+        stack: 'nodes',
+        params: [`dir=${ws.data}`, 'throwIn=apply'],
+        cwd: ws.cwd,
+      }),
+    ).rejects.toMatchObject({
+      code: 'RUNBOOK_ERROR',
+      message:
+        "runbook throwing, step write on a, its apply (while planning) threw: TypeError: Cannot read properties of undefined (reading 'file')",
+    });
+    const facts = await start(ws, 'throwIn=facts');
+    expect(facts).toMatchObject({
+      outcome: 'precondition-failed',
+      error: `runbook throwing, its facts threw: no inventory file in ${ws.data}`,
+    });
+    expect(facts.next).toContain("That is the runbook's own code, before any change");
+    const check = await start(ws, 'throwIn=check');
+    expect(check.outcome).toBe('precondition-failed');
+    expect(check.error).toContain(
+      'step write, host a, check "check could run": expected the check to complete, found the check threw: cannot read the state of a.',
+    );
+    expect(treeHash(ws.data)).toBe(before);
+  });
+
+  it('in a run fails its step, named with the host, and is rolled back; a secret in it is redacted', async () => {
+    const ws = workspace(['a']);
+    process.env.BATON_ENGINE_TOKEN = 'thrown-secret-42';
+    const result = await start(ws, 'throwIn=verify', 'token=@env:BATON_ENGINE_TOKEN');
+    expect(result.outcome).toBe('rolled-back');
+    expect(result.error).toBe(
+      'step write failed on a: the verify of runbook throwing threw: verify of a with [redacted:token]',
+    );
+    expect(existsSync(join(ws.data, 'a'))).toBe(false);
+  });
+});

@@ -108,3 +108,36 @@ describe('idempotent steps of config-release, on the demo stack', () => {
     });
   }
 });
+
+describe('a second identical run of config-release', () => {
+  it('has nothing to do: its checks find the release live, and it changes nothing', async () => {
+    const ws = workspace();
+    const root = mkdtempSync(join(tmpdir(), 'baton-demo-'));
+    expect(await release(root, ws.cwd)).toBe('done');
+    const before = tree(root);
+    const { plan } = await planRunbook({
+      runbook: 'config-release',
+      stack: 'demo',
+      params: [`root=${root}`],
+      cwd: ws.cwd,
+    });
+    expect(plan.nothingToDo).toBe(true);
+    expect(plan.steps.map((s) => s.skipped ?? s.hosts.map((h) => h.done !== undefined))).toEqual([
+      [true, true, true],
+      [true, true, true],
+      'no host has more than 3 releases',
+    ]);
+    const again = await startRun({
+      runbook: 'config-release',
+      stack: 'demo',
+      params: [`root=${root}`],
+      cwd: ws.cwd,
+    });
+    expect(again).toMatchObject({
+      outcome: 'done',
+      nothingToDo: true,
+      state: 'new release live on every host, old releases kept',
+    });
+    expect(tree(root)).toEqual(before);
+  });
+});

@@ -85,6 +85,13 @@ describe('Redactor', () => {
     expect(error.message).toBe("cannot log in with '[redacted:pw]'");
   });
 
+  it('redacts the error it wraps too, which BATON_DEBUG=1 prints', () => {
+    const cause = new Error(`cannot log in with ${quote(HOSTILE)}`);
+    const error = new Error('the check threw', { cause });
+    hostile().redactError(error);
+    expect(traces(`${cause.message} ${cause.stack}`)).toEqual([]);
+  });
+
   it('never rescans its own markers, so redacting twice changes nothing more', () => {
     const r = new Redactor();
     r.add('pw', 'correct-horse');

@@ -1523,8 +1523,7 @@ export function cutDnsStep(): Step {
     id: 'cut-dns',
     title: 'Point the service names at the standby and check every authoritative server',
     targets: 'controller',
-    state:
-      'handed over: services run on the target host, writable, DNS names it, the source host is fenced',
+    state: 'services running on the target host, and DNS names it',
     idempotent: true,
     async apply(ctx) {
       const dns = dnsFor(ctx, dnsProbe(ctx));
@@ -1562,21 +1561,21 @@ export function cutDnsStep(): Step {
   };
 }
 
-export function unfreezeStep(): Step {
+/**
+ * Services on the new primary running, linked and writable: started again if
+ * they stopped (under the lease check), READONLY OFF once linked, and no
+ * read-only flag for the next start. The same work serves twice: right after
+ * the link (`writable`) and as the run's last step (`unfreeze`).
+ */
+function writableOnTarget(id: string, title: string, state: string): Step {
   return {
-    id: 'unfreeze',
-    title:
-      'Make the new primary writable as soon as it links (OperServ READONLY OFF), so that a stop keeps what users wrote',
-    state: 'services linked and writable on the target host, the source host fenced',
+    id,
+    title,
+    state,
     targets: (ctx) => [ctx.facts.to],
     idempotent: true,
     async apply(ctx) {
       const { params } = ctx;
-      // Linked, the new instance takes writes, read-only or not (Atheme answers "registered" and
-      // keeps it in memory), and read-only it saves nothing: a stop now (its watchdog fencing it
-      // during a DNS outage, a crash) would lose them. So the freeze ends here, not after the
-      // proofs. Past the point of no return the run only goes forward: services the watchdog
-      // stopped start again here, under the lease check, and are made writable once linked.
       await ctx.$`systemctl is-active --quiet ${params.unit} || systemctl start ${params.unit}`;
       await operServAct(ctx, 'READONLY OFF', {
         before: () =>
@@ -1587,12 +1586,49 @@ export function unfreezeStep(): Step {
     },
     async verify({ probe, params, host: h }) {
       const flags = await probe(sh`test ! -e ${params.startFlags}`, { allowFail: true });
-      return condition(`${params.unit} on ${h.name} starts writable`, flags.exitCode === 0, {
-        expected: `no ${params.startFlags}`,
-        found: flags.exitCode === 0 ? 'none' : 'still there',
-      });
+      const state = (
+        await probe(sh`systemctl is-active ${params.unit}`, { allowFail: true })
+      ).stdout.trim();
+      return [
+        condition(`${params.unit} on ${h.name} runs`, state === 'active', {
+          expected: 'active',
+          found: state || 'unknown',
+        }),
+        condition(`${params.unit} on ${h.name} starts writable`, flags.exitCode === 0, {
+          expected: `no ${params.startFlags}`,
+          found: flags.exitCode === 0 ? 'none' : 'still there',
+        }),
+      ];
     },
   };
+}
+
+/**
+ * Right after the link. Linked, the new instance takes writes, read-only or
+ * not (Atheme answers "registered" and keeps it in memory), and read-only it
+ * saves nothing: a stop then (its watchdog fencing it during a DNS outage, a
+ * crash) would lose them. So the freeze ends here, not after the proofs.
+ */
+export function writableStep(): Step {
+  return writableOnTarget(
+    'writable',
+    'Make the new primary writable as soon as it links (OperServ READONLY OFF), so that a stop keeps what users wrote',
+    'services linked and writable on the target host, the source host fenced',
+  );
+}
+
+/**
+ * The last step. Past the point of no return the run only goes forward:
+ * services its watchdog stopped since (it could not renew the lease while DNS
+ * was down) start again here, under the lease check, so that `baton resume`
+ * finishes with services running.
+ */
+export function unfreezeStep(): Step {
+  return writableOnTarget(
+    'unfreeze',
+    'Services on the new primary running and writable (started again if they stopped since)',
+    'handed over: services run on the target host, writable, DNS names it, the source host is fenced',
+  );
 }
 
 // ---- failover ----------------------------------------------------------------

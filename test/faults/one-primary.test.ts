@@ -34,8 +34,16 @@ const DB = '/var/lib/atheme/services.db';
 const LINK = '/etc/inspircd/services-link.conf';
 /** The full matrix kills at every step past the point of no return; CI takes a sample. */
 const KILL_AT = process.env.BATON_FULL_MATRIX
-  ? ['unfreeze', 'prove', 'irc-health-build', 'irc-health-ship', 'irc-health-prove', 'cut-dns']
-  : ['unfreeze', 'prove', 'cut-dns'];
+  ? [
+      'writable',
+      'prove',
+      'irc-health-build',
+      'irc-health-ship',
+      'irc-health-prove',
+      'cut-dns',
+      'unfreeze',
+    ]
+  : ['writable', 'prove', 'cut-dns', 'unfreeze'];
 
 /** The journal of a run that is still writing it: a read between a record and its head is retried. */
 function readWhileWritten(dir: string): RunEvent[] {

@@ -47,7 +47,9 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startSshd(options: { maxSessions?: number } = {}): Promise<TestSshd> {
+export async function startSshd(
+  options: { maxSessions?: number; extraConfig?: string[] } = {},
+): Promise<TestSshd> {
   const dir = await mkdtemp(join(tmpdir(), 'baton-sshd-'));
   const port = await freePort();
   let hostKeyFingerprint = await generateKey(join(dir, 'host_ed25519'), 'test-host');
@@ -63,7 +65,7 @@ export async function startSshd(options: { maxSessions?: number } = {}): Promise
       authorizedKeysFile: join(dir, 'authorized_keys'),
       strictModes: false,
       ...(options.maxSessions ? { maxSessions: options.maxSessions } : {}),
-    }),
+    }) + (options.extraConfig ?? []).map((line) => `${line}\n`).join(''),
   );
   let child = await launch(dir, port);
 
