@@ -69,6 +69,17 @@ function valuedCases(tree: CommandSpec[], indent: string): string[] {
   return lines;
 }
 
+/** `_baton_kind`, the same in both shells: the kind of value an option takes. */
+function kindFunction(tree: CommandSpec[]): string {
+  return `# The kind of value an option takes, given "COMMAND OPTION".
+_baton_kind() {
+  REPLY=
+  case $1 in
+${valuedCases(tree, '  ').join('\n')}
+  esac
+}`;
+}
+
 function bashScript(tree: CommandSpec[], opts: Options): string {
   const spec = tree.map((c) => {
     const valued = c.options.filter((o) => o.value !== undefined).flatMap(flagsOf);
@@ -90,13 +101,7 @@ ${spec.join('\n')}
   esac
 }
 
-# The kind of value an option takes, given "COMMAND OPTION".
-_baton_kind() {
-  REPLY=
-  case $1 in
-${valuedCases(tree, '  ').join('\n')}
-  esac
-}
+${kindFunction(tree)}
 
 # Names, one a line; duplicates (the same runbook here and in baton) once.
 _baton_names() {
@@ -225,13 +230,7 @@ ${spec.join('\n')}
   esac
 }
 
-# The kind of value an option takes, given "COMMAND OPTION".
-_baton_kind() {
-  REPLY=
-  case $1 in
-${valuedCases(tree, '  ').join('\n')}
-  esac
-}
+${kindFunction(tree)}
 
 _baton_values() {
   local kind=$1 d f

@@ -1,6 +1,6 @@
 /** The testnet's command line, topologies and safety rails: no root, no namespaces needed. */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -97,8 +97,44 @@ describe('baton testnet (command line)', () => {
     }
   });
 
-  it.skipIf(process.getuid?.() === 0)('refuses to start without root, saying so', async () => {
-    await expect(program().run('testnet', 'up')).rejects.toMatchObject({ code: 'NOT_ROOT' });
+  it('refuses to start without root, saying so, and creates nothing', async () => {
+    if (process.getuid?.() !== 0) {
+      await expect(program().run('testnet', 'up')).rejects.toMatchObject({ code: 'NOT_ROOT' });
+      return;
+    }
+    // As root, the CLI is run as nobody (setpriv, util-linux) in a directory of its own.
+    const cwd = mkdtempSync(join(tmpdir(), 'baton-nobody-'));
+    try {
+      execFileSync('chown', ['65534:65534', cwd]);
+      const bin = fileURLToPath(new URL('../bin/baton.js', import.meta.url));
+      let out = '';
+      let status = 0;
+      try {
+        execFileSync(
+          'setpriv',
+          [
+            '--reuid=65534',
+            '--regid=65534',
+            '--clear-groups',
+            process.execPath,
+            bin,
+            'testnet',
+            'up',
+            '--json',
+          ],
+          { cwd, encoding: 'utf8', env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: cwd } },
+        );
+      } catch (e) {
+        const err = e as { status: number; stdout: string };
+        status = err.status;
+        out = err.stdout;
+      }
+      expect(status).toBe(1);
+      expect(JSON.parse(out)).toMatchObject({ code: 'NOT_ROOT', exitCode: 1 });
+      expect(readdirSync(cwd).filter((f) => f !== '.cache')).toEqual([]);
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
   });
 
   it('names namespaces after the state directory, so testnets never collide', () => {

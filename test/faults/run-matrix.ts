@@ -5,8 +5,10 @@
  * across those files, so the whole matrix can be run in shards.
  *   sudo npm run faults                             # every case
  *   sudo npm run faults -- --shard 2/4              # every fourth case, from the second
- *   sudo npm run faults -- --sample                 # the CI sample
+ *   sudo npm run faults -- --sample                 # the CI sample (--shard works here too)
  *   sudo npm run faults -- handover cut-dns kill    # one case (not written to the page)
+ * `--runbook handover|failover` keeps the cases of one runbook; `--results FILE`
+ * writes the results there instead, and leaves the page alone (the CI test).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -45,6 +47,15 @@ if (!(Number.isInteger(index) && Number.isInteger(count) && index >= 1 && index 
   console.error(`--shard ${shard}: give it as i/n with 1 <= i <= n, e.g. --shard 2/4`);
   process.exit(2);
 }
+const option = (name: string): string | undefined =>
+  args.includes(name) ? args[args.indexOf(name) + 1] : undefined;
+const only = option('--runbook');
+if (only !== undefined && !(RUNBOOKS as readonly string[]).includes(only)) {
+  console.error(`--runbook ${only}: the matrix has the runbooks ${RUNBOOKS.join(', ')}`);
+  process.exit(2);
+}
+const runbooks = RUNBOOKS.filter((rb) => only === undefined || rb === only);
+const resultsFile = option('--results');
 const one = args.length === 3 && !args[0]!.startsWith('--');
 if (one && !(RUNBOOKS as readonly string[]).includes(args[0]!)) {
   console.error(`${args[0]}: the matrix has the runbooks ${RUNBOOKS.join(', ')}`);
@@ -78,18 +89,18 @@ const env = {
 const results: CaseResult[] = [];
 const steps: Record<string, string[]> = {};
 try {
-  for (const rb of RUNBOOKS) steps[rb] = await matrixSteps(env, rb);
+  for (const rb of one ? [args[0] as MatrixRunbook] : runbooks)
+    steps[rb] = await matrixSteps(env, rb);
   let cases: Case[];
   if (one) {
     if (!steps[args[0]!]!.includes(args[1]!))
       throw new Error(`${args[0]} has no step ${args[1]}: ${steps[args[0]!]!.join(', ')}`);
     cases = [{ runbook: args[0] as MatrixRunbook, step: args[1]!, fault: args[2] as Fault }];
-  } else if (args.includes('--sample')) {
-    cases = ciSample({ handover: steps.handover!, failover: steps.failover! });
   } else {
-    cases = RUNBOOKS.flatMap((rb) => allCases(rb, steps[rb]!)).filter(
-      (_, i) => i % count === index - 1,
-    );
+    const all = args.includes('--sample')
+      ? ciSample({ handover: steps.handover ?? [], failover: steps.failover ?? [] })
+      : runbooks.flatMap((rb) => allCases(rb, steps[rb]!));
+    cases = all.filter((_, i) => i % count === index - 1);
   }
   console.log(`${cases.length} cases on ${commit}`);
   for (const c of cases) results.push(await runCaseSafely(env, c));
@@ -100,13 +111,16 @@ try {
 }
 
 const at = new Date().toISOString();
-mkdirSync(RESULTS, { recursive: true });
 const file: ResultsFile = { at, commit, args, steps, results };
-writeFileSync(
-  join(RESULTS, `${at.replace(/[:.]/g, '-')}.json`),
-  JSON.stringify(file, null, 2) + '\n',
-);
-if (!one) writeFileSync(join(ROOT, 'docs', 'reliability.md'), render());
+if (resultsFile) writeFileSync(resultsFile, JSON.stringify(file, null, 2) + '\n');
+else {
+  mkdirSync(RESULTS, { recursive: true });
+  writeFileSync(
+    join(RESULTS, `${at.replace(/[:.]/g, '-')}.json`),
+    JSON.stringify(file, null, 2) + '\n',
+  );
+  if (!one) writeFileSync(join(ROOT, 'docs', 'reliability.md'), render());
+}
 const failed = results.filter((r) => !r.ok);
 console.log(`${results.length - failed.length} passed, ${failed.length} failed`);
 process.exit(failed.length ? 1 : 0);
@@ -121,12 +135,16 @@ function render(): string {
   for (const f of files)
     for (const r of f.results)
       latest.set(`${r.runbook} ${r.step} ${r.fault}`, { ...r, at: f.at, commit: f.commit ?? '?' });
-  const shown = [...latest.values()].filter((r) => steps[r.runbook]?.includes(r.step));
+  // The steps of a runbook this run did not plan are those the newest file that has them planned.
+  const planned: Record<string, string[]> = {};
+  for (const f of files) Object.assign(planned, f.steps ?? {});
+  Object.assign(planned, steps);
+  const shown = [...latest.values()].filter((r) => planned[r.runbook]?.includes(r.step));
   const intro = readFileSync(join(ROOT, 'docs', 'reliability.md'), 'utf8').split(
     '<!-- matrix -->',
   )[0]!;
   const table = (rb: MatrixRunbook): string => {
-    const rows = steps[rb]!.map((step) => {
+    const rows = (planned[rb] ?? []).map((step) => {
       const cells = FAULTS.map((f) => {
         const r = latest.get(`${rb} ${step} ${f}`);
         return r ? `${r.ok ? 'ok' : '**FAILED**'} ${r.outcomes.join('→')}, on ${r.on}` : 'not run';
@@ -141,7 +159,7 @@ function render(): string {
       ...rows,
     ].join('\n');
   };
-  const all = RUNBOOKS.reduce((n, rb) => n + steps[rb]!.length * FAULTS.length, 0);
+  const all = RUNBOOKS.reduce((n, rb) => n + (planned[rb]?.length ?? 0) * FAULTS.length, 0);
   const failures = shown
     .filter((r) => !r.ok)
     .map(
