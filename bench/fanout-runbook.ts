@@ -4,8 +4,8 @@
  * then one line written to a file, and verified.
  */
 import { z } from 'zod';
-import { condition, defineRunbook } from '../lib/runbook.ts';
-import { sh } from '../lib/shell.ts';
+import { condition, defineRunbook } from '../lib/core/runbook.ts';
+import { sh } from '../lib/core/shell.ts';
 
 const params = z.object({
   /** Directory on each host; created when missing. */

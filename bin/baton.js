@@ -10,7 +10,7 @@ process.stdout.on('error', (e) => {
 
 register();
 // Inline --param values leave baton's own entry in ps (Linux shows the title as its argv).
-const { withoutParamValues } = await import('../lib/params.ts');
+const { withoutParamValues } = await import('../lib/core/params.ts');
 process.title = withoutParamValues(process.argv).join(' ');
-const { main } = await import('../lib/cli.ts');
+const { main } = await import('../lib/app/cli.ts');
 process.exitCode = await main(process.argv.slice(2));

@@ -9,8 +9,8 @@
 import { promises as dns } from 'node:dns';
 import { isIP } from 'node:net';
 import * as pulumi from '@pulumi/pulumi';
-import { describeLease, leaseOf, type Lease } from '../lib/lease.ts';
-import type { Inventory } from '../lib/inventory.ts';
+import { describeLease, leaseOf, type Lease } from '../lib/core/lease.ts';
+import type { Inventory } from '../lib/core/inventory.ts';
 
 export type AuthoritativeServer = NonNullable<Inventory['dns']>['servers'][number];
 

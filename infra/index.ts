@@ -3,7 +3,7 @@
  * `pulumi stack output inventory --json` is what `baton --stack NAME` loads.
  */
 import * as pulumi from '@pulumi/pulumi';
-import type { Inventory } from '../lib/inventory.ts';
+import type { Inventory } from '../lib/core/inventory.ts';
 import { nodeResolverFor } from './active-host.ts';
 import { readStackConfig } from './config.ts';
 import type { PolicyFacts } from './policy.ts';

@@ -2,7 +2,7 @@ import * as pulumi from '@pulumi/pulumi';
 import * as linode from '@pulumi/linode';
 import * as azureRecovery from '@pulumi/azure-native/recoveryservices/index.js';
 import { describe, expect, it } from 'vitest';
-import type { Inventory } from '../lib/inventory.ts';
+import type { Inventory } from '../lib/core/inventory.ts';
 import {
   batonKeys,
   installMocks,

@@ -5,7 +5,7 @@
  * CrossGuard pack (policy-pack/) under the engine; each returns the
  * violations it finds, so a failing check names the resource and the fix.
  */
-import type { Inventory } from '../lib/inventory.ts';
+import type { Inventory } from '../lib/core/inventory.ts';
 import type { ServicePort, StackConfig } from './config.ts';
 import { linodeValidTtls, recordFqdn } from './service-dns.ts';
 import { worldCidrs } from './service-host.ts';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as pulumi from '@pulumi/pulumi';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseInventory, type Inventory } from '../lib/inventory.ts';
+import { parseInventory, type Inventory } from '../lib/core/inventory.ts';
 import {
   batonKeys,
   dnsError,

@@ -1,6 +1,6 @@
 /** The whole stack: one ServiceHost per configured host, the DNS records, and the Inventory. */
 import * as pulumi from '@pulumi/pulumi';
-import type { Inventory } from '../lib/inventory.ts';
+import type { Inventory } from '../lib/core/inventory.ts';
 import {
   chooseActiveHost,
   pulumiLog,

@@ -8,7 +8,7 @@
 import * as pulumi from '@pulumi/pulumi';
 import * as linode from '@pulumi/linode';
 import * as azureDns from '@pulumi/azure-native/dns/index.js';
-import type { Inventory } from '../lib/inventory.ts';
+import type { Inventory } from '../lib/core/inventory.ts';
 import type { CloudProvider, RecordConfig } from './config.ts';
 import { keepData } from './service-host.ts';
 

@@ -12,7 +12,7 @@ import * as compute from '@pulumi/azure-native/compute/index.js';
 import * as network from '@pulumi/azure-native/network/index.js';
 import * as recoveryservices from '@pulumi/azure-native/recoveryservices/index.js';
 import * as resources from '@pulumi/azure-native/resources/index.js';
-import type { Inventory } from '../lib/inventory.ts';
+import type { Inventory } from '../lib/core/inventory.ts';
 import { renderCloudInit, sshFingerprint } from './cloud-init.ts';
 import type { CloudProvider, ServicePort } from './config.ts';
 

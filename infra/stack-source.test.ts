@@ -3,18 +3,18 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { BatonError } from '../lib/errors.ts';
+import { BatonError } from '../lib/core/errors.ts';
 import {
   builtinSource,
   parseInventory,
   savedOutputsSource,
   type StackSource,
-} from '../lib/inventory.ts';
+} from '../lib/core/inventory.ts';
 import {
   pulumiStackSource,
   recordActiveHost,
   registerPulumiStackSource,
-} from '../lib/pulumi-stack.ts';
+} from '../lib/integrations/pulumi-stack.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** What `pulumi stack output --json` printed for the production stack (recorded from the program under mocks). */

@@ -8,10 +8,10 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
-import { secret } from '../lib/params.ts';
-import { alreadyDone, condition, defineRunbook } from '../lib/runbook.ts';
-import { PACKAGE_ROOT } from '../lib/runs.ts';
-import { sh } from '../lib/shell.ts';
+import { secret } from '../lib/core/params.ts';
+import { alreadyDone, condition, defineRunbook } from '../lib/core/runbook.ts';
+import { PACKAGE_ROOT } from '../lib/app/runs.ts';
+import { sh } from '../lib/core/shell.ts';
 
 const PLACEHOLDER = '@CREDENTIAL@';
 

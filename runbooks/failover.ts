@@ -4,7 +4,7 @@
  * yes; the lease fences the old primary so it cannot start a second instance
  * when it returns.
  */
-import { defineRunbook } from '../lib/runbook.ts';
+import { defineRunbook } from '../lib/core/runbook.ts';
 import {
   binaryStep,
   clockStep,

@@ -4,8 +4,8 @@
  * first change; the snapshot must load while the primary can still carry on.
  */
 import { join } from 'node:path';
-import { defineRunbook } from '../lib/runbook.ts';
-import { batonHome, PACKAGE_ROOT } from '../lib/runs.ts';
+import { defineRunbook } from '../lib/core/runbook.ts';
+import { batonHome, PACKAGE_ROOT } from '../lib/app/runs.ts';
 import { staticArtifact, type ArtifactFacts } from '../lib/steps/artifact.ts';
 import {
   binaryStep,

@@ -9,9 +9,9 @@
  */
 import { join } from 'node:path';
 import { z } from 'zod';
-import { defineRunbook } from '../lib/runbook.ts';
-import { batonHome, PACKAGE_ROOT } from '../lib/runs.ts';
-import { sh } from '../lib/shell.ts';
+import { defineRunbook } from '../lib/core/runbook.ts';
+import { batonHome, PACKAGE_ROOT } from '../lib/app/runs.ts';
+import { sh } from '../lib/core/shell.ts';
 import {
   staticArtifact,
   type ArtifactFacts,

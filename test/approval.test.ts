@@ -1,15 +1,17 @@
+import { sha256 } from '../lib/core/hash.ts';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { sign, type ApprovalFile } from '../lib/approval.ts';
-import { main } from '../lib/cli.ts';
-import type { RunEvent } from '../lib/events.ts';
-import { GENESIS, readJournal, sha256 } from '../lib/journal.ts';
-import { planHash } from '../lib/plan.ts';
-import { readPlanFile, runsDir, startRun, type PlanFile } from '../lib/runs.ts';
-import { buildReport, renderMarkdown } from '../lib/report.ts';
-import { SIGNATURES_FILE, sshHeadSigner } from '../lib/signing.ts';
+import { sign } from '../lib/approval/approval.ts';
+import type { ApprovalFile } from '../lib/core/events.ts';
+import { main } from '../lib/app/cli.ts';
+import type { RunEvent } from '../lib/core/events.ts';
+import { GENESIS, readJournal } from '../lib/engine/journal.ts';
+import { planHash } from '../lib/core/plan.ts';
+import { readPlanFile, runsDir, startRun, type PlanFile } from '../lib/app/runs.ts';
+import { buildReport, renderMarkdown } from '../lib/app/report.ts';
+import { SIGNATURES_FILE, sshHeadSigner } from '../lib/approval/signing.ts';
 import {
   captureIo,
   forgetInIndex,

@@ -8,7 +8,7 @@ import {
   parseAthemeDb,
   readAthemeDb,
   type AthemeDbFault,
-} from '../lib/atheme/db.ts';
+} from '../lib/integrations/atheme/db.ts';
 import { athemeConfig, athemeUnavailable, loadAndSave } from './support/atheme.ts';
 import { freePort } from './support/sshd.ts';
 import { assertPrerequisite, skipUnless } from './support/require.ts';

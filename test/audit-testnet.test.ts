@@ -19,13 +19,13 @@ import {
   testnetAuditConfigInput,
   testnetLuksPassphraseFile,
 } from '../lib/audit/testnet.ts';
-import { isBatonError } from '../lib/errors.ts';
-import { findHost, type Inventory } from '../lib/inventory.ts';
-import type { SshPool } from '../lib/ssh.ts';
-import { sh } from '../lib/shell.ts';
+import { isBatonError } from '../lib/core/errors.ts';
+import { findHost, type Inventory } from '../lib/core/inventory.ts';
+import type { SshPool } from '../lib/transports/ssh.ts';
+import { sh } from '../lib/core/shell.ts';
 import * as testnet from '../lib/testnet/index.ts';
 import { readIrcSecrets } from '../lib/testnet/irc.ts';
-import type { Transports } from '../lib/transports.ts';
+import type { Transports } from '../lib/transports/index.ts';
 import { countColor, readPng } from './support/audit.ts';
 import { assertPrerequisite, skipUnless } from './support/require.ts';
 

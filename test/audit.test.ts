@@ -12,7 +12,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseAthemeDb } from '../lib/atheme/db.ts';
+import { parseAthemeDb } from '../lib/integrations/atheme/db.ts';
 import {
   alertFailures,
   acknowledge,

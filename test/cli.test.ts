@@ -2,8 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { main } from '../lib/cli.ts';
-import { runsDir } from '../lib/runs.ts';
+import { main } from '../lib/app/cli.ts';
+import { runsDir } from '../lib/app/runs.ts';
 import { onTerminal } from './support/terminal.ts';
 import { allText, captureIo, ORDERED, ROOT, treeHash, workspace, inDir } from './helpers.ts';
 

@@ -12,10 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
-import { main } from '../lib/cli.ts';
-import { readJournal } from '../lib/journal.ts';
-import { codeChanges, diskReader, importSpecifiers } from '../lib/code-version.ts';
-import { planRunbook, resumeRun, runbookCode, runsDir, startRun } from '../lib/runs.ts';
+import { main } from '../lib/app/cli.ts';
+import { readJournal } from '../lib/engine/journal.ts';
+import { codeChanges, diskReader, importSpecifiers } from '../lib/core/code-version.ts';
+import { planRunbook, resumeRun, runbookCode, runsDir, startRun } from '../lib/app/runs.ts';
 import { captureIo, localNodes, ROOT } from './helpers.ts';
 
 /** An operator's project: a runbook importing baton as a package, a lib of its own, a lockfile. */
@@ -44,7 +44,7 @@ function project(): { cwd: string; runbook: string; edit(file: string, text: str
     join(cwd, 'runbooks', 'mark.ts'),
     `import { z } from 'zod';
 import { pad } from 'leftpad';
-import { defineRunbook } from 'baton/lib/runbook.ts';
+import { defineRunbook } from 'baton/lib/core/runbook.ts';
 import { marker, markerFile } from '../lib/marker.ts';
 
 export default defineRunbook({
@@ -111,9 +111,9 @@ describe('the code version', () => {
         'project:runbooks/mark.ts',
         'project:lib/marker.ts',
         'project:lib/paths.ts',
-        'baton:lib/runbook.ts',
-        'baton:lib/runs.ts',
-        'baton:lib/engine.ts',
+        'baton:lib/core/runbook.ts',
+        'baton:lib/app/runs.ts',
+        'baton:lib/engine/engine.ts',
         'lockfile:project:package-lock.json',
         'lockfile:baton:package-lock.json',
       ]),

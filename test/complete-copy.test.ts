@@ -6,14 +6,14 @@ import { mkdtempSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkAthemeDb, type AthemeFingerprint } from '../lib/atheme/db.ts';
+import { checkAthemeDb, type AthemeFingerprint } from '../lib/integrations/atheme/db.ts';
 import { probeFor, type CheckContext } from '../lib/audit/check.ts';
 import { parseAuditConfig } from '../lib/audit/config.ts';
 import { memoryHistory } from '../lib/audit/history.ts';
 import { standbyCopyCheck } from '../lib/audit/standby.ts';
-import { findHost } from '../lib/inventory.ts';
-import { localTransport } from '../lib/local.ts';
-import { Redactor } from '../lib/redact.ts';
+import { findHost } from '../lib/core/inventory.ts';
+import { localTransport } from '../lib/transports/local.ts';
+import { Redactor } from '../lib/core/redact.ts';
 import { incompleteCopy, mostComplete } from '../lib/steps/atheme.ts';
 import { localAuditInventory, servicesDb } from './support/audit.ts';
 

@@ -2,10 +2,10 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildProgram } from '../lib/cli.ts';
-import { commandTree } from '../lib/usage.ts';
+import { buildProgram } from '../lib/app/cli.ts';
+import { commandTree } from '../lib/app/usage.ts';
 import { captureIo, ROOT, workspace } from './helpers.ts';
-import { findExecutable } from '../lib/which.ts';
+import { findExecutable } from '../lib/transports/which.ts';
 import { assertPrerequisite, skipUnless } from './support/require.ts';
 
 const BATON = join(ROOT, 'bin', 'baton.js');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { canRedraw, fitRows, plainDisplay, taskListDisplay } from '../lib/display.ts';
+import { canRedraw, fitRows, plainDisplay, taskListDisplay } from '../lib/app/display.ts';
 import { onTerminal } from './support/terminal.ts';
 import { ORDERED, workspace } from './helpers.ts';
 

@@ -1,7 +1,7 @@
 import { inspect } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { AzureDnsProvider } from '../lib/dns/azure.ts';
-import { DnsConflictError, DnsError } from '../lib/dns/provider.ts';
+import { AzureDnsProvider } from '../lib/integrations/dns/azure.ts';
+import { DnsConflictError, DnsError } from '../lib/integrations/dns/provider.ts';
 import {
   captureOutput,
   startApi,

@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findExecutable } from '../lib/which.ts';
+import { findExecutable } from '../lib/transports/which.ts';
 
 export const knotTools = ['knotd', 'knsupdate', 'dig'] as const;
 

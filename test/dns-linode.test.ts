@@ -1,7 +1,7 @@
 import { inspect } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { LinodeDnsProvider, type LinodeRecord } from '../lib/dns/linode.ts';
-import { DnsConflictError, DnsError } from '../lib/dns/provider.ts';
+import { LinodeDnsProvider, type LinodeRecord } from '../lib/integrations/dns/linode.ts';
+import { DnsConflictError, DnsError } from '../lib/integrations/dns/provider.ts';
 import {
   captureOutput,
   startApi,

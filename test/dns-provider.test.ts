@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { dnsProviderFor } from '../lib/dns/index.ts';
-import { checkValue, fqdn, relativeName, sameValues } from '../lib/dns/provider.ts';
-import { parseDig } from '../lib/dns/verify.ts';
-import type { DnsInventory } from '../lib/inventory.ts';
+import { dnsProviderFor } from '../lib/integrations/dns/index.ts';
+import { checkValue, fqdn, relativeName, sameValues } from '../lib/integrations/dns/provider.ts';
+import { parseDig } from '../lib/integrations/dns/verify.ts';
+import type { DnsInventory } from '../lib/core/inventory.ts';
 
 const inv = (provider: string): DnsInventory => ({
   zone: 'example.net',

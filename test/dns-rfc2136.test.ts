@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { localRunner, type CommandRunner } from '../lib/dns/command.ts';
-import { DnsConflictError, DnsError } from '../lib/dns/provider.ts';
-import { parseTsigKey, Rfc2136Provider } from '../lib/dns/rfc2136.ts';
-import { verifyAnswer } from '../lib/dns/verify.ts';
-import { findExecutable } from '../lib/which.ts';
+import { localRunner, type CommandRunner } from '../lib/integrations/dns/command.ts';
+import { DnsConflictError, DnsError } from '../lib/integrations/dns/provider.ts';
+import { parseTsigKey, Rfc2136Provider } from '../lib/integrations/dns/rfc2136.ts';
+import { verifyAnswer } from '../lib/integrations/dns/verify.ts';
+import { findExecutable } from '../lib/transports/which.ts';
 import { knotMissing, startKnot, zoneFile, type KnotServer } from './dns-knot.ts';
 
 const missing = knotMissing();

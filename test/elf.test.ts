@@ -28,8 +28,8 @@ import {
   type ElfInfo,
   type HostCommand,
   type HostResolver,
-} from '../lib/elf.ts';
-import { findExecutable } from '../lib/which.ts';
+} from '../lib/integrations/elf.ts';
+import { findExecutable } from '../lib/transports/which.ts';
 import { assertPrerequisite, skipUnless, testnetRequired } from './support/require.ts';
 
 const run = promisify(execFile);

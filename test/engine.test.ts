@@ -1,12 +1,12 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { TransientError } from '../lib/errors.ts';
-import type { RunEvent } from '../lib/events.ts';
-import type { Transport } from '../lib/exec.ts';
-import { readJournal } from '../lib/journal.ts';
-import { localTransport } from '../lib/local.ts';
-import { planRunbook, runsDir, startRun } from '../lib/runs.ts';
+import { TransientError } from '../lib/core/errors.ts';
+import type { RunEvent } from '../lib/core/events.ts';
+import type { Transport } from '../lib/core/exec.ts';
+import { readJournal } from '../lib/engine/journal.ts';
+import { localTransport } from '../lib/transports/local.ts';
+import { planRunbook, runsDir, startRun } from '../lib/app/runs.ts';
 import { ORDERED, ORDERED_PONR, treeHash, workspace } from './helpers.ts';
 
 function events(cwd: string, runId: string): RunEvent[] {

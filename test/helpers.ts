@@ -10,8 +10,8 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
-import type { Io } from '../lib/cli.ts';
-import type { Inventory } from '../lib/inventory.ts';
+import type { Io } from '../lib/app/cli.ts';
+import type { Inventory } from '../lib/core/inventory.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 export const ORDERED = join(ROOT, 'test', 'fixtures', 'ordered.ts');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { includes, parseTags, servicesTrust } from '../lib/inspircd/config.ts';
+import { includes, parseTags, servicesTrust } from '../lib/integrations/inspircd/config.ts';
 
 const conf = `# Server
 <server name="nebula.irc.test"

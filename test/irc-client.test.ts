@@ -1,12 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fingerprint, parseAthemeDb } from '../lib/atheme/db.ts';
-import { IrcClient, IrcError, parseIrcLine, plainText, withIrcClient } from '../lib/irc/client.ts';
+import { fingerprint, parseAthemeDb } from '../lib/integrations/atheme/db.ts';
+import {
+  IrcClient,
+  IrcError,
+  parseIrcLine,
+  plainText,
+  withIrcClient,
+} from '../lib/integrations/irc/client.ts';
 import {
   verifyIdentify,
   verifyServiceTrust,
   verifyTopicPropagation,
   type IrcEndpoint,
-} from '../lib/irc/verify.ts';
+} from '../lib/integrations/irc/verify.ts';
 import {
   athemeConfig,
   athemeUnavailable,

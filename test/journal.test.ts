@@ -1,10 +1,11 @@
+import { sha256 } from '../lib/core/hash.ts';
 import { mkdtempSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { JournalCorruptError } from '../lib/errors.ts';
-import { Journal, readJournal, sha256 } from '../lib/journal.ts';
-import { Redactor } from '../lib/redact.ts';
+import { JournalCorruptError } from '../lib/core/errors.ts';
+import { Journal, readJournal } from '../lib/engine/journal.ts';
+import { Redactor } from '../lib/core/redact.ts';
 
 function journalWith(n: number): string {
   const dir = mkdtempSync(join(tmpdir(), 'baton-journal-'));

@@ -9,7 +9,7 @@ import {
   notOlder,
   parseLease,
   renewedLease,
-} from '../lib/lease.ts';
+} from '../lib/core/lease.ts';
 
 const at = (iso: string): Date => new Date(iso);
 

@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { approvalLedger } from '../lib/ledger.ts';
+import { approvalLedger } from '../lib/approval/ledger.ts';
 
 describe('the approval ledger', () => {
   const sha = 'a'.repeat(64);

@@ -3,11 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import type { ExecOptions } from '../lib/exec.ts';
-import type { Host } from '../lib/inventory.ts';
-import { localTransport } from '../lib/local.ts';
-import { Redactor } from '../lib/redact.ts';
-import { sh } from '../lib/shell.ts';
+import type { ExecOptions } from '../lib/core/exec.ts';
+import type { Host } from '../lib/core/inventory.ts';
+import { localTransport } from '../lib/transports/local.ts';
+import { Redactor } from '../lib/core/redact.ts';
+import { sh } from '../lib/core/shell.ts';
 import { everyCommandLine } from './support/argv.ts';
 
 const SECRET = `Lq4'"$HOME\\n$(id)\`w\`\nMv8' \\'`;

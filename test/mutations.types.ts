@@ -5,8 +5,8 @@
  * `$` or `pipe` hands a result back.
  */
 import { z } from 'zod';
-import { defineRunbook } from '../lib/runbook.ts';
-import { sh } from '../lib/shell.ts';
+import { defineRunbook } from '../lib/core/runbook.ts';
+import { sh } from '../lib/core/shell.ts';
 
 export default defineRunbook({
   name: 'branch-on-a-mutation',

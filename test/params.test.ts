@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { InvalidInputError } from '../lib/errors.ts';
-import { parseParamArgs, secret, validateParams, withoutParamValues } from '../lib/params.ts';
+import { InvalidInputError } from '../lib/core/errors.ts';
+import { parseParamArgs, secret, validateParams, withoutParamValues } from '../lib/core/params.ts';
 
 const schema = z.object({
   ttl: z.number().int().min(60),

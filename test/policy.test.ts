@@ -2,14 +2,14 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { demoInventory, type Inventory } from '../lib/inventory.ts';
+import { demoInventory, type Inventory } from '../lib/core/inventory.ts';
 import {
   loadOverlay,
   loadRepositoryPolicy,
   resolvePolicy,
   strictest,
   type Rules,
-} from '../lib/policy.ts';
+} from '../lib/approval/policy.ts';
 import { testnetOrigin } from '../lib/testnet/stack.ts';
 import { testnetPaths, type TestnetState } from '../lib/testnet/state.ts';
 

@@ -2,7 +2,7 @@ import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { planRunbook, startRun } from '../lib/runs.ts';
+import { planRunbook, startRun } from '../lib/app/runs.ts';
 import { workspace } from './helpers.ts';
 
 const RUNBOOK = join(import.meta.dirname, 'fixtures', 'active-host.ts');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { clipHead, clipTail, Redactor } from '../lib/redact.ts';
-import { quote, sh } from '../lib/shell.ts';
+import { clipHead, clipTail, Redactor } from '../lib/core/redact.ts';
+import { quote, sh } from '../lib/core/shell.ts';
 
 /** Quotes, dollar signs, backslashes and a newline, with plain chunks that would betray any leak. */
 const HOSTILE = `Xq7'"$HOME\\n$(id)\`w\`\nZk9' \\'`;

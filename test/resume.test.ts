@@ -2,8 +2,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { readJournal } from '../lib/journal.ts';
-import { runsDir } from '../lib/runs.ts';
+import { readJournal } from '../lib/engine/journal.ts';
+import { runsDir } from '../lib/app/runs.ts';
 import {
   ORDERED,
   ORDERED_COMMIT,

@@ -5,8 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { main } from '../lib/cli.ts';
-import { isSecretParam } from '../lib/params.ts';
+import { main } from '../lib/app/cli.ts';
+import { isSecretParam } from '../lib/core/params.ts';
 import { servicesParams } from '../lib/steps/services.ts';
 import { captureIo, inDir, workspace } from './helpers.ts';
 

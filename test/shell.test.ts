@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { quote, raw, scriptFrame, sh, STDIN_SCRIPT } from '../lib/shell.ts';
+import { quote, raw, scriptFrame, sh, STDIN_SCRIPT } from '../lib/core/shell.ts';
 
 const hostile = [
   '; rm -rf /',

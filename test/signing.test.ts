@@ -1,13 +1,19 @@
+import { sha256 } from '../lib/core/hash.ts';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { sign } from '../lib/approval.ts';
-import { main } from '../lib/cli.ts';
-import type { JournalRecord } from '../lib/events.ts';
-import { readJournal, sha256 } from '../lib/journal.ts';
-import { planRunbook, resumeRun, runsDir, startRun } from '../lib/runs.ts';
-import { headMessage, readSignatures, verifyRun, type Verification } from '../lib/signing.ts';
+import { sign } from '../lib/approval/approval.ts';
+import { main } from '../lib/app/cli.ts';
+import type { JournalRecord } from '../lib/core/events.ts';
+import { readJournal } from '../lib/engine/journal.ts';
+import { planRunbook, resumeRun, runsDir, startRun } from '../lib/app/runs.ts';
+import {
+  headMessage,
+  readSignatures,
+  verifyRun,
+  type Verification,
+} from '../lib/approval/signing.ts';
 import { captureIo, forgetInIndex, ORDERED, workspace, type Workspace } from './helpers.ts';
 
 let keyDir: string;

@@ -2,10 +2,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { readJournal } from '../lib/journal.ts';
-import { localTransport } from '../lib/local.ts';
-import { batonHome, runsDir } from '../lib/runs.ts';
-import { acquireStackLock, newLockId } from '../lib/stacklock.ts';
+import { readJournal } from '../lib/engine/journal.ts';
+import { localTransport } from '../lib/transports/local.ts';
+import { batonHome, runsDir } from '../lib/app/runs.ts';
+import { acquireStackLock, newLockId } from '../lib/engine/stacklock.ts';
 import { localNodes, ORDERED, ROOT, workspace, type Workspace, waitFor } from './helpers.ts';
 
 const BATON = join(ROOT, 'bin', 'baton.js');

@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { includes, parseTags, servicesTrust } from '../lib/inspircd/config.ts';
+import { includes, parseTags, servicesTrust } from '../lib/integrations/inspircd/config.ts';
 import {
   athemeConfig,
   athemeUnit,

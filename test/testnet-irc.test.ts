@@ -5,21 +5,25 @@ import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fingerprint, parseAthemeDb, type AthemeDb } from '../lib/atheme/db.ts';
-import type { CommandRunner } from '../lib/dns/command.ts';
-import { parseTsigKey, Rfc2136Provider } from '../lib/dns/rfc2136.ts';
-import { verifyAnswer } from '../lib/dns/verify.ts';
-import { BatonError } from '../lib/errors.ts';
-import { findHost, type Host, type Inventory } from '../lib/inventory.ts';
-import { IrcClient, withIrcClient } from '../lib/irc/client.ts';
-import { verifyIdentify, verifyServiceTrust, verifyTopicPropagation } from '../lib/irc/verify.ts';
-import { sh as shell } from '../lib/shell.ts';
-import type { SshPool } from '../lib/ssh.ts';
+import { fingerprint, parseAthemeDb, type AthemeDb } from '../lib/integrations/atheme/db.ts';
+import type { CommandRunner } from '../lib/integrations/dns/command.ts';
+import { parseTsigKey, Rfc2136Provider } from '../lib/integrations/dns/rfc2136.ts';
+import { verifyAnswer } from '../lib/integrations/dns/verify.ts';
+import { BatonError } from '../lib/core/errors.ts';
+import { findHost, type Host, type Inventory } from '../lib/core/inventory.ts';
+import { IrcClient, withIrcClient } from '../lib/integrations/irc/client.ts';
+import {
+  verifyIdentify,
+  verifyServiceTrust,
+  verifyTopicPropagation,
+} from '../lib/integrations/irc/verify.ts';
+import { sh as shell } from '../lib/core/shell.ts';
+import type { SshPool } from '../lib/transports/ssh.ts';
 import { registerTestnetCommands } from '../lib/testnet/cli.ts';
 import * as testnet from '../lib/testnet/index.ts';
 import { backupAtheme } from '../lib/testnet/irc-backup.ts';
 import { askService, connectIrc, ircEndpoint, waitForLinks } from '../lib/testnet/irc-seed.ts';
-import { parseLease } from '../lib/lease.ts';
+import { parseLease } from '../lib/core/lease.ts';
 import {
   ATHEME,
   BACKUP,

@@ -5,15 +5,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BatonError, TransientError } from '../lib/errors.ts';
+import { BatonError, TransientError } from '../lib/core/errors.ts';
 import {
   findHost,
   loadInventory,
   parseInventory,
   type Host,
   type Inventory,
-} from '../lib/inventory.ts';
-import { remote, type SshPool } from '../lib/ssh.ts';
+} from '../lib/core/inventory.ts';
+import { remote, type SshPool } from '../lib/transports/ssh.ts';
 import { registerTestnetCommands } from '../lib/testnet/cli.ts';
 import * as testnet from '../lib/testnet/index.ts';
 import { testnetPaths } from '../lib/testnet/state.ts';

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { buildProgram } from '../lib/cli.ts';
+import { buildProgram } from '../lib/app/cli.ts';
 import {
   fenced,
   renderUsage,
@@ -10,7 +10,7 @@ import {
   withUsage,
   USAGE_BEGIN,
   USAGE_END,
-} from '../lib/usage.ts';
+} from '../lib/app/usage.ts';
 import { captureIo, ROOT } from './helpers.ts';
 
 describe("the README's CLI block", () => {
@@ -20,7 +20,7 @@ describe("the README's CLI block", () => {
     expect(block, `README.md has no ${USAGE_BEGIN} … ${USAGE_END} block`).toBeDefined();
     expect(
       block,
-      'README.md differs from lib/cli.ts: run `npm run readme:cli` and commit the README',
+      'README.md differs from lib/app/cli.ts: run `npm run readme:cli` and commit the README',
     ).toBe(`\n\n${fenced(renderUsage(buildProgram(captureIo())))}\n\n`);
   });
 

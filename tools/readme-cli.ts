@@ -1,13 +1,13 @@
 /**
  * Renders the CLI block of README.md from the command definitions in
- * lib/cli.ts (`npm run readme:cli`). test/usage.test.ts fails while the
+ * lib/app/cli.ts (`npm run readme:cli`). test/usage.test.ts fails while the
  * README's block differs from what this writes.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildProgram, type Io } from '../lib/cli.ts';
-import { PACKAGE_ROOT } from '../lib/runs.ts';
-import { renderUsage, withUsage } from '../lib/usage.ts';
+import { buildProgram, type Io } from '../lib/app/cli.ts';
+import { PACKAGE_ROOT } from '../lib/app/runs.ts';
+import { renderUsage, withUsage } from '../lib/app/usage.ts';
 
 const silent: Io = {
   out: () => {},
@@ -23,5 +23,5 @@ const after = withUsage(before, renderUsage(buildProgram(silent)));
 if (after === before) console.log('README.md: the CLI block is up to date');
 else {
   writeFileSync(file, after);
-  console.log('README.md: the CLI block was rendered again from lib/cli.ts');
+  console.log('README.md: the CLI block was rendered again from lib/app/cli.ts');
 }

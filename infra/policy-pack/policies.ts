@@ -23,7 +23,7 @@ import {
   type StackValidationArgs,
   type StackValidationPolicy,
 } from '@pulumi/policy';
-import type { Inventory } from '../../lib/inventory.ts';
+import type { Inventory } from '../../lib/core/inventory.ts';
 import {
   policies,
   type Policy,

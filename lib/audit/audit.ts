@@ -5,9 +5,9 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { Inventory } from '../inventory.ts';
-import { Redactor } from '../redact.ts';
-import { defaultTransports, type Transports } from '../transports.ts';
+import type { Inventory } from '../core/inventory.ts';
+import { Redactor } from '../core/redact.ts';
+import { defaultTransports, type Transports } from '../transports/index.ts';
 import { checkContext, runChecks, worst, type CheckResult, type Verdict } from './check.ts';
 import { auditChecks } from './checks.ts';
 import type { AuditConfig } from './config.ts';

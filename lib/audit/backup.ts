@@ -7,9 +7,9 @@
  * host that the check makes and removes; nothing else is written anywhere.
  */
 import { posix } from 'node:path';
-import { checkAthemeDb, fingerprint, type AthemeDb } from '../atheme/db.ts';
-import { BatonError, errorMessage } from '../errors.ts';
-import { sh } from '../shell.ts';
+import { checkAthemeDb, fingerprint, type AthemeDb } from '../integrations/atheme/db.ts';
+import { BatonError, errorMessage } from '../core/errors.ts';
+import { sh } from '../core/shell.ts';
 import type { AuditCheck, CheckContext, Finding, HostProbe, Verdict } from './check.ts';
 import { worst } from './check.ts';
 import type { BackupConfig, BackupItem } from './config.ts';

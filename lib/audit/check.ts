@@ -4,11 +4,11 @@
  * A check that cannot look is a failure, never a skip: an audit that stays
  * silent when a host is unreachable is how incident 004's month went by.
  */
-import { BatonError, errorMessage, isBatonError } from '../errors.ts';
-import { CommandError, type CommandResult, type Transport } from '../exec.ts';
-import { findHost, type Host, type Inventory } from '../inventory.ts';
-import type { Redactor } from '../redact.ts';
-import type { Cmd } from '../shell.ts';
+import { BatonError, errorMessage, isBatonError } from '../core/errors.ts';
+import { CommandError, type CommandResult, type Transport } from '../core/exec.ts';
+import { findHost, type Host, type Inventory } from '../core/inventory.ts';
+import type { Redactor } from '../core/redact.ts';
+import type { Cmd } from '../core/shell.ts';
 import type { DiskHistory } from './history.ts';
 
 export type Verdict = 'pass' | 'warn' | 'fail';
@@ -60,7 +60,7 @@ export interface ProbeOptions {
   allowFail?: boolean;
 }
 
-/** A read-only command on one host; the shape lib/elf.ts's HostCommand expects. */
+/** A read-only command on one host; the shape lib/integrations/elf.ts's HostCommand expects. */
 export type HostProbe = (command: Cmd, options?: ProbeOptions) => Promise<CommandResult>;
 
 export interface CheckContext {
@@ -196,7 +196,7 @@ function cannotRun(check: AuditCheck, e: unknown): Finding {
     summary: away
       ? `could not reach ${check.targets.join(', ')}: the check could not look`
       : `the check could not run: ${firstLine(errorMessage(e))}`,
-    // An audit only probes: "whether it took effect is unknown" (lib/ssh.ts) does not apply.
+    // An audit only probes: "whether it took effect is unknown" (lib/transports/ssh.ts) does not apply.
     evidence: [
       away
         ? `unreachable: ${away.replace(/: whether it took effect is unknown$/, '')}`

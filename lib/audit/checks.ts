@@ -1,6 +1,6 @@
 /** The checks an audit config asks for, in the order people read them. */
-import type { Inventory } from '../inventory.ts';
-import { hostsWithRole } from '../inventory.ts';
+import type { Inventory } from '../core/inventory.ts';
+import { hostsWithRole } from '../core/inventory.ts';
 import { backupContentCheck, backupFreshnessCheck } from './backup.ts';
 import type { AuditCheck } from './check.ts';
 import type { AuditConfig } from './config.ts';

@@ -3,11 +3,11 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { userInfo } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { BatonError, InvalidInputError } from '../errors.ts';
-import { loadInventory } from '../inventory.ts';
-import { runsDir } from '../runs.ts';
+import { BatonError, InvalidInputError } from '../core/errors.ts';
+import { loadInventory } from '../core/inventory.ts';
+import { runsDir } from '../app/runs.ts';
 import { LOCAL_STACK } from '../testnet/stack.ts';
-import { defaultTransports } from '../transports.ts';
+import { defaultTransports } from '../transports/index.ts';
 import { acknowledge, alertFailures, type AlertOutcome } from './alert.ts';
 import { runAudit, type AuditReport } from './audit.ts';
 import { alertSchema, findAuditConfigFile, readAuditConfig, type AuditConfig } from './config.ts';

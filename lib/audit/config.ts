@@ -6,8 +6,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { InvalidInputError } from '../errors.ts';
-import type { Inventory } from '../inventory.ts';
+import { InvalidInputError } from '../core/errors.ts';
+import type { Inventory } from '../core/inventory.ts';
 import { DURATION_PATTERN } from './duration.ts';
 
 const duration = z

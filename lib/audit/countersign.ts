@@ -5,8 +5,8 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { readJournal } from '../journal.ts';
-import { countersignatureState, soloEmergency } from '../ledger.ts';
+import { readJournal } from '../engine/journal.ts';
+import { countersignatureState, soloEmergency } from '../approval/ledger.ts';
 import type { AuditCheck, Finding } from './check.ts';
 
 /** The solo emergency runs on a stack in this run store. */

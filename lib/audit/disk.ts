@@ -4,8 +4,8 @@
  * that grew the most named (incident 002: a log rewritten on every retry
  * filled the disk over a week, and nobody looked at the slope).
  */
-import { BatonError } from '../errors.ts';
-import { sh } from '../shell.ts';
+import { BatonError } from '../core/errors.ts';
+import { sh } from '../core/shell.ts';
 import type { AuditCheck, Finding, Verdict } from './check.ts';
 import { worst } from './check.ts';
 import type { FilesystemConfig } from './config.ts';

@@ -3,8 +3,8 @@
  * its check runs before services start and its watchdog runs beside them
  * (docs/lease.md): a host without either can start, or keep, a second instance.
  */
-import { errorMessage } from '../errors.ts';
-import { sh } from '../shell.ts';
+import { errorMessage } from '../core/errors.ts';
+import { sh } from '../core/shell.ts';
 import type { AuditCheck, Finding, HostProbe, Verdict } from './check.ts';
 import { worst } from './check.ts';
 import type { LeaseGuardConfig } from './config.ts';

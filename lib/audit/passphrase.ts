@@ -6,8 +6,8 @@
  * the host through stdin: never argv, never any output.
  */
 import { readFileSync } from 'node:fs';
-import { errorMessage } from '../errors.ts';
-import { sh } from '../shell.ts';
+import { errorMessage } from '../core/errors.ts';
+import { sh } from '../core/shell.ts';
 import type { AuditCheck, Finding } from './check.ts';
 import type { EncryptedDevice } from './config.ts';
 

@@ -7,15 +7,15 @@
  * every ircd, and the TTLs of the records a failover cuts.
  */
 import { posix } from 'node:path';
-import { checkAthemeDb, type AthemeDb } from '../atheme/db.ts';
-import { verifyAnswer } from '../dns/index.ts';
-import type { CommandRunner } from '../dns/command.ts';
-import { localRunner } from '../dns/command.ts';
-import { checkPortability, readRemoteElf, remoteResolver } from '../elf.ts';
-import { BatonError, errorMessage } from '../errors.ts';
-import { includes, parseTags } from '../inspircd/config.ts';
-import { verifyServiceTrust } from '../irc/verify.ts';
-import { sh } from '../shell.ts';
+import { checkAthemeDb, type AthemeDb } from '../integrations/atheme/db.ts';
+import { verifyAnswer } from '../integrations/dns/index.ts';
+import type { CommandRunner } from '../integrations/dns/command.ts';
+import { localRunner } from '../integrations/dns/command.ts';
+import { checkPortability, readRemoteElf, remoteResolver } from '../integrations/elf.ts';
+import { BatonError, errorMessage } from '../core/errors.ts';
+import { includes, parseTags } from '../integrations/inspircd/config.ts';
+import { verifyServiceTrust } from '../integrations/irc/verify.ts';
+import { sh } from '../core/shell.ts';
 import { incompleteCopy, mostComplete, type Counts } from '../steps/atheme.ts';
 import { compareAtheme } from './backup.ts';
 import type { AuditCheck, CheckContext, Finding, HostProbe, Verdict } from './check.ts';

@@ -8,10 +8,10 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { BatonError } from '../errors.ts';
-import { findHost, type Inventory } from '../inventory.ts';
-import { sh } from '../shell.ts';
-import type { Transports } from '../transports.ts';
+import { BatonError } from '../core/errors.ts';
+import { findHost, type Inventory } from '../core/inventory.ts';
+import { sh } from '../core/shell.ts';
+import type { Transports } from '../transports/index.ts';
 import {
   ATHEME,
   BACKUP,

@@ -9,19 +9,19 @@
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { dirname, join, posix, resolve } from 'node:path';
-import { CONTROLLER } from '../engine.ts';
-import { checkPortability, readElfFile } from '../elf.ts';
-import { BatonError } from '../errors.ts';
-import { CommandError } from '../exec.ts';
-import type { Host } from '../inventory.ts';
+import { CONTROLLER } from '../engine/engine.ts';
+import { checkPortability, readElfFile } from '../integrations/elf.ts';
+import { BatonError } from '../core/errors.ts';
+import { CommandError } from '../core/exec.ts';
+import type { Host } from '../core/inventory.ts';
 import {
   condition,
   type Condition,
   type FactsContext,
   type ProbeContext,
   type StepDef,
-} from '../runbook.ts';
-import { raw, sh, type Cmd } from '../shell.ts';
+} from '../core/runbook.ts';
+import { raw, sh, type Cmd } from '../core/shell.ts';
 
 export type StaticToolchain = 'musl-gcc' | 'gcc';
 

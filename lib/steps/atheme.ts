@@ -2,9 +2,13 @@
  * Atheme's services.db as steps see it: read on a host, parsed as Atheme
  * would parse it, compared by what it holds (accounts, nicks, channels).
  */
-import { checkAthemeDb, type AthemeDbFault, type AthemeFingerprint } from '../atheme/db.ts';
-import type { Exec } from '../runbook.ts';
-import { sh } from '../shell.ts';
+import {
+  checkAthemeDb,
+  type AthemeDbFault,
+  type AthemeFingerprint,
+} from '../integrations/atheme/db.ts';
+import type { Exec } from '../core/runbook.ts';
+import { sh } from '../core/shell.ts';
 
 export interface DbSummary {
   path: string;

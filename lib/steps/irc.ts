@@ -4,16 +4,16 @@
  * the same step works on the testnet and in production without opening ports.
  */
 import type { Duplex } from 'node:stream';
-import { IrcError, plainText, withIrcClient, type IrcMessage } from '../irc/client.ts';
+import { IrcError, plainText, withIrcClient, type IrcMessage } from '../integrations/irc/client.ts';
 import {
   verifyIdentify,
   verifyServiceTrust,
   verifyTopicPropagation,
   type IrcEndpoint,
   type ServiceTrust,
-} from '../irc/verify.ts';
-import type { Host } from '../inventory.ts';
-import type { Condition } from '../runbook.ts';
+} from '../integrations/irc/verify.ts';
+import type { Host } from '../core/inventory.ts';
+import type { Condition } from '../core/runbook.ts';
 
 /** What a step needs to reach ircds: the context's `connect`. */
 export interface IrcReach {

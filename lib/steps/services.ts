@@ -5,8 +5,8 @@
  */
 import { posix } from 'node:path';
 import { z } from 'zod';
-import { dnsProviderFor, verifyAnswer, type DnsProvider } from '../dns/index.ts';
-import { DnsConflictError } from '../dns/provider.ts';
+import { dnsProviderFor, verifyAnswer, type DnsProvider } from '../integrations/dns/index.ts';
+import { DnsConflictError } from '../integrations/dns/provider.ts';
 import {
   describeLease,
   formatLease,
@@ -15,15 +15,15 @@ import {
   leaseOf,
   parseLease,
   type Lease,
-} from '../lease.ts';
-import type { CommandRunner } from '../dns/command.ts';
-import type { RecordType } from '../dns/provider.ts';
-import { checkPortability, readRemoteElf, remoteResolver } from '../elf.ts';
-import { BUILTIN_TESTNETS } from '../approval.ts';
-import { canRecordActiveHost, recordActiveHost } from '../pulumi-stack.ts';
-import { includes, servicesTrust, type ServicesTrust } from '../inspircd/config.ts';
-import type { DnsInventory, Host, Inventory } from '../inventory.ts';
-import { secret } from '../params.ts';
+} from '../core/lease.ts';
+import type { CommandRunner } from '../integrations/dns/command.ts';
+import type { RecordType } from '../integrations/dns/provider.ts';
+import { checkPortability, readRemoteElf, remoteResolver } from '../integrations/elf.ts';
+import { BUILTIN_TESTNETS } from '../core/inventory.ts';
+import { canRecordActiveHost, recordActiveHost } from '../integrations/pulumi-stack.ts';
+import { includes, servicesTrust, type ServicesTrust } from '../integrations/inspircd/config.ts';
+import type { DnsInventory, Host, Inventory } from '../core/inventory.ts';
+import { secret } from '../core/params.ts';
 import {
   condition,
   type ApplyContext,
@@ -33,9 +33,9 @@ import {
   type ProbeContext,
   type RunbookContext,
   type StepDef,
-} from '../runbook.ts';
-import { sh, type Cmd } from '../shell.ts';
-import { BatonError, errorMessage, isBatonError, TransientError } from '../errors.ts';
+} from '../core/runbook.ts';
+import { sh, type Cmd } from '../core/shell.ts';
+import { BatonError, errorMessage, isBatonError, TransientError } from '../core/errors.ts';
 import {
   describeDb,
   incompleteCopy,

@@ -1,7 +1,7 @@
 /** `baton testnet ...`: the local testnet from the command line. */
 import type { Command } from 'commander';
-import { InvalidInputError } from '../errors.ts';
-import { CommandError } from '../exec.ts';
+import { InvalidInputError } from '../core/errors.ts';
+import { CommandError } from '../core/exec.ts';
 import {
   down,
   exec,

@@ -8,7 +8,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import { BatonError, InvalidInputError } from '../errors.ts';
+import { BatonError, InvalidInputError } from '../core/errors.ts';
 import { daemonArgv } from './daemon.ts';
 import { ensureSshd } from './host.ts';
 import { BRIDGE, linkNames, setCut, setPort } from './network.ts';

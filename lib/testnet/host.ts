@@ -19,8 +19,8 @@ import {
 } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BatonError } from '../errors.ts';
-import { sh } from '../shell.ts';
+import { BatonError } from '../core/errors.ts';
+import { sh } from '../core/shell.ts';
 import { isMountPoint, pidInNetns } from './procs.ts';
 import { generateKey, publicKeyFingerprint, sshdConfig } from './sshd.ts';
 import type { TestnetPaths } from './state.ts';

@@ -14,11 +14,11 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { BatonError, InvalidInputError } from '../errors.ts';
-import type { CommandResult, ExecOptions } from '../exec.ts';
-import { findHost, parseInventory, type Inventory } from '../inventory.ts';
-import { sh } from '../shell.ts';
-import { SshPool } from '../ssh.ts';
+import { BatonError, InvalidInputError } from '../core/errors.ts';
+import type { CommandResult, ExecOptions } from '../core/exec.ts';
+import { findHost, parseInventory, type Inventory } from '../core/inventory.ts';
+import { sh } from '../core/shell.ts';
+import { SshPool } from '../transports/ssh.ts';
 import { applyFault, healFaults, parseFaultKind, type FaultOptions } from './faults.ts';
 import { ensureHostNamespaces, ensureSshd, prepareHostFiles, provisionHost } from './host.ts';
 import { ensureHostLink, ensureNetns, ensureRelay, ensureSwitch, listNetns } from './network.ts';

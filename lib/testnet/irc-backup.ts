@@ -4,10 +4,10 @@
  * /srv/backup/bin/backup-atheme on the other), never held whole, and the
  * sha256 computed in passing must equal the one vault wrote beside it.
  */
-import { BatonError } from '../errors.ts';
-import { findHost, type Inventory } from '../inventory.ts';
-import { sh } from '../shell.ts';
-import type { SshPool } from '../ssh.ts';
+import { BatonError } from '../core/errors.ts';
+import { findHost, type Inventory } from '../core/inventory.ts';
+import { sh } from '../core/shell.ts';
+import type { SshPool } from '../transports/ssh.ts';
 import { ATHEME, BACKUP, BACKUP_HOST, SERVICES_PRIMARY } from './irc.ts';
 
 export interface AthemeBackup {

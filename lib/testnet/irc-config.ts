@@ -4,7 +4,7 @@
  * Pure functions of the contract in irc.ts and the per-testnet secrets.
  */
 import { readFileSync } from 'node:fs';
-import { InvalidInputError } from '../errors.ts';
+import { InvalidInputError } from '../core/errors.ts';
 import {
   ATHEME,
   ATHEME_COMMAND,

@@ -9,10 +9,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BatonError, TransientError } from '../errors.ts';
-import { findHost, type Host, type Inventory } from '../inventory.ts';
-import { raw, sh, type Cmd } from '../shell.ts';
-import { SshPool } from '../ssh.ts';
+import { BatonError, TransientError } from '../core/errors.ts';
+import { findHost, type Host, type Inventory } from '../core/inventory.ts';
+import { raw, sh, type Cmd } from '../core/shell.ts';
+import { SshPool } from '../transports/ssh.ts';
 import { backupAtheme, type AthemeBackup } from './irc-backup.ts';
 import {
   athemeConfig,
@@ -50,7 +50,7 @@ import {
   type IrcdHost,
 } from './irc.ts';
 import { testnetRoute } from './stack.ts';
-import { formatLease } from '../lease.ts';
+import { formatLease } from '../core/lease.ts';
 import type { TestnetPaths } from './state.ts';
 
 export interface ProvisionIrcOptions {

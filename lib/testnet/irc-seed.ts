@@ -5,11 +5,11 @@
  * ircds: waiting for links, asking services, and seeding services.db.
  */
 import { randomBytes } from 'node:crypto';
-import { BatonError } from '../errors.ts';
-import { findHost, type Host, type Inventory } from '../inventory.ts';
-import { IrcClient, plainText, type IrcMessage } from '../irc/client.ts';
-import type { IrcEndpoint } from '../irc/verify.ts';
-import type { SshPool } from '../ssh.ts';
+import { BatonError } from '../core/errors.ts';
+import { findHost, type Host, type Inventory } from '../core/inventory.ts';
+import { IrcClient, plainText, type IrcMessage } from '../integrations/irc/client.ts';
+import type { IrcEndpoint } from '../integrations/irc/verify.ts';
+import type { SshPool } from '../transports/ssh.ts';
 import {
   IRC_CLIENT_PORT,
   IRC_HUB,
@@ -21,7 +21,7 @@ import {
   type IrcSecrets,
 } from './irc.ts';
 
-/** An ircd as lib/irc/verify.ts probes it: reached through the host's ssh connection. */
+/** An ircd as lib/integrations/irc/verify.ts probes it: reached through the host's ssh connection. */
 export function ircEndpoint(pool: SshPool, host: Host): IrcEndpoint {
   return {
     host: host.name,

@@ -6,8 +6,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BatonError } from '../errors.ts';
-import type { DnsInventory } from '../inventory.ts';
+import { BatonError } from '../core/errors.ts';
+import type { DnsInventory } from '../core/inventory.ts';
 import { testnetPaths, type TestnetPaths } from './state.ts';
 
 export const IRC_ZONE = 'irc.test';
@@ -98,7 +98,7 @@ export const KNOT = {
 export const TSIG_KEY_NAME = 'baton-update';
 export const TSIG_ALGORITHM = 'hmac-sha256';
 
-/** The services lease (lib/lease.ts): holder, generation and expiry of the one host allowed to run Atheme. */
+/** The services lease (lib/core/lease.ts): holder, generation and expiry of the one host allowed to run Atheme. */
 export const LEASE_RECORD = '_lease.services';
 export const LEASE_FQDN = `${LEASE_RECORD}.${IRC_ZONE}`;
 
@@ -177,7 +177,7 @@ export const SEED: { accounts: SeedAccount[]; channels: SeedChannel[] } = {
 
 export interface IrcSecretPaths {
   dir: string;
-  /** `hmac-sha256:baton-update:<base64>`, as lib/dns/rfc2136.ts parseTsigKey reads it. */
+  /** `hmac-sha256:baton-update:<base64>`, as lib/integrations/dns/rfc2136.ts parseTsigKey reads it. */
   tsigKey: string;
   /** `hmac-sha256:baton-lease:<base64>`: the services hosts' key, allowed to update the lease only. */
   leaseTsigKey: string;

@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, openSync, closeSync } from 'node:fs';
-import { BatonError } from '../errors.ts';
+import { BatonError } from '../core/errors.ts';
 import { daemonArgv } from './daemon.ts';
 import { pidInNetns } from './procs.ts';
 import type { TestnetPaths } from './state.ts';

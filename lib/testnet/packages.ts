@@ -5,7 +5,7 @@
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BatonError } from '../errors.ts';
+import { BatonError } from '../core/errors.ts';
 import { sys } from './system.ts';
 
 export const PACKAGE_LIST = join(

@@ -3,7 +3,7 @@
  * generated, passed by reference (`@file:`) so they never appear anywhere.
  */
 import { existsSync } from 'node:fs';
-import type { AnyRunbook } from '../runbook.ts';
+import type { AnyRunbook } from '../core/runbook.ts';
 import { ircSecretPaths } from './irc.ts';
 
 /** `--param` arguments for the runbook's parameters the testnet has secrets for, unless given. */

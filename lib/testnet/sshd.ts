@@ -2,7 +2,7 @@
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { fingerprint } from '../ssh.ts';
+import { fingerprint } from '../transports/ssh.ts';
 
 const run = promisify(execFile);
 

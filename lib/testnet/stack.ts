@@ -3,19 +3,19 @@
  * (`--stack local` loads the inventory `testnet up` wrote) and the ssh route
  * through the testnet's relay. Import this module for its effect.
  */
+import { canonicalJson } from '../core/hash.ts';
 import { existsSync, readFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
-import { BatonError } from '../errors.ts';
+import { BatonError } from '../core/errors.ts';
 import {
-  canonicalJson,
   demoInventory,
   parseInventory,
   stackSources,
   type Host,
   type Inventory,
   type StackSource,
-} from '../inventory.ts';
-import { sshRoutes, type SshRoute } from '../ssh.ts';
+} from '../core/inventory.ts';
+import { sshRoutes, type SshRoute } from '../transports/ssh.ts';
 import { dialRelay } from './relay.ts';
 import { readState, testnetPaths } from './state.ts';
 import { inTestnetRange } from './topology.ts';

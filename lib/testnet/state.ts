@@ -11,7 +11,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { BatonError } from '../errors.ts';
+import { BatonError } from '../core/errors.ts';
 
 export type FaultKind = 'host-down' | 'link-down' | 'partition' | 'slow' | 'disk-full';
 

@@ -1,6 +1,6 @@
 /** Local commands the testnet machinery runs on the controller (ip, nsenter, nft ...), argv only. */
 import { $ } from 'zx';
-import { BatonError } from '../errors.ts';
+import { BatonError } from '../core/errors.ts';
 
 export interface SysResult {
   stdout: string;

@@ -2,8 +2,8 @@
  * Testnet topologies as data: which hosts exist, their roles, addresses and
  * the services (with the users they run as and the directories they own).
  */
-import { InvalidInputError } from '../errors.ts';
-import type { DnsInventory } from '../inventory.ts';
+import { InvalidInputError } from '../core/errors.ts';
+import type { DnsInventory } from '../core/inventory.ts';
 import { IRC_DNS } from './irc.ts';
 
 export interface ServiceSpec {

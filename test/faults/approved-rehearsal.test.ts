@@ -10,11 +10,11 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../lib/cli.ts';
-import { findHost, type Inventory } from '../../lib/inventory.ts';
-import { readJournal } from '../../lib/journal.ts';
-import { loadRunbook, runsDir } from '../../lib/runs.ts';
-import type { SshPool } from '../../lib/ssh.ts';
+import { main } from '../../lib/app/cli.ts';
+import { findHost, type Inventory } from '../../lib/core/inventory.ts';
+import { readJournal } from '../../lib/engine/journal.ts';
+import { loadRunbook, runsDir } from '../../lib/app/runs.ts';
+import type { SshPool } from '../../lib/transports/ssh.ts';
 import * as testnet from '../../lib/testnet/index.ts';
 import { readIrcSecrets } from '../../lib/testnet/irc.ts';
 import { rehearsalParams } from '../../lib/testnet/rehearsal.ts';

@@ -7,14 +7,14 @@ import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Rfc2136Provider, parseTsigKey } from '../../lib/dns/rfc2136.ts';
-import type { CommandRunner } from '../../lib/dns/command.ts';
-import type { RunResult } from '../../lib/engine.ts';
-import { findHost, type Inventory } from '../../lib/inventory.ts';
-import { parseLease, type Lease } from '../../lib/lease.ts';
+import { Rfc2136Provider, parseTsigKey } from '../../lib/integrations/dns/rfc2136.ts';
+import type { CommandRunner } from '../../lib/integrations/dns/command.ts';
+import type { RunResult } from '../../lib/engine/engine.ts';
+import { findHost, type Inventory } from '../../lib/core/inventory.ts';
+import { parseLease, type Lease } from '../../lib/core/lease.ts';
 import { rewriteLease } from '../support/lease.ts';
-import { loadRunbook, startRun } from '../../lib/runs.ts';
-import type { SshPool } from '../../lib/ssh.ts';
+import { loadRunbook, startRun } from '../../lib/app/runs.ts';
+import type { SshPool } from '../../lib/transports/ssh.ts';
 import * as testnet from '../../lib/testnet/index.ts';
 import {
   ircSecretPaths,

@@ -1,6 +1,6 @@
 /** Builders for the audit's tests: services.db texts, local hosts, a PNG reader for screenshots. */
 import { inflateSync } from 'node:zlib';
-import type { Inventory } from '../../lib/inventory.ts';
+import type { Inventory } from '../../lib/core/inventory.ts';
 
 export interface DbSpec {
   accounts: Array<{ name: string; registeredAt: number }>;

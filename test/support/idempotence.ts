@@ -5,10 +5,10 @@
  * verify and its undo must still hold. Faults come in through the engine's
  * `afterMutation` hook; what holds is checked by the caller from outside.
  */
-import type { EngineDeps } from '../../lib/engine.ts';
-import { BatonError, TransientError } from '../../lib/errors.ts';
-import type { Plan } from '../../lib/plan.ts';
-import type { AnyRunbook } from '../../lib/runbook.ts';
+import type { EngineDeps } from '../../lib/engine/engine.ts';
+import { BatonError, TransientError } from '../../lib/core/errors.ts';
+import type { Plan } from '../../lib/core/plan.ts';
+import type { AnyRunbook } from '../../lib/core/runbook.ts';
 
 type Hook = NonNullable<EngineDeps['afterMutation']>;
 type At = Parameters<Hook>[0];

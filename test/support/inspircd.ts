@@ -15,8 +15,8 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { IrcClient } from '../../lib/irc/client.ts';
-import { findExecutable } from '../../lib/which.ts';
+import { IrcClient } from '../../lib/integrations/irc/client.ts';
+import { findExecutable } from '../../lib/transports/which.ts';
 import { freePort } from './sshd.ts';
 import { INSPIRCD_MODULES } from '../../lib/testnet/irc.ts';
 

@@ -5,8 +5,8 @@
  * renewal; it is then read again and retried, and the change is computed from
  * what the record holds now.
  */
-import { DnsConflictError, type DnsProvider } from '../../lib/dns/provider.ts';
-import { formatLease, parseLease, type Lease } from '../../lib/lease.ts';
+import { DnsConflictError, type DnsProvider } from '../../lib/integrations/dns/provider.ts';
+import { formatLease, parseLease, type Lease } from '../../lib/core/lease.ts';
 
 export async function rewriteLease(
   dns: DnsProvider,

@@ -9,7 +9,7 @@ import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Host } from '../../lib/inventory.ts';
+import type { Host } from '../../lib/core/inventory.ts';
 import { generateKey, sshdConfig } from '../../lib/testnet/sshd.ts';
 
 export interface TestSshd {

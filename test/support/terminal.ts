@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { quote } from '../../lib/shell.ts';
+import { quote } from '../../lib/core/shell.ts';
 import { ROOT } from '../helpers.ts';
 
 const BATON = join(ROOT, 'bin', 'baton.js');
