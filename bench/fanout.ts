@@ -16,7 +16,6 @@ import { join } from 'node:path';
 import type { Host, Inventory } from '../lib/core/inventory.ts';
 import { planRunbook, startRun } from '../lib/app/runs.ts';
 import * as testnet from '../lib/testnet/index.ts';
-import '../lib/testnet/stack.ts';
 import { testnetPaths } from '../lib/testnet/state.ts';
 
 const BENCH = import.meta.dirname;

@@ -10,11 +10,8 @@ import {
   savedOutputsSource,
   type StackSource,
 } from '../lib/core/inventory.ts';
-import {
-  pulumiStackSource,
-  recordActiveHost,
-  registerPulumiStackSource,
-} from '../lib/integrations/pulumi-stack.ts';
+import { pulumiStackSource, recordActiveHost } from '../lib/integrations/pulumi-stack.ts';
+import { defaultSources } from '../lib/app/app.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** What `pulumi stack output --json` printed for the production stack (recorded from the program under mocks). */
@@ -100,8 +97,11 @@ describe('--stack NAME from a Pulumi stack', () => {
 
   it('falls through to the saved outputs file where no pulumi CLI is installed', async () => {
     saveOutputs(w, 'production', recorded);
-    const sources: StackSource[] = [savedOutputsSource, builtinSource];
-    registerPulumiStackSource({ env: w.env }, sources);
+    const sources: StackSource[] = [
+      pulumiStackSource({ env: w.env }),
+      savedOutputsSource,
+      builtinSource,
+    ];
     expect(await pulumiStackSource({ env: w.env }).load('production', w.cwd)).toBeUndefined();
     expect(await load(sources, 'production', w.cwd)).toEqual({
       inv: expected,
@@ -118,10 +118,10 @@ describe('--stack NAME from a Pulumi stack', () => {
       w,
       `case "$*" in *production*) cat ${JSON.stringify(join(w.cwd, 'recorded.json'))};; *) echo "error: no stack named '$7' found" >&2; exit 255;; esac`,
     );
-    const sources: StackSource[] = [savedOutputsSource, builtinSource];
-    registerPulumiStackSource({ env: w.env }, sources);
-    registerPulumiStackSource({ env: w.env }, sources);
+    // The app asks the testnet first (`local`), then the live stack, then the saved copy.
+    const sources = defaultSources(w.env);
     expect(sources.map((s) => s.describe)).toEqual([
+      'the local testnet (stack local, written by `baton testnet up`)',
       'pulumi stack output (infra/)',
       '.baton/stacks/<stack>.json',
       'built-in stack demo',

@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { secret } from '../lib/core/params.ts';
 import { alreadyDone, condition, defineRunbook } from '../lib/core/runbook.ts';
-import { PACKAGE_ROOT } from '../lib/app/runs.ts';
+import { PACKAGE_ROOT } from '../lib/app/paths.ts';
 import { sh } from '../lib/core/shell.ts';
 
 const PLACEHOLDER = '@CREDENTIAL@';

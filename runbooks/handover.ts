@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { defineRunbook } from '../lib/core/runbook.ts';
-import { batonHome, PACKAGE_ROOT } from '../lib/app/runs.ts';
+import { batonHome, PACKAGE_ROOT } from '../lib/app/paths.ts';
 import { staticArtifact, type ArtifactFacts } from '../lib/steps/artifact.ts';
 import {
   binaryStep,

@@ -10,7 +10,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
 import { defineRunbook } from '../lib/core/runbook.ts';
-import { batonHome, PACKAGE_ROOT } from '../lib/app/runs.ts';
+import { batonHome, PACKAGE_ROOT } from '../lib/app/paths.ts';
 import { sh } from '../lib/core/shell.ts';
 import {
   staticArtifact,

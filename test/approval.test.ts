@@ -9,7 +9,9 @@ import { main } from '../lib/app/cli.ts';
 import type { RunEvent } from '../lib/core/events.ts';
 import { GENESIS, readJournal } from '../lib/engine/journal.ts';
 import { planHash } from '../lib/core/plan.ts';
-import { readPlanFile, runsDir, startRun, type PlanFile } from '../lib/app/runs.ts';
+import { startRun } from '../lib/app/runs.ts';
+import { readPlanFile, type PlanFile } from '../lib/app/planfile.ts';
+import { runsDir } from '../lib/app/paths.ts';
 import { buildReport, renderMarkdown } from '../lib/app/report.ts';
 import { SIGNATURES_FILE, sshHeadSigner } from '../lib/approval/signing.ts';
 import {

@@ -3,6 +3,7 @@
  * network, and fails with the right evidence when its incident is injected
  * for real on the hosts. No secret appears in anything the audit writes.
  */
+import { createApp } from '../lib/app/app.ts';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -85,6 +86,7 @@ describe.skipIf(skipUnless(missing, 'baton audit on the irc testnet'))(
         out: (l) => out.push(l),
         err: (l) => err.push(l),
         json: () => false,
+        app: createApp(),
       });
       let code = 0;
       try {

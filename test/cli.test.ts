@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { main } from '../lib/app/cli.ts';
-import { runsDir } from '../lib/app/runs.ts';
+import { runsDir } from '../lib/app/paths.ts';
 import { onTerminal } from './support/terminal.ts';
 import { allText, captureIo, ORDERED, ROOT, treeHash, workspace, inDir } from './helpers.ts';
 

@@ -15,7 +15,9 @@ import { describe, expect, it } from 'vitest';
 import { main } from '../lib/app/cli.ts';
 import { readJournal } from '../lib/engine/journal.ts';
 import { codeChanges, diskReader, importSpecifiers } from '../lib/core/code-version.ts';
-import { planRunbook, resumeRun, runbookCode, runsDir, startRun } from '../lib/app/runs.ts';
+import { planRunbook, resumeRun, startRun } from '../lib/app/runs.ts';
+import { runbookCode } from '../lib/app/registry.ts';
+import { runsDir } from '../lib/app/paths.ts';
 import { captureIo, localNodes, ROOT } from './helpers.ts';
 
 /** An operator's project: a runbook importing baton as a package, a lib of its own, a lockfile. */

@@ -6,7 +6,8 @@ import type { RunEvent } from '../lib/core/events.ts';
 import type { Transport } from '../lib/core/exec.ts';
 import { readJournal } from '../lib/engine/journal.ts';
 import { localTransport } from '../lib/transports/local.ts';
-import { planRunbook, runsDir, startRun } from '../lib/app/runs.ts';
+import { planRunbook, startRun } from '../lib/app/runs.ts';
+import { runsDir } from '../lib/app/paths.ts';
 import { ORDERED, ORDERED_PONR, treeHash, workspace } from './helpers.ts';
 
 function events(cwd: string, runId: string): RunEvent[] {

@@ -16,7 +16,8 @@ import {
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadRunbook, planRunbook, startRun } from '../lib/app/runs.ts';
+import { planRunbook, startRun } from '../lib/app/runs.ts';
+import { loadRunbook } from '../lib/app/registry.ts';
 import { allOf, dropConnections, failAt, idempotentSteps } from './support/idempotence.ts';
 import { workspace } from './helpers.ts';
 

@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readJournal } from '../lib/engine/journal.ts';
-import { runsDir } from '../lib/app/runs.ts';
+import { runsDir } from '../lib/app/paths.ts';
 import {
   ORDERED,
   ORDERED_COMMIT,

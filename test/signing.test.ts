@@ -7,7 +7,8 @@ import { sign } from '../lib/approval/approval.ts';
 import { main } from '../lib/app/cli.ts';
 import type { JournalRecord } from '../lib/core/events.ts';
 import { readJournal } from '../lib/engine/journal.ts';
-import { planRunbook, resumeRun, runsDir, startRun } from '../lib/app/runs.ts';
+import { planRunbook, resumeRun, startRun } from '../lib/app/runs.ts';
+import { runsDir } from '../lib/app/paths.ts';
 import {
   headMessage,
   readSignatures,

@@ -1,4 +1,5 @@
 /** The testnet's command line, topologies and safety rails: no root, no namespaces needed. */
+import { createApp } from '../lib/app/app.ts';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -7,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BatonError } from '../lib/core/errors.ts';
-import { loadInventory, type Host } from '../lib/core/inventory.ts';
+import { type Host } from '../lib/core/inventory.ts';
 import { SshPool } from '../lib/transports/ssh.ts';
 import { registerTestnetCommands } from '../lib/testnet/cli.ts';
 import { testnetRoute } from '../lib/testnet/stack.ts';
@@ -74,7 +75,7 @@ describe('baton testnet (command line)', () => {
     expect(await program().run('testnet', 'status')).toEqual([
       `no testnet is up in ${join(home, 'testnet')}`,
     ]);
-    await expect(loadInventory('local')).rejects.toThrow(
+    await expect(createApp().inventory('local')).rejects.toThrow(
       /stack local is the local testnet, and none is up/,
     );
   });

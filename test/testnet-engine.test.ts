@@ -10,10 +10,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findHost, type Inventory } from '../lib/core/inventory.ts';
 import { readJournal } from '../lib/engine/journal.ts';
-import { planRunbook, runsDir, startRun } from '../lib/app/runs.ts';
+import { planRunbook, startRun } from '../lib/app/runs.ts';
+import { runsDir } from '../lib/app/paths.ts';
 import type { SshPool } from '../lib/transports/ssh.ts';
 import * as testnet from '../lib/testnet/index.ts';
-import '../lib/testnet/stack.ts';
 import { ORDERED, ROOT } from './helpers.ts';
 import { assertPrerequisite, skipUnless } from './support/require.ts';
 

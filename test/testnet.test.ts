@@ -1,3 +1,4 @@
+import { createApp } from '../lib/app/app.ts';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,13 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatonError, TransientError } from '../lib/core/errors.ts';
-import {
-  findHost,
-  loadInventory,
-  parseInventory,
-  type Host,
-  type Inventory,
-} from '../lib/core/inventory.ts';
+import { findHost, parseInventory, type Host, type Inventory } from '../lib/core/inventory.ts';
 import { remote, type SshPool } from '../lib/transports/ssh.ts';
 import { registerTestnetCommands } from '../lib/testnet/cli.ts';
 import * as testnet from '../lib/testnet/index.ts';
@@ -88,7 +83,7 @@ describe.skipIf(skipUnless(missing, 'the local testnet'))('the local testnet', (
   });
 
   it('writes an inventory that --stack local loads, with the hosts’ real host keys pinned', async () => {
-    const loaded = await loadInventory('local');
+    const loaded = await createApp().inventory('local');
     expect(loaded).toEqual(inv);
     expect(
       parseInventory(

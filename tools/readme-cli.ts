@@ -6,7 +6,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildProgram, type Io } from '../lib/app/cli.ts';
-import { PACKAGE_ROOT } from '../lib/app/runs.ts';
+import { PACKAGE_ROOT } from '../lib/app/paths.ts';
 import { renderUsage, withUsage } from '../lib/app/usage.ts';
 
 const silent: Io = {

@@ -3,10 +3,9 @@
  * runbook, start a run, resume a run. A run lives in `.baton/runs/<run-id>/`.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
-import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join, resolve } from 'node:path';
 import {
   Session,
   historyFrom,
@@ -15,26 +14,12 @@ import {
   type RunInput,
   type RunResult,
 } from '../engine/engine.ts';
-import {
-  codeChanges,
-  codeVersion,
-  describeCodeChanges,
-  manifestHash,
-  type CodeManifest,
-  type CodeReader,
-  type CodeVersion,
-} from '../core/code-version.ts';
-import { BatonError, InvalidInputError, JournalCorruptError, thrownText } from '../core/errors.ts';
+import { codeChanges, describeCodeChanges, manifestHash } from '../core/code-version.ts';
+import { BatonError, InvalidInputError, JournalCorruptError } from '../core/errors.ts';
 import type { RunEvent } from '../core/events.ts';
-import { inventoryHash, loadInventory, type Inventory } from '../core/inventory.ts';
+import { inventoryHash, type Inventory } from '../core/inventory.ts';
 import { Journal, readJournal, type HeadSigner, type JournalRead } from '../engine/journal.ts';
-import {
-  parseParamArgs,
-  rawFromRecorded,
-  secretParamNames,
-  validateParams,
-  type RawParam,
-} from '../core/params.ts';
+import { parseParamArgs, rawFromRecorded, validateParams, type RawParam } from '../core/params.ts';
 import { operatorIdentity, operatorKeys } from '../approval/approval.ts';
 import { approvalGate, gates, verifyClearance, type Gate } from '../approval/gate.ts';
 import { approvalLedger } from '../approval/ledger.ts';
@@ -46,22 +31,24 @@ import {
 } from '../approval/policy.ts';
 import { testnetOrigin } from '../testnet/stack.ts';
 import {
-  indexProblem,
   loadSigners,
   readSignatures,
   requireTrusted,
-  RUN_INDEX_FILE,
   runSigner,
-  SIGNING_KEY_ENV,
   sshHeadSigner,
   verifyRun,
   type ClearanceVerifier,
   type Signers,
 } from '../approval/signing.ts';
+import { SIGNING_KEY_ENV } from '../core/env.ts';
 import type { Redactor } from '../core/redact.ts';
-import { planHash as hashOf, type Plan } from '../core/plan.ts';
+import { type Plan } from '../core/plan.ts';
 import type { AnyRunbook } from '../core/runbook.ts';
-import { defaultTransports, type Transports } from '../transports/index.ts';
+import { batonHome, runIndex, runsDir } from './paths.ts';
+import { acquireLock, runDir } from './run-store.ts';
+import type { LoadedRunbook } from './registry.ts';
+import { createApp, type App } from './app.ts';
+import type { Transports } from '../transports/index.ts';
 import {
   acquireStackLock,
   breakStackLock,
@@ -69,29 +56,6 @@ import {
   type LockHolder,
   type StackLock,
 } from '../engine/stacklock.ts';
-
-export const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-
-export function batonVersion(): string {
-  const pkg = JSON.parse(readFileSync(join(PACKAGE_ROOT, 'package.json'), 'utf8')) as {
-    version: string;
-  };
-  return pkg.version;
-}
-
-/** Where runs and local state live: $BATON_HOME, else ./.baton. */
-export function batonHome(cwd = process.cwd()): string {
-  return process.env.BATON_HOME ? resolve(process.env.BATON_HOME) : join(resolve(cwd), '.baton');
-}
-
-export function runsDir(cwd?: string): string {
-  return join(batonHome(cwd), 'runs');
-}
-
-/** The run store's index of signed heads (signing.ts), beside the runs. */
-export function runIndex(cwd?: string): string {
-  return join(batonHome(cwd), RUN_INDEX_FILE);
-}
 
 /**
  * Who may sign a run's journal: the approvers in the repository's approvers
@@ -126,67 +90,6 @@ export function newRunId(runbook: string, now: Date): string {
   return `${stamp}-${runbook}-${randomBytes(2).toString('hex')}`;
 }
 
-export interface LoadedRunbook {
-  runbook: AnyRunbook;
-  file: string;
-  /** Hash of the code that runs (see code-version.ts): approvals and resumes bind to it. */
-  codeVersion: string;
-  /** What `codeVersion` covers, file by file, so a refusal can name the file that changed. */
-  codeManifest: CodeManifest;
-}
-
-/** The code a run of this runbook executes: its module graph and baton's runner (this module's). */
-export function runbookCode(file: string, reader?: CodeReader): CodeVersion {
-  return codeVersion({
-    entries: [file, fileURLToPath(import.meta.url)],
-    batonRoot: PACKAGE_ROOT,
-    batonVersion: batonVersion(),
-    ...(reader ? { reader } : {}),
-  });
-}
-
-/** A runbook by name (./runbooks/NAME.ts, then baton's own runbooks/) or by path. */
-export async function loadRunbook(ref: string, cwd = process.cwd()): Promise<LoadedRunbook> {
-  const candidates =
-    ref.includes('/') || /\.(ts|js|mjs)$/.test(ref)
-      ? [isAbsolute(ref) ? ref : resolve(cwd, ref)]
-      : [join(resolve(cwd), 'runbooks', `${ref}.ts`), join(PACKAGE_ROOT, 'runbooks', `${ref}.ts`)];
-  const file = candidates.find((f) => existsSync(f));
-  if (!file) {
-    throw new InvalidInputError(
-      `no runbook ${ref}`,
-      `Looked for ${candidates.join(' and ')}. \`baton runbooks\` lists the runbooks baton knows.`,
-    );
-  }
-  let mod: { default?: AnyRunbook };
-  try {
-    mod = (await import(pathToFileURL(file).href)) as typeof mod;
-  } catch (e) {
-    throw new BatonError(
-      'INVALID_INPUT',
-      `${file === ref ? file : `runbook ${ref} (${file})`} could not be loaded: ${thrownText(e)}`,
-      'Fix the runbook file; nothing was run. BATON_DEBUG=1 shows where it failed.',
-      { cause: e },
-    );
-  }
-  const runbook = mod.default;
-  if (!runbook || runbook.kind !== 'baton.runbook') {
-    throw new InvalidInputError(`${file} does not export a runbook as default (use defineRunbook)`);
-  }
-  const code = runbookCode(file);
-  return { runbook, file, codeVersion: code.hash, codeManifest: code.manifest };
-}
-
-export function listRunbooks(cwd = process.cwd()): string[] {
-  const names = new Set<string>();
-  for (const dir of [join(resolve(cwd), 'runbooks'), join(PACKAGE_ROOT, 'runbooks')]) {
-    if (!existsSync(dir)) continue;
-    for (const f of readdirSync(dir))
-      if (f.endsWith('.ts') && !f.endsWith('.test.ts')) names.add(f.slice(0, -3));
-  }
-  return [...names].sort();
-}
-
 export interface Invocation {
   runbook: string;
   stack?: string;
@@ -202,6 +105,8 @@ export interface Invocation {
   approved?: RunInput['approved'];
   /** Whether secrets may be given inline; by default refused where the stack's policy needs approvals. */
   inlineSecrets?: 'allow' | 'refuse';
+  /** Where stacks, runbooks and transports come from; default the CLI's (createApp) for `cwd`. */
+  app?: App;
 }
 
 interface Prepared {
@@ -230,8 +135,9 @@ function stackFor(runbook: AnyRunbook, given: string | undefined): string {
 }
 
 async function prepare(inv: Invocation, runId?: string): Promise<Prepared> {
-  const cwd = inv.cwd ?? process.cwd();
-  const loaded = await loadRunbook(inv.runbook, cwd);
+  const app = inv.app ?? createApp({ ...(inv.cwd ? { cwd: inv.cwd } : {}) });
+  const cwd = inv.cwd ?? app.cwd;
+  const loaded = await app.runbook(inv.runbook);
   const { runbook } = loaded;
   const stack = stackFor(runbook, inv.stack);
   // Parameters are checked before the stack is even loaded: bad input touches nothing.
@@ -242,7 +148,7 @@ async function prepare(inv: Invocation, runId?: string): Promise<Prepared> {
     { inlineSecrets: inv.inlineSecrets ?? 'allow' },
   );
   const repo = loadRepositoryPolicy(cwd);
-  const inventory = inv.inventory ?? (await loadInventory(stack, cwd));
+  const inventory = inv.inventory ?? (await app.inventory(stack));
   // Where the stack's policy needs approvals, secrets come by reference only.
   if (!inv.inlineSecrets && inlineSecretsOn(runbook, stack, repo, inventory, cwd) === 'refuse')
     validateParams(runbook.params, inv.rawParams ?? parseParamArgs(inv.params), runbook.name, {
@@ -250,7 +156,7 @@ async function prepare(inv: Invocation, runId?: string): Promise<Prepared> {
     });
   const now = inv.deps?.now ?? (() => new Date());
   const id = runId ?? newRunId(runbook.name, now());
-  const transports = defaultTransports();
+  const transports = await app.transports();
   const deps: EngineDeps = {
     transportFor: transports.transportFor,
     now,
@@ -500,6 +406,7 @@ export interface ResumeOptions {
   allowedSigners?: string;
   /** A controller's public key that may sign too. */
   controllerKey?: string;
+  app?: App;
 }
 
 /**
@@ -603,6 +510,7 @@ async function verifyForResume(
 }
 
 export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
+  const app = opts.app ?? createApp({ ...(opts.cwd ? { cwd: opts.cwd } : {}) });
   const dir = runDir(opts.runId, opts.cwd);
   const read = readJournal(dir);
   const events = read.records.map((r) => r.event);
@@ -620,7 +528,7 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
   const { signer, lastUnsigned, signerKeys } = await verifyForResume(dir, read, opts);
   const release = acquireLock(dir, opts.runId);
   try {
-    const loaded = await loadRunbook(start.runbookFile, opts.cwd);
+    const loaded = await app.runbook(start.runbookFile);
     refuseChangedCode(start, loaded, opts.runId);
     const raw = rawFromRecorded(
       start.params,
@@ -673,7 +581,7 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
       };
     }
     const now = opts.deps?.now ?? (() => new Date());
-    const transports = defaultTransports();
+    const transports = await app.transports();
     let lock: StackLock | undefined;
     let result: RunResult | undefined;
     try {
@@ -764,172 +672,6 @@ async function stopped(runId: string, drive: () => Promise<RunResult>): Promise<
   }
 }
 
-export function runDir(runId: string, cwd?: string): string {
-  if (!/^[A-Za-z0-9._-]+$/.test(runId))
-    throw new InvalidInputError(`${JSON.stringify(runId)} is not a run id`);
-  const dir = join(runsDir(cwd), runId);
-  if (!existsSync(dir)) {
-    throw new InvalidInputError(
-      `no run ${runId} in ${runsDir(cwd)}`,
-      '`baton runs` lists the runs.',
-    );
-  }
-  return dir;
-}
-
-/** One controller per run: a lock file holding the pid; a dead holder's lock is taken over. */
-export function acquireLock(dir: string, runId: string): () => void {
-  const file = join(dir, 'lock');
-  if (existsSync(file)) {
-    const [pidText, host] = readFileSync(file, 'utf8').trim().split(' ');
-    const pid = Number(pidText);
-    if (host === hostname() && pid && pid !== process.pid && alive(pid)) {
-      throw new BatonError(
-        'RUN_LOCKED',
-        `run ${runId} is being driven by process ${pid} on this machine`,
-        `Wait for it to finish, or stop it (kill ${pid}) and then \`baton resume ${runId}\`.`,
-      );
-    }
-    if (host !== hostname()) {
-      throw new BatonError(
-        'RUN_LOCKED',
-        `run ${runId} is locked by a controller on ${host}`,
-        `Make sure that controller is gone, then delete ${file} and resume.`,
-      );
-    }
-  }
-  writeFileSync(file, `${process.pid} ${hostname()}\n`, { mode: 0o600 });
-  return () => rmSync(file, { force: true });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-export interface RunSummary {
-  runId: string;
-  runbook: string;
-  stack: string;
-  operator: string;
-  startedAt: string;
-  endedAt?: string;
-  outcome: string;
-  state?: string;
-  journal: 'verified' | string;
-}
-
-export function listRuns(cwd?: string): RunSummary[] {
-  const root = runsDir(cwd);
-  if (!existsSync(root)) return [];
-  return readdirSync(root)
-    .sort()
-    .map((runId): RunSummary => {
-      const dir = join(root, runId);
-      let read: JournalRead;
-      try {
-        read = readJournal(dir);
-      } catch (e) {
-        return {
-          runId,
-          runbook: '?',
-          stack: '?',
-          operator: '?',
-          startedAt: '?',
-          outcome: 'unknown',
-          journal: (e as Error).message,
-        };
-      }
-      const first = read.records[0];
-      const start = first?.event.kind === 'run-start' ? first.event : undefined;
-      const cut = indexProblem(runIndex(cwd), runId, readSignatures(dir), read.records.length);
-      const end = read.records.findLast((r) => r.event.kind === 'run-end');
-      const endEvent = end?.event as Extract<RunEvent, { kind: 'run-end' }> | undefined;
-      return {
-        runId,
-        runbook: start?.runbook ?? '?',
-        stack: start?.stack ?? '?',
-        operator: start?.operator ?? '?',
-        startedAt: first?.ts ?? '?',
-        ...(end ? { endedAt: end.ts } : {}),
-        outcome:
-          endEvent?.outcome ??
-          (existsSync(join(dir, 'lock')) ? 'running or interrupted' : 'interrupted'),
-        ...(endEvent ? { state: endEvent.state } : {}),
-        journal: cut ?? 'verified',
-      };
-    });
-}
-
-/** A plan written by `baton plan --out`: what approvers sign and `baton run --plan` runs. */
-export interface PlanFile {
-  kind: 'baton.plan';
-  planHash: string;
-  runbookFile: string;
-  plan: Plan;
-}
-
-export function writePlanFile(path: string, plan: Plan, hash: string, runbookFile: string): void {
-  const file: PlanFile = { kind: 'baton.plan', planHash: hash, runbookFile, plan };
-  writeFileSync(path, JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });
-}
-
-/** Read a plan file and check that its content still hashes to the hash it carries. */
-export function readPlanFile(path: string): PlanFile {
-  let data: PlanFile;
-  try {
-    data = JSON.parse(readFileSync(path, 'utf8')) as PlanFile;
-  } catch (e) {
-    throw new InvalidInputError(`${path} is not a plan file: ${(e as Error).message}`);
-  }
-  if (data?.kind !== 'baton.plan' || !data.plan || typeof data.planHash !== 'string') {
-    throw new InvalidInputError(
-      `${path} is not a plan file (write one with \`baton plan … --out FILE\`)`,
-    );
-  }
-  if (!data.plan.code || manifestHash(data.plan.code) !== data.plan.codeVersion) {
-    throw new InvalidInputError(
-      `${path} does not say which code it was made with (made by an older baton, or edited)`,
-      'Plan again with this baton and have the new plan approved.',
-    );
-  }
-  const actual = hashOf(data.plan);
-  if (actual !== data.planHash) {
-    throw new BatonError(
-      'APPROVAL_REFUSED',
-      `${path} was edited after it was made: its plan hashes to ${actual.slice(0, 12)}, but it says ${data.planHash.slice(0, 12)}`,
-      'Approvals bind to the plan as made; plan again and have it approved.',
-    );
-  }
-  return data;
-}
-
-/** The invocation a plan file describes; secrets not given by reference must be given again. */
-export async function invocationFromPlan(
-  file: PlanFile,
-  secretArgs: string[],
-  cwd?: string,
-): Promise<Invocation> {
-  const loaded = await loadRunbook(file.runbookFile, cwd);
-  return {
-    runbook: file.runbookFile,
-    stack: file.plan.stack,
-    params: [],
-    rawParams: rawFromRecorded(
-      file.plan.params,
-      secretParamNames(loaded.runbook.params),
-      parseParamArgs(secretArgs),
-      'this plan',
-      'baton run --plan',
-    ),
-    ...(cwd ? { cwd } : {}),
-  };
-}
-
 export interface UnlockResult {
   stack: string;
   lockId: string;
@@ -946,9 +688,11 @@ export async function unlockStack(opts: {
   lockId: string;
   cwd?: string;
   inventory?: Inventory;
+  app?: App;
 }): Promise<UnlockResult> {
-  const inventory = opts.inventory ?? (await loadInventory(opts.stack, opts.cwd));
-  const transports = defaultTransports();
+  const app = opts.app ?? createApp({ ...(opts.cwd ? { cwd: opts.cwd } : {}) });
+  const inventory = opts.inventory ?? (await app.inventory(opts.stack));
+  const transports = await app.transports();
   const now = (): Date => new Date();
   const by = operatorName();
   try {

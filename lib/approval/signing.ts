@@ -7,6 +7,7 @@
  * the run store's index, so that cutting the end of both files is seen;
  * `baton verify` and `baton resume` check the chain against those signatures.
  */
+import { SIGNING_KEY_ENV } from '../core/env.ts';
 import { sha256 } from '../core/hash.ts';
 import { spawnSync } from 'node:child_process';
 import {
@@ -31,7 +32,6 @@ export const JOURNAL_NAMESPACE = 'baton-journal';
 export const SIGNATURES_FILE = 'signatures.jsonl';
 /** In the baton home: one line per signed head of every run, the last line of a run saying how far its signed journal reaches. */
 export const RUN_INDEX_FILE = 'runs-index.jsonl';
-export const SIGNING_KEY_ENV = 'BATON_SIGNING_KEY';
 
 export interface SignedHead extends Head {
   kind: RunEvent['kind'];

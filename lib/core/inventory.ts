@@ -167,17 +167,19 @@ export const builtinSource: StackSource = {
   },
 };
 
-/** Sources in order of precedence; the testnet and Pulumi register theirs here. */
-export const stackSources: StackSource[] = [savedOutputsSource, builtinSource];
-
-export async function loadInventory(stack: string, cwd = process.cwd()): Promise<Inventory> {
-  for (const source of stackSources) {
+/** The inventory of a stack from the first of `sources` that knows it (an app's sources: lib/app/app.ts). */
+export async function loadInventory(
+  stack: string,
+  cwd = process.cwd(),
+  sources: readonly StackSource[] = [savedOutputsSource, builtinSource],
+): Promise<Inventory> {
+  for (const source of sources) {
     const inventory = await source.load(stack, cwd);
     if (inventory) return inventory;
   }
   throw new InvalidInputError(
     `unknown stack ${stack}`,
-    `baton looked in: ${stackSources.map((s) => s.describe).join('; ')}.`,
+    `baton looked in: ${sources.map((s) => s.describe).join('; ')}.`,
   );
 }
 

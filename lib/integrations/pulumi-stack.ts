@@ -5,20 +5,14 @@
  * the source answers nothing and the next one (the saved outputs file
  * `.baton/stacks/<stack>.json`) is asked.
  *
- * Registration is explicit: the CLI calls `registerPulumiStackSource()` once at
- * start-up; importing this module changes nothing.
+ * An app (lib/app/app.ts) asks this source after the testnet's and before
+ * the saved outputs file.
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { $ } from 'zx';
 import { BatonError, InvalidInputError } from '../core/errors.ts';
-import {
-  parseInventory,
-  savedOutputsSource,
-  stackSources,
-  type Inventory,
-  type StackSource,
-} from '../core/inventory.ts';
+import { parseInventory, type Inventory, type StackSource } from '../core/inventory.ts';
 import { sh, type Cmd } from '../core/shell.ts';
 import { findExecutable } from '../transports/which.ts';
 
@@ -113,19 +107,6 @@ export function pulumiStackSource(options: PulumiStackOptions = {}): StackSource
       return parseInventory(inventory, `pulumi stack ${stack}`);
     },
   };
-}
-
-/** Put the Pulumi source first in `stackSources`, ahead of the saved outputs file. Idempotent. */
-export function registerPulumiStackSource(
-  options: PulumiStackOptions = {},
-  sources: StackSource[] = stackSources,
-): StackSource {
-  const existing = sources.find((s) => s.describe === 'pulumi stack output (infra/)');
-  if (existing) return existing;
-  const source = pulumiStackSource(options);
-  const at = sources.indexOf(savedOutputsSource);
-  sources.splice(at < 0 ? 0 : at, 0, source);
-  return source;
 }
 
 /**

@@ -1414,7 +1414,7 @@ export function startStandbyStep(): Step {
     state: 'services running read-only on the target host',
     // Where the standby's ircd already has the services link, they link as they start.
     commit: ({ facts }) => facts.standbyHasLink,
-    // Past the point only as services start: a copy changed at rest stops the run before it.
+    // Past the point once services run from the verified copy: a copy changed at rest stops the run before it.
     marksCommit: true,
     async check({ probe, params, host: h }) {
       const unit = await probe(sh`systemctl cat ${params.unit}`, { allowFail: true });
@@ -1430,12 +1430,17 @@ export function startStandbyStep(): Step {
       });
     },
     async apply({ $, params, commit }) {
+      const sum = `${params.db}.sha256`;
       // The data must still be what install verified: not one byte changed at rest since.
-      await $`sha256sum -c --status ${`${params.db}.sha256`} && rm -f ${`${params.db}.sha256`} || { echo ${`${params.db} changed after it was verified; services not started`} >&2; exit 1; }`;
+      await $`sha256sum -c --status ${sum} || { echo ${`${params.db} changed after it was verified; services not started`} >&2; exit 1; }`;
       await $`umask 022 && printf 'ATHEME_FLAGS=-r\n' > ${`${params.startFlags}.new`} && mv -f ${`${params.startFlags}.new`} ${params.startFlags}`;
       await $`systemctl enable ${params.unit}`;
-      commit();
       await $`systemctl start ${params.unit}`;
+      // Read-only, Atheme never writes its db: unchanged now, it is what services loaded.
+      // A byte changed between the check above and their start is caught here, before
+      // anyone could write to them, and the run goes back to the primary.
+      await $`sha256sum -c --status ${sum} || { systemctl stop ${params.unit}; echo ${`${params.db} changed while services started; they are stopped again`} >&2; exit 1; }`;
+      commit();
     },
     async verify(ctx) {
       const { probe, params, facts, host: h } = ctx;
@@ -1453,8 +1458,18 @@ export function startStandbyStep(): Step {
         sh`pid=$(systemctl show -p MainPID --value ${params.unit}) && xargs -0 < /proc/"$pid"/cmdline`,
         { allowFail: true },
       );
+      // Until the new primary is writable, its db is still the copy install verified.
+      const sum = await probe(
+        sh`test ! -e ${`${params.db}.sha256`} || sha256sum -c --status ${`${params.db}.sha256`}`,
+        { allowFail: true },
+      );
       const conditions = [
         condition(`${params.unit} on ${h.name} runs`, true, { expected: 'active', found: state }),
+        condition(`${params.db} on ${h.name} is the copy install verified`, sum.exitCode === 0, {
+          expected: `the sha256 in ${params.db}.sha256`,
+          found: 'changed since',
+          remedy: `Stop ${params.unit} on ${h.name}: it may have loaded a changed copy.`,
+        }),
         condition(
           `${params.unit} on ${h.name} runs read-only`,
           /(^|\s)-r(\s|$)/.test(args.stdout),
@@ -1581,8 +1596,8 @@ function writableOnTarget(id: string, title: string, state: string): Step {
         before: () =>
           waitForServices(ctx, ctx.host, params.ircPort, ctx.facts.servicesName, 45_000, ctx.sleep),
       });
-      // A restart of the new primary must come up writable too.
-      await ctx.$`rm -f ${params.startFlags}`;
+      // A restart of the new primary must come up writable too; its db changes from now on.
+      await ctx.$`rm -f ${params.startFlags} ${`${params.db}.sha256`}`;
     },
     async verify({ probe, params, host: h }) {
       const flags = await probe(sh`test ! -e ${params.startFlags}`, { allowFail: true });

@@ -1,20 +1,11 @@
 /** `baton testnet ...`: the local testnet from the command line. */
 import type { Command } from 'commander';
 import { InvalidInputError } from '../core/errors.ts';
-import { CommandError } from '../core/exec.ts';
-import {
-  down,
-  exec,
-  fault,
-  heal,
-  status,
-  up,
-  type FaultOptions,
-  type TestnetStatus,
-} from './index.ts';
-import './stack.ts';
-import { FAULT_KINDS } from './faults.ts';
-import { topologies } from './topology.ts';
+import type { FaultOptions, TestnetStatus } from './index.ts';
+import { FAULT_KINDS, TOPOLOGY_NAMES } from './names.ts';
+
+/** The testnet itself, loaded only when a testnet command runs. */
+const loadTestnet = (): Promise<typeof import('./index.ts')> => import('./index.ts');
 
 export interface TestnetIo {
   out: (line: string) => void;
@@ -51,7 +42,7 @@ State lives in .baton/testnet/ (or $BATON_HOME/testnet/).`,
   testnet
     .command('up')
     .description('Create the testnet, or repair a running one (idempotent).')
-    .option('--topology <name>', `the topology: ${Object.keys(topologies).join(', ')}`, 'irc')
+    .option('--topology <name>', `the topology: ${TOPOLOGY_NAMES.join(', ')}`, 'irc')
     .option('--json', 'machine-readable output on stdout')
     .addHelpText(
       'after',
@@ -63,7 +54,9 @@ Examples:
   sudo npx baton testnet up --topology solo --json`,
     )
     .action(async (o: { topology: string }, cmd: Command) => {
-      const result = await up({
+      const result = await (
+        await loadTestnet()
+      ).up({
         topology: o.topology,
         log: (line) => process.stderr.write(line + '\n'),
       });
@@ -83,7 +76,7 @@ Examples:
     .option('--json', 'machine-readable output on stdout')
     .addHelpText('after', '\nExample:\n  sudo npx baton testnet down')
     .action(async (_o: unknown, cmd: Command) => {
-      const result = await down();
+      const result = await (await loadTestnet()).down();
       print(cmd, result, () =>
         io.out(
           result.namespaces.length
@@ -104,7 +97,7 @@ Examples:
       '\nExamples:\n  sudo npx baton testnet status\n  sudo npx baton testnet status --json',
     )
     .action(async (_o: unknown, cmd: Command) => {
-      const result = await status();
+      const result = await (await loadTestnet()).status();
       print(cmd, result, () => renderStatus(result, io.out));
     });
 
@@ -126,7 +119,9 @@ Examples:
     )
     .action(async (host: string, words: string[], _o: unknown, cmd: Command) => {
       const asJson = json(cmd);
-      const result = await exec(
+      const result = await (
+        await loadTestnet()
+      ).exec(
         host,
         words.join(' '),
         asJson
@@ -137,7 +132,8 @@ Examples:
             },
       );
       if (asJson) io.out(JSON.stringify(result, null, 2));
-      if (result.exitCode !== 0 || result.signal) throw new CommandError(result);
+      if (result.exitCode !== 0 || result.signal)
+        throw new (await import('../core/exec.ts')).CommandError(result);
     });
 
   testnet
@@ -184,7 +180,7 @@ Examples:
           ...(o.path ? { path: o.path } : {}),
           ...(o.graceful ? { graceful: true } : {}),
         };
-        const record = await fault(kind, hosts, options);
+        const record = await (await loadTestnet()).fault(kind, hosts, options);
         print(cmd, record, () =>
           io.out(
             `fault ${record.kind} on ${record.hosts.join(', ')}${record.mechanism ? ` (${record.mechanism})` : ''}${record.path ? ` at ${record.path}` : ''}`,
@@ -210,7 +206,7 @@ Examples:
   sudo npx baton testnet heal partition nebula emergency1`,
     )
     .action(async (kind: string | undefined, hosts: string[], _o: unknown, cmd: Command) => {
-      const healed = await heal(kind, hosts);
+      const healed = await (await loadTestnet()).heal(kind, hosts);
       print(cmd, healed, () =>
         io.out(
           healed.length

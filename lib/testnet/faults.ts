@@ -15,16 +15,9 @@ import { BRIDGE, linkNames, setCut, setPort } from './network.ts';
 import { cmdline, killNamespaces, pidsInNamespaces } from './procs.ts';
 import { pidAlive } from './state.ts';
 import type { FaultKind, FaultRecord, TestnetPaths, TestnetState } from './state.ts';
+import { FAULT_KINDS } from './names.ts';
 import { inHostArgv, sys } from './system.ts';
 import type { Topology, TopologyHost } from './topology.ts';
-
-export const FAULT_KINDS: readonly FaultKind[] = [
-  'host-down',
-  'link-down',
-  'partition',
-  'slow',
-  'disk-full',
-];
 
 export interface FaultOptions {
   /** slow: added one-way delay per direction (round trips grow by twice this). Default 200. */

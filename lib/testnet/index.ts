@@ -42,7 +42,8 @@ import { sys } from './system.ts';
 import { findTopology, validateTopology, type Topology } from './topology.ts';
 
 export { testnetRoute, testnetStackSource, LOCAL_STACK } from './stack.ts';
-export { FAULT_KINDS, type FaultOptions } from './faults.ts';
+export { type FaultOptions } from './faults.ts';
+export { FAULT_KINDS } from './names.ts';
 export type { FaultKind, FaultRecord } from './state.ts';
 export {
   topologies,

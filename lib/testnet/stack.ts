@@ -1,7 +1,7 @@
 /**
- * Registers the local testnet with the rest of baton: the `local` stack
- * (`--stack local` loads the inventory `testnet up` wrote) and the ssh route
- * through the testnet's relay. Import this module for its effect.
+ * The local testnet as the rest of baton sees it: the `local` stack (`--stack
+ * local` loads the inventory `testnet up` wrote) and the ssh route through the
+ * testnet's relay. An app (lib/app/app.ts) asks them first.
  */
 import { canonicalJson } from '../core/hash.ts';
 import { existsSync, readFileSync } from 'node:fs';
@@ -10,12 +10,11 @@ import { BatonError } from '../core/errors.ts';
 import {
   demoInventory,
   parseInventory,
-  stackSources,
   type Host,
   type Inventory,
   type StackSource,
 } from '../core/inventory.ts';
-import { sshRoutes, type SshRoute } from '../transports/ssh.ts';
+import type { SshRoute } from '../transports/ssh.ts';
 import { dialRelay } from './relay.ts';
 import { readState, testnetPaths } from './state.ts';
 import { inTestnetRange } from './topology.ts';
@@ -110,7 +109,3 @@ export const testnetRoute: SshRoute = {
     return dialRelay(paths.relaySocket, host.address, host.ssh?.port ?? 22);
   },
 };
-
-// First: `local` always means this testnet, never a Pulumi stack or a saved file of that name.
-if (!stackSources.includes(testnetStackSource)) stackSources.unshift(testnetStackSource);
-if (!sshRoutes.includes(testnetRoute)) sshRoutes.unshift(testnetRoute);

@@ -2,6 +2,7 @@
  * Testnet topologies as data: which hosts exist, their roles, addresses and
  * the services (with the users they run as and the directories they own).
  */
+import type { TopologyName } from './names.ts';
 import { InvalidInputError } from '../core/errors.ts';
 import type { DnsInventory } from '../core/inventory.ts';
 import { IRC_DNS } from './irc.ts';
@@ -95,7 +96,7 @@ export const soloTopology: Topology = {
   hosts: [{ name: 'solo', address: '192.0.2.10', roles: ['test'], services: [] }],
 };
 
-export const topologies: Record<string, Topology> = {
+export const topologies: Record<TopologyName, Topology> = {
   irc: ircTopology,
   solo: soloTopology,
 };
@@ -110,7 +111,7 @@ export function inTestnetRange(address: string): boolean {
 }
 
 export function findTopology(name: string): Topology {
-  const topology = topologies[name];
+  const topology = (topologies as Record<string, Topology | undefined>)[name];
   if (!topology) {
     throw new InvalidInputError(
       `unknown testnet topology ${name}`,

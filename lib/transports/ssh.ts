@@ -77,7 +77,7 @@ export interface SshPoolOptions {
   /** Keepalive period; a connection is dead after `keepaliveCountMax` missed answers. Default 5 s. */
   keepaliveIntervalMs?: number;
   keepaliveCountMax?: number;
-  /** How to reach a host's ssh port; defaults to the registered `sshRoutes`, then plain TCP. */
+  /** How to reach a host's ssh port, tried in order before plain TCP (an app's routes: lib/app/app.ts). */
   routes?: SshRoute[];
   /**
    * Bytes of stdout (and of stderr) kept in a result; beyond it the text is cut
@@ -123,9 +123,6 @@ export interface SshRoute {
   /** A connected byte stream to the host's ssh server, or undefined if this route does not serve the host. */
   dial(host: Host): Promise<Duplex | undefined>;
 }
-
-/** Routes consulted by every pool, in order; the local testnet registers its own here. */
-export const sshRoutes: SshRoute[] = [];
 
 /**
  * A command that outlived its `timeoutMs`. Its channel was closed and SIGKILL
@@ -711,7 +708,7 @@ export class SshPool implements Transport {
     const ssh = host.ssh!;
     const shortLabel = `${ssh.user ?? 'root'}@${host.name} (${host.address}:${ssh.port ?? 22})`;
     let sock: Duplex | undefined;
-    for (const r of this.options.routes ?? sshRoutes) {
+    for (const r of this.options.routes ?? []) {
       try {
         sock = await r.dial(host);
       } catch (e) {

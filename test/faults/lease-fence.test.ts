@@ -13,7 +13,8 @@ import type { RunResult } from '../../lib/engine/engine.ts';
 import { findHost, type Inventory } from '../../lib/core/inventory.ts';
 import { parseLease, type Lease } from '../../lib/core/lease.ts';
 import { rewriteLease } from '../support/lease.ts';
-import { loadRunbook, startRun } from '../../lib/app/runs.ts';
+import { startRun } from '../../lib/app/runs.ts';
+import { loadRunbook } from '../../lib/app/registry.ts';
 import type { SshPool } from '../../lib/transports/ssh.ts';
 import * as testnet from '../../lib/testnet/index.ts';
 import {
@@ -26,7 +27,6 @@ import {
 } from '../../lib/testnet/irc.ts';
 import { connectIrc } from '../../lib/testnet/irc-seed.ts';
 import { rehearsalParams } from '../../lib/testnet/rehearsal.ts';
-import '../../lib/testnet/stack.ts';
 import { testnetPaths } from '../../lib/testnet/state.ts';
 import { inHostArgv, sys } from '../../lib/testnet/system.ts';
 import { assertPrerequisite, skipUnless } from '../support/require.ts';

@@ -15,7 +15,6 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as testnet from '../../lib/testnet/index.ts';
-import '../../lib/testnet/stack.ts';
 import {
   allCases,
   ciSample,

@@ -14,12 +14,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkAthemeDb } from '../../lib/integrations/atheme/db.ts';
 import type { RunResult } from '../../lib/engine/engine.ts';
 import { findHost, type Inventory } from '../../lib/core/inventory.ts';
-import { planRunbook, loadRunbook, startRun } from '../../lib/app/runs.ts';
+import { planRunbook, startRun } from '../../lib/app/runs.ts';
+import { loadRunbook } from '../../lib/app/registry.ts';
 import type { SshPool } from '../../lib/transports/ssh.ts';
 import * as testnet from '../../lib/testnet/index.ts';
 import { ircSecretPaths, SERVICES_SERVER } from '../../lib/testnet/irc.ts';
 import { rehearsalParams } from '../../lib/testnet/rehearsal.ts';
-import '../../lib/testnet/stack.ts';
 import { assertPrerequisite, skipUnless } from '../support/require.ts';
 
 const missing = process.getuid?.() !== 0 ? 'needs root (the testnet)' : undefined;
