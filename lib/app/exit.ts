@@ -73,14 +73,25 @@ export function failureOf(e: unknown): JsonFailure {
 
 /** A run's result as --json prints it: its exit code, and a failure's code and hint. */
 export function runResultJson(result: RunResult): RunResult & Partial<JsonFailure> {
-  const exitCode = exitCodeForOutcome(result.outcome);
+  const exitCode = exitCodeOfResult(result);
   if (result.outcome === 'done') return { ...result, exitCode };
   return {
     ...result,
     exitCode,
-    code: OUTCOME_CODE[result.outcome],
+    code: result.code ?? OUTCOME_CODE[result.outcome],
     ...(result.next ? { hint: result.next } : {}),
   };
+}
+
+/**
+ * A run's exit code. A run stopped by an error before any change ends as
+ * `baton plan` ends on that error: bad input found while gathering facts is
+ * exit 2 from both, a refused host key exit 1 from both.
+ */
+export function exitCodeOfResult(result: RunResult): number {
+  if (result.outcome === 'precondition-failed' && result.code && result.code !== 'INTERNAL')
+    return exitCodeFor(result.code);
+  return exitCodeForOutcome(result.outcome);
 }
 
 /** The stack, and the stacks of its causes where they are not in it already. */

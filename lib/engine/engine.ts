@@ -12,6 +12,7 @@ import {
   isBatonError,
   thrownText,
   TransientError,
+  type ErrorCode,
   type RunbookPlace,
 } from '../core/errors.ts';
 import type { Clearance, CommandRecord, Phase, RunEvent, RunOutcome } from '../core/events.ts';
@@ -123,6 +124,12 @@ export interface RunResult {
   planHash?: string;
   /** Done without changing anything: every step was already done or skipped. */
   nothingToDo?: boolean;
+  /**
+   * The error code of what ended the run before any change, where an error
+   * did (the same code `baton plan` gives for it): INTERNAL for one baton did
+   * not expect.
+   */
+  code?: ErrorCode | 'INTERNAL';
 }
 
 const OUTPUT_TAIL = 2000;
@@ -654,6 +661,7 @@ export class Session {
         error: errorMessage(e),
         next:
           isBatonError(e) && e.hint ? e.hint : 'Fix the cause and run again; nothing was changed.',
+        code: isBatonError(e) ? e.code : 'INTERNAL',
       });
     }
     this.emit({ kind: 'planned', planHash: planned.hash, plan: planned.plan });
@@ -1139,7 +1147,13 @@ export class Session {
   private end(
     outcome: RunOutcome,
     state: string,
-    extra: { next?: string; error?: string; planHash?: string; nothingToDo?: boolean },
+    extra: {
+      next?: string;
+      error?: string;
+      planHash?: string;
+      nothingToDo?: boolean;
+      code?: ErrorCode | 'INTERNAL';
+    },
   ): RunResult {
     const event: RunEvent = {
       kind: 'run-end',
@@ -1159,6 +1173,7 @@ export class Session {
       ...(safe.error ? { error: safe.error } : {}),
       ...(extra.planHash ? { planHash: extra.planHash } : {}),
       ...(extra.nothingToDo ? { nothingToDo: true } : {}),
+      ...(extra.code ? { code: extra.code } : {}),
     };
   }
 }

@@ -4,7 +4,7 @@ import { SIGNING_KEY_ENV } from '../../core/env.ts';
 import type { RunResult } from '../../engine/engine.ts';
 import type { App } from '../app.ts';
 import { canRedraw, plainDisplay, taskListDisplay, type Display } from '../display.ts';
-import { Exit, exitCodeForOutcome, runResultJson } from '../exit.ts';
+import { Exit, exitCodeOfResult, runResultJson } from '../exit.ts';
 import type { Io } from '../io.ts';
 import type { Invocation } from '../runs.ts';
 
@@ -104,5 +104,5 @@ export async function finish(
     if (result.next) io.out(`Next: ${result.next}`);
     io.out(`Timeline: baton report ${result.runId}`);
   }
-  throw new Exit(exitCodeForOutcome(result.outcome));
+  throw new Exit(exitCodeOfResult(result));
 }
