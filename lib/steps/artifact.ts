@@ -654,6 +654,9 @@ export function staticArtifact<P, F>(spec: StaticArtifactSpec<P, F>): StaticArti
     title: `Run ${name} on each host in an empty root`,
     targets,
     state: `${name} installed and proven on the target hosts`,
+    // A proof changes nothing it does not remove: its apply makes the empty root afresh,
+    // so a host that was down during it is proven again by a resume.
+    idempotent: true,
     async check(ctx) {
       const h = hostFacts(factsOf(ctx), ctx.host);
       const lacks = h.missing.filter((m) => m === 'chroot' || m === 'timeout');
