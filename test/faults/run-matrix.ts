@@ -6,12 +6,21 @@
  *   sudo npm run faults                             # every case
  *   sudo npm run faults -- --shard 2/4              # every fourth case, from the second
  *   sudo npm run faults -- --sample                 # the CI sample (--shard works here too)
+ *   sudo npm run faults -- --failed                 # again, every case whose latest result failed
  *   sudo npm run faults -- handover cut-dns kill    # one case (not written to the page)
  * `--runbook handover|failover` keeps the cases of one runbook; `--results FILE`
  * writes the results there instead, and leaves the page alone (the CI test).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as testnet from '../../lib/testnet/index.ts';
@@ -98,7 +107,13 @@ try {
   } else {
     const all = args.includes('--sample')
       ? ciSample({ handover: steps.handover ?? [], failover: steps.failover ?? [] })
-      : runbooks.flatMap((rb) => allCases(rb, steps[rb]!));
+      : args.includes('--failed')
+        ? [...latestResults().values()]
+            .filter(
+              (r) => !r.ok && runbooks.includes(r.runbook) && steps[r.runbook]?.includes(r.step),
+            )
+            .map(({ runbook, step, fault }) => ({ runbook, step, fault }))
+        : runbooks.flatMap((rb) => allCases(rb, steps[rb]!));
     cases = all.filter((_, i) => i % count === index - 1);
   }
   console.log(`${cases.length} cases on ${commit}`);
@@ -124,16 +139,29 @@ const failed = results.filter((r) => !r.ok);
 console.log(`${results.length - failed.length} passed, ${failed.length} failed`);
 process.exit(failed.length ? 1 : 0);
 
-/** The page: its introduction as written, then the latest result of every case of the current steps. */
-function render(): string {
-  const files = readdirSync(RESULTS)
+function resultFiles(): ResultsFile[] {
+  if (!existsSync(RESULTS)) return [];
+  return readdirSync(RESULTS)
     .filter((f) => f.endsWith('.json'))
     .sort()
     .map((f) => JSON.parse(readFileSync(join(RESULTS, f), 'utf8')) as ResultsFile);
+}
+
+/** The latest result of every case, across the results files. */
+function latestResults(
+  files = resultFiles(),
+): Map<string, CaseResult & { at: string; commit: string }> {
   const latest = new Map<string, CaseResult & { at: string; commit: string }>();
   for (const f of files)
     for (const r of f.results)
       latest.set(`${r.runbook} ${r.step} ${r.fault}`, { ...r, at: f.at, commit: f.commit ?? '?' });
+  return latest;
+}
+
+/** The page: its introduction as written, then the latest result of every case of the current steps. */
+function render(): string {
+  const files = resultFiles();
+  const latest = latestResults(files);
   // The steps of a runbook this run did not plan are those the newest file that has them planned.
   const planned: Record<string, string[]> = {};
   for (const f of files) Object.assign(planned, f.steps ?? {});
