@@ -54,10 +54,11 @@ let typescript: Promise<void> | undefined;
 
 /**
  * Import a runbook (or any module) by path. A TypeScript file loaded by the
- * compiled package first registers tsx, once, process-wide: the runbook then
- * shares baton's and zod's module instances (tsx's `tsImport` would load
- * them again, and a secret() mark or a BatonError from the copy would not be
- * recognised). From the sources, TypeScript already loads.
+ * compiled package first registers tsx, once, process-wide, so that the
+ * runbook's `baton-runbooks` is the one running: tsx's `tsImport` would load
+ * baton again beside it, and an InvalidInputError the runbook throws would be
+ * another class than baton's (a runbook error, exit 1, instead of exit 2).
+ * From the sources, TypeScript already loads.
  */
 export async function importModule(file: string): Promise<unknown> {
   if (/\.[cm]?tsx?$/.test(file) && isCompiled()) {
