@@ -9,15 +9,14 @@ process.stdout.on('error', (e) => {
   throw e;
 });
 
-const compiled = new URL('../dist/lib/app/cli.js', import.meta.url);
-const lib = existsSync(compiled) ? '../dist/lib/' : '../lib/';
-const ext = lib === '../lib/' ? '.ts' : '.js';
-if (ext === '.ts') {
+const compiled = existsSync(new URL('../dist/lib/app/cli.js', import.meta.url));
+const [lib, ext] = compiled ? ['../dist/lib/', '.js'] : ['../lib/', '.ts'];
+if (!compiled) {
   const { register } = await import('tsx/esm/api');
   register();
 }
 // Inline --param values leave baton's own entry in ps (Linux shows the title as its argv).
-const { withoutParamValues } = await import(`${lib}core/params${ext}`);
+const { withoutParamValues } = await import(`${lib}core/process-title${ext}`);
 process.title = withoutParamValues(process.argv).join(' ');
 const { main } = await import(`${lib}app/cli${ext}`);
 process.exitCode = await main(process.argv.slice(2));
