@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { install, operatorEnv, REPO, type Installed } from './support/package.ts';
 
 /** The operator's own runbook: a parameter, a secret, one step on the demo stack's web hosts. */
@@ -91,6 +91,13 @@ describe('baton as an installed package', () => {
       "import { register } from 'node:module';\nregister('./trace-hooks.mjs', import.meta.url);\n",
     );
   }, 240_000);
+
+  // The install is some 27 MiB; the other tests' scratch directories are small enough to keep.
+  afterAll(() => {
+    if (!pkg) return;
+    rmSync(pkg.project, { recursive: true, force: true });
+    rmSync(dirname(pkg.tarball), { recursive: true, force: true });
+  });
 
   it("prints its own version, not the caller's npm_package_version", () => {
     const r = baton(['--version'], { npm_package_version: '7.7.7' });

@@ -42,7 +42,7 @@ function npm(args: string[], cwd: string): SpawnSyncReturns<string> {
 
 /** Packs the repository into a temporary directory and returns the tarball. */
 export function pack(): string {
-  const dest = mkdtempSync(join(tmpdir(), 'baton-pack-'));
+  const dest = mkdtempSync(join(tmpdir(), 'baton-tarball-'));
   npm(['pack', '--pack-destination', dest, '--silent'], REPO);
   const [tgz] = readdirSync(dest).filter((f) => f.endsWith('.tgz'));
   if (!tgz) throw new Error(`npm pack wrote no tarball in ${dest}`);
@@ -55,7 +55,7 @@ export function install(tarball = pack()): Installed {
     version: string;
     devDependencies: Record<string, string>;
   };
-  const project = mkdtempSync(join(tmpdir(), 'baton-project-'));
+  const project = mkdtempSync(join(tmpdir(), 'baton-installed-'));
   writeFileSync(
     join(project, 'package.json'),
     JSON.stringify({ name: 'ops', version: '1.0.0', private: true, type: 'module' }, null, 2) +
