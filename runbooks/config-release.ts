@@ -8,10 +8,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
-import { secret } from '../lib/core/params.ts';
-import { alreadyDone, condition, defineRunbook } from '../lib/core/runbook.ts';
-import { PACKAGE_ROOT } from '../lib/app/paths.ts';
-import { sh } from '../lib/core/shell.ts';
+import { alreadyDone, batonFile, condition, defineRunbook, secret, sh } from '../lib/index.ts';
 
 const PLACEHOLDER = '@CREDENTIAL@';
 
@@ -30,7 +27,7 @@ export default defineRunbook({
     source: z
       .string()
       .min(1)
-      .default(join(PACKAGE_ROOT, 'runbooks', 'config-release', 'app.conf'))
+      .default(batonFile('runbooks', 'config-release', 'app.conf'))
       .describe('the file to ship'),
     root: z
       .string()

@@ -2,9 +2,9 @@
  * After maintenance: the same handover in the other direction, from the
  * standby back to the primary, carrying every change made meanwhile.
  */
-import { defineRunbook } from '../lib/core/runbook.ts';
+import { defineRunbook } from '../lib/index.ts';
 import handover, { healthProbe } from './handover.ts';
-import { gatherServicesFacts } from '../lib/steps/services.ts';
+import { gatherServicesFacts } from '../lib/steps/index.ts';
 
 export default defineRunbook({
   ...handover,

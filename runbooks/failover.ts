@@ -4,7 +4,7 @@
  * yes; the lease fences the old primary so it cannot start a second instance
  * when it returns.
  */
-import { defineRunbook } from '../lib/core/runbook.ts';
+import { defineRunbook } from '../lib/index.ts';
 import {
   binaryStep,
   clockStep,
@@ -27,7 +27,7 @@ import {
   ttlNoticeStep,
   unfreezeStep,
   writableStep,
-} from '../lib/steps/services.ts';
+} from '../lib/steps/index.ts';
 
 export default defineRunbook({
   name: 'failover',

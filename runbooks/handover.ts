@@ -4,10 +4,10 @@
  * first change; the snapshot must load while the primary can still carry on.
  */
 import { join } from 'node:path';
-import { defineRunbook } from '../lib/core/runbook.ts';
-import { batonHome, PACKAGE_ROOT } from '../lib/app/paths.ts';
-import { staticArtifact, type ArtifactFacts } from '../lib/steps/artifact.ts';
+import { batonFile, batonHome, defineRunbook } from '../lib/index.ts';
 import {
+  staticArtifact,
+  type ArtifactFacts,
   binaryStep,
   clockStep,
   cutDnsStep,
@@ -35,7 +35,7 @@ import {
   windowStep,
   type ServicesFacts,
   type ServicesParams,
-} from '../lib/steps/services.ts';
+} from '../lib/steps/index.ts';
 
 type Facts = ServicesFacts & { probe: ArtifactFacts };
 
@@ -47,7 +47,7 @@ export const healthProbe = staticArtifact<ServicesParams, Facts>({
   name: 'irc-health',
   recipe: {
     kind: 'compile',
-    sources: [join(PACKAGE_ROOT, 'tools', 'irc-health', 'irc-health.c')],
+    sources: [batonFile('tools', 'irc-health', 'irc-health.c')],
     toolchains: ['musl-gcc', 'gcc'],
     cflags: ['-std=c99', '-O2', '-Wall', '-s'],
   },

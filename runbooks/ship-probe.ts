@@ -9,14 +9,8 @@
  */
 import { join } from 'node:path';
 import { z } from 'zod';
-import { defineRunbook } from '../lib/core/runbook.ts';
-import { batonHome, PACKAGE_ROOT } from '../lib/app/paths.ts';
-import { sh } from '../lib/core/shell.ts';
-import {
-  staticArtifact,
-  type ArtifactFacts,
-  type ProofExpectation,
-} from '../lib/steps/artifact.ts';
+import { batonFile, batonHome, defineRunbook, sh } from '../lib/index.ts';
+import { staticArtifact, type ArtifactFacts, type ProofExpectation } from '../lib/steps/index.ts';
 
 const params = z.object({
   toolchain: z
@@ -57,7 +51,7 @@ const probe = staticArtifact<Params, Facts>({
   name: 'irc-health',
   recipe: (p) => ({
     kind: 'compile',
-    sources: [join(PACKAGE_ROOT, 'tools', 'irc-health', 'irc-health.c')],
+    sources: [batonFile('tools', 'irc-health', 'irc-health.c')],
     toolchains: p.toolchain === 'auto' ? ['musl-gcc', 'gcc'] : [p.toolchain],
     cflags: ['-std=c99', '-O2', '-Wall', '-s'],
   }),

@@ -14,19 +14,28 @@ import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { main } from '../lib/app/cli.ts';
 import { readJournal } from '../lib/engine/journal.ts';
-import { codeChanges, diskReader, importSpecifiers } from '../lib/core/code-version.ts';
+import {
+  codeChanges,
+  codeVersion,
+  diskReader,
+  importSpecifiers,
+} from '../lib/core/code-version.ts';
 import { planRunbook, resumeRun, startRun } from '../lib/app/runs.ts';
 import { runbookCode } from '../lib/app/registry.ts';
 import { runsDir } from '../lib/app/paths.ts';
 import { captureIo, localNodes, ROOT } from './helpers.ts';
 
-/** An operator's project: a runbook importing baton as a package, a lib of its own, a lockfile. */
+/**
+ * An operator's project: baton in its node_modules (this checkout, whose `exports`
+ * name a build it does not have, so the runbook imports baton's sources by path),
+ * a lib of its own, a lockfile.
+ */
 function project(): { cwd: string; runbook: string; edit(file: string, text: string): void } {
   const cwd = mkdtempSync(join(tmpdir(), 'baton-code-'));
   mkdirSync(join(cwd, 'runbooks'));
   mkdirSync(join(cwd, 'lib'));
   mkdirSync(join(cwd, 'node_modules', 'leftpad'), { recursive: true });
-  symlinkSync(ROOT, join(cwd, 'node_modules', 'baton'));
+  symlinkSync(ROOT, join(cwd, 'node_modules', 'baton-runbooks'));
   writeFileSync(join(cwd, 'package.json'), '{ "name": "ops", "type": "module" }\n');
   writeFileSync(join(cwd, 'package-lock.json'), '{ "lockfileVersion": 3 }\n');
   writeFileSync(
@@ -46,7 +55,7 @@ function project(): { cwd: string; runbook: string; edit(file: string, text: str
     join(cwd, 'runbooks', 'mark.ts'),
     `import { z } from 'zod';
 import { pad } from 'leftpad';
-import { defineRunbook } from 'baton/lib/core/runbook.ts';
+import { defineRunbook } from '../node_modules/baton-runbooks/lib/core/runbook.ts';
 import { marker, markerFile } from '../lib/marker.ts';
 
 export default defineRunbook({
@@ -122,6 +131,47 @@ describe('the code version', () => {
     );
     expect(manifest['package:leftpad']).toBe('1.0.0');
     expect(Object.keys(manifest).filter((k) => k.startsWith('unresolved:'))).toEqual([]);
+  });
+
+  it("follows the installed package's exports and its compiled .js files when a runbook imports baton by name", () => {
+    const cwd = mkdtempSync(join(tmpdir(), 'baton-code-'));
+    const pkg = join(cwd, 'node_modules', 'baton-runbooks');
+    const files: Record<string, string> = {
+      'package.json': '{ "name": "ops", "type": "module" }\n',
+      'runbooks/hello.ts':
+        "import { defineRunbook } from 'baton-runbooks';\nimport { leaseStep } from 'baton-runbooks/steps';\n",
+      'node_modules/baton-runbooks/package.json': JSON.stringify({
+        name: 'baton-runbooks',
+        version: '9.9.9',
+        type: 'module',
+        exports: {
+          '.': { types: './dist/lib/index.d.ts', default: './dist/lib/index.js' },
+          './steps': { types: './dist/lib/steps/index.d.ts', default: './dist/lib/steps/index.js' },
+        },
+      }),
+      'node_modules/baton-runbooks/dist/lib/index.js': "export * from './core/runbook.js';\n",
+      'node_modules/baton-runbooks/dist/lib/core/runbook.js': "import { z } from 'zod';\n",
+      'node_modules/baton-runbooks/dist/lib/steps/index.js':
+        "export * from '../core/runbook.js';\n",
+      'node_modules/zod/package.json': '{ "name": "zod", "version": "4.0.0" }\n',
+    };
+    for (const [file, text] of Object.entries(files)) {
+      mkdirSync(join(cwd, file, '..'), { recursive: true });
+      writeFileSync(join(cwd, file), text);
+    }
+    const { manifest } = codeVersion({
+      entries: [join(cwd, 'runbooks', 'hello.ts')],
+      batonRoot: pkg,
+      batonVersion: '9.9.9',
+    });
+    expect(Object.keys(manifest).sort()).toEqual([
+      'baton-version',
+      'baton:dist/lib/core/runbook.js',
+      'baton:dist/lib/index.js',
+      'baton:dist/lib/steps/index.js',
+      'package:zod',
+      'project:runbooks/hello.ts',
+    ]);
   });
 
   it('changes, and invalidates the plan, when a transitively imported file changes', async () => {

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readJournal } from '../lib/engine/journal.ts';
 import { localTransport } from '../lib/transports/local.ts';
-import { batonHome, runsDir } from '../lib/app/paths.ts';
+import { runsDir } from '../lib/app/paths.ts';
+import { batonHome } from '../lib/core/home.ts';
 import { acquireStackLock, newLockId } from '../lib/engine/stacklock.ts';
 import { localNodes, ORDERED, ROOT, workspace, type Workspace, waitFor } from './helpers.ts';
 

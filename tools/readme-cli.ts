@@ -4,9 +4,8 @@
  * README's block differs from what this writes.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { buildProgram, type Io } from '../lib/app/cli.ts';
-import { PACKAGE_ROOT } from '../lib/app/paths.ts';
+import { batonFile } from '../lib/core/package-root.ts';
 import { renderUsage, withUsage } from '../lib/app/usage.ts';
 
 const silent: Io = {
@@ -17,7 +16,7 @@ const silent: Io = {
   ask: async () => '',
 };
 
-const file = join(PACKAGE_ROOT, 'README.md');
+const file = batonFile('README.md');
 const before = readFileSync(file, 'utf8');
 const after = withUsage(before, renderUsage(buildProgram(silent)));
 if (after === before) console.log('README.md: the CLI block is up to date');

@@ -27,7 +27,7 @@ import {
   stackOf,
 } from './exit.ts';
 import { processIo, type Io } from './io.ts';
-import { version } from './version.ts';
+import { batonVersion } from '../core/package-root.ts';
 
 export { EXIT, exitCodeFor, exitCodeForOutcome, failureOf, runResultJson } from './exit.ts';
 export type { JsonFailure } from './exit.ts';
@@ -79,7 +79,7 @@ export function buildProgram(
     .description(
       'Failover runbooks as typed code: plan against real hosts, rehearse on a local testnet, run with a journal.',
     )
-    .version(version())
+    .version(batonVersion())
     .showHelpAfterError('(add --help for usage and examples)')
     .exitOverride()
     .configureOutput({

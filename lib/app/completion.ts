@@ -7,6 +7,7 @@
  */
 import type { Command } from 'commander';
 import { quotedText } from '../core/shell.ts';
+import { builtinRunbooks } from './load-module.ts';
 import { commandTree, type ArgSpec, type CommandSpec, type OptionSpec } from './usage.ts';
 
 export type Shell = 'bash' | 'zsh';
@@ -48,11 +49,18 @@ function flagsOf(o: OptionSpec): string[] {
 }
 
 interface Options {
-  /** baton's own runbooks directory, completed beside ./runbooks. */
-  packageRunbooks: string;
+  /** baton's own runbooks directory, completed beside ./runbooks; default: where baton's are. */
+  packageRunbooks?: string;
+  /** The extension of the runbooks there: `.ts` in a checkout, `.js` in the installed package. */
+  packageExtension?: string;
 }
 
-export function completionScript(program: Command, shell: Shell, opts: Options): string {
+export function completionScript(program: Command, shell: Shell, given: Options = {}): string {
+  const builtin = builtinRunbooks();
+  const opts = {
+    packageRunbooks: given.packageRunbooks ?? builtin.dir,
+    packageExtension: given.packageExtension ?? builtin.extensions[0]!,
+  };
   const tree = commandTree(program);
   return shell === 'bash' ? bashScript(tree, opts) : zshScript(tree, opts);
 }
@@ -80,7 +88,7 @@ ${valuedCases(tree, '  ').join('\n')}
 }`;
 }
 
-function bashScript(tree: CommandSpec[], opts: Options): string {
+function bashScript(tree: CommandSpec[], opts: Required<Options>): string {
   const spec = tree.map((c) => {
     const valued = c.options.filter((o) => o.value !== undefined).flatMap(flagsOf);
     const sets = [
@@ -105,16 +113,18 @@ ${kindFunction(tree)}
 
 # Names, one a line; duplicates (the same runbook here and in baton) once.
 _baton_names() {
-  local kind=$1 d f seen=' '
+  local kind=$1 d e f seen=' '
   case $kind in
   runbook)
     for d in ./runbooks ${sq(opts.packageRunbooks)}; do
-      for f in "$d"/*.ts; do
+      e=.ts
+      [[ $d == ./runbooks ]] || e=${sq(opts.packageExtension)}
+      for f in "$d"/*"$e"; do
         [[ -e $f ]] || continue
         f=\${f##*/}
-        [[ $f == *.test.ts || $seen == *" \${f%.ts} "* ]] && continue
-        seen+="\${f%.ts} "
-        printf '%s\\n' "\${f%.ts}"
+        [[ $f == *.test.ts || $f == *.d.ts || $seen == *" \${f%"$e"} "* ]] && continue
+        seen+="\${f%"$e"} "
+        printf '%s\\n' "\${f%"$e"}"
       done
     done
     ;;
@@ -204,7 +214,7 @@ complete -F _baton baton
 `;
 }
 
-function zshScript(tree: CommandSpec[], opts: Options): string {
+function zshScript(tree: CommandSpec[], opts: Required<Options>): string {
   const described = (name: string, description: string): string =>
     sq(`${name.replaceAll(':', '\\:')}:${firstLine(description)}`);
   const spec = tree.map((c) => {
@@ -233,13 +243,15 @@ ${spec.join('\n')}
 ${kindFunction(tree)}
 
 _baton_values() {
-  local kind=$1 d f
+  local kind=$1 d e f
   local -a items
   case $kind in
   runbook)
     for d in ./runbooks ${sq(opts.packageRunbooks)}; do
-      for f in $d/*.ts(N:t); do
-        [[ $f == *.test.ts ]] || items+=(\${f%.ts})
+      e=.ts
+      [[ $d == ./runbooks ]] || e=${sq(opts.packageExtension)}
+      for f in $d/*$e(N:t); do
+        [[ $f == *.test.ts || $f == *.d.ts ]] || items+=(\${f%$e})
       done
     done
     compadd -a -- items

@@ -1,7 +1,7 @@
 /** The runbooks a project and baton know, each loaded once, with the hash of the code it runs. */
-import { existsSync, readdirSync } from 'node:fs';
-import { extname, isAbsolute, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { existsSync } from 'node:fs';
+import { extname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   codeVersion,
   type CodeManifest,
@@ -10,8 +10,9 @@ import {
 } from '../core/code-version.ts';
 import { BatonError, InvalidInputError, thrownText } from '../core/errors.ts';
 import type { AnyRunbook } from '../core/runbook.ts';
+import { batonVersion } from '../core/package-root.ts';
+import { importModule, runbookCandidates, runbookNames } from './load-module.ts';
 import { PACKAGE_ROOT } from './paths.ts';
-import { version } from './version.ts';
 
 /** baton's runner: the module whose import graph, with the runbook's, is the code a run executes. */
 const RUNNER = fileURLToPath(
@@ -32,17 +33,14 @@ export function runbookCode(file: string, reader?: CodeReader): CodeVersion {
   return codeVersion({
     entries: [file, RUNNER],
     batonRoot: PACKAGE_ROOT,
-    batonVersion: version(),
+    batonVersion: batonVersion(),
     ...(reader ? { reader } : {}),
   });
 }
 
 /** A runbook by name (./runbooks/NAME.ts, then baton's own runbooks/) or by path. */
 export async function loadRunbook(ref: string, cwd = process.cwd()): Promise<LoadedRunbook> {
-  const candidates =
-    ref.includes('/') || /\.(ts|js|mjs)$/.test(ref)
-      ? [isAbsolute(ref) ? ref : resolve(cwd, ref)]
-      : [join(resolve(cwd), 'runbooks', `${ref}.ts`), join(PACKAGE_ROOT, 'runbooks', `${ref}.ts`)];
+  const candidates = runbookCandidates(ref, cwd);
   const file = candidates.find((f) => existsSync(f));
   if (!file) {
     throw new InvalidInputError(
@@ -52,7 +50,7 @@ export async function loadRunbook(ref: string, cwd = process.cwd()): Promise<Loa
   }
   let mod: { default?: AnyRunbook };
   try {
-    mod = (await import(pathToFileURL(file).href)) as typeof mod;
+    mod = (await importModule(file)) as typeof mod;
   } catch (e) {
     throw new BatonError(
       'INVALID_INPUT',
@@ -70,13 +68,7 @@ export async function loadRunbook(ref: string, cwd = process.cwd()): Promise<Loa
 }
 
 export function listRunbooks(cwd = process.cwd()): string[] {
-  const names = new Set<string>();
-  for (const dir of [join(resolve(cwd), 'runbooks'), join(PACKAGE_ROOT, 'runbooks')]) {
-    if (!existsSync(dir)) continue;
-    for (const f of readdirSync(dir))
-      if (f.endsWith('.ts') && !f.endsWith('.test.ts')) names.add(f.slice(0, -3));
-  }
-  return [...names].sort();
+  return runbookNames(cwd);
 }
 
 /** Loads each runbook once per process: a plan and its run see the same module and the same code hash. */
@@ -85,7 +77,9 @@ export class RunbookRegistry {
   constructor(private readonly cwd: string) {}
 
   load(ref: string): Promise<LoadedRunbook> {
-    const key = ref.includes('/') || /\.(ts|js|mjs)$/.test(ref) ? resolve(this.cwd, ref) : ref;
+    // A path is its own key (however it was written); a name is looked up the same way each time.
+    const candidates = runbookCandidates(ref, this.cwd);
+    const key = candidates.length === 1 ? candidates[0]! : ref;
     let p = this.loaded.get(key);
     if (!p) {
       p = loadRunbook(ref, this.cwd);

@@ -12,7 +12,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { $ } from 'zx';
+import { $ } from 'zx/core';
 import { z } from 'zod';
 import { BatonError, InvalidInputError } from '../core/errors.ts';
 import type { Rules } from './policy.ts';

@@ -215,7 +215,13 @@ function resolveSpecifier(
     const pkg = reader.read(join(pkgDir, 'package.json'));
     if (pkg) {
       if (reader.realpath(pkgDir) === batonRoot) {
-        const path = subpath ? resolveFile(join(batonRoot, subpath), reader) : undefined;
+        const exported = exportedPath(pkg, subpath);
+        const path =
+          exported !== undefined
+            ? resolveFile(join(batonRoot, exported), reader)
+            : subpath
+              ? resolveFile(join(batonRoot, subpath), reader)
+              : undefined;
         return path ? { kind: 'file', path } : { kind: 'unresolved' };
       }
       const version = (JSON.parse(pkg.toString('utf8')) as { version?: string }).version;
@@ -223,6 +229,19 @@ function resolveSpecifier(
     }
     if (dirname(dir) === dir) return { kind: 'package', name, version: 'not installed' };
   }
+}
+
+/** `baton-runbooks/steps` through baton's `exports` (exact subpaths, as baton's package.json has them). */
+function exportedPath(pkg: Buffer, subpath: string): string | undefined {
+  const exports = (JSON.parse(pkg.toString('utf8')) as { exports?: unknown }).exports;
+  if (exports === undefined || exports === null) return undefined;
+  const key = subpath ? `./${subpath}` : '.';
+  if (typeof exports === 'string' || Array.isArray(exports))
+    return key === '.' ? conditionalTarget(exports) : undefined;
+  const map = exports as Record<string, unknown>;
+  if (!Object.keys(map).some((k) => k.startsWith('.')))
+    return key === '.' ? conditionalTarget(map) : undefined;
+  return key in map ? conditionalTarget(map[key]) : undefined;
 }
 
 /** `#lib/x` through the nearest package.json's `imports`, as Node resolves it. */

@@ -8,6 +8,8 @@ import { z } from 'zod';
 import { InvalidInputError } from './errors.ts';
 import { Redactor } from './redact.ts';
 
+export { withoutParamValues } from './process-title.ts';
+
 /**
  * Mark a parameter as secret: redacted from output, journal and reports. The
  * mark is zod metadata, so it survives `.describe()`, `.optional()` and `.default()`.
@@ -68,26 +70,6 @@ export function parseParamArgs(args: readonly string[]): Map<string, RawParam> {
     out.set(name, resolveRef(name, given));
   }
   return out;
-}
-
-/**
- * baton's command line as `ps` may show it: each inline `--param` value
- * replaced by `…`, references kept. On Linux a process's title replaces its
- * argv in /proc/<pid>/cmdline; the processes that started baton (a shell,
- * npx, sudo) keep their own copy, which no process can change.
- */
-export function withoutParamValues(argv: readonly string[]): string[] {
-  const hide = (param: string): string => {
-    const eq = param.indexOf('=');
-    const value = param.slice(eq + 1);
-    return eq <= 0 || value.startsWith('@env:') || value.startsWith('@file:')
-      ? param
-      : `${param.slice(0, eq)}=…`;
-  };
-  return argv.map((arg, i) => {
-    if (arg.startsWith('--param=')) return `--param=${hide(arg.slice(8))}`;
-    return argv[i - 1] === '--param' ? hide(arg) : arg;
-  });
 }
 
 export function resolveRef(name: string, given: string): RawParam {

@@ -10,7 +10,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { $ } from 'zx';
+import { $ } from 'zx/core';
 import { BatonError, InvalidInputError } from '../core/errors.ts';
 import { parseInventory, type Inventory, type StackSource } from '../core/inventory.ts';
 import { sh, type Cmd } from '../core/shell.ts';

@@ -9,10 +9,15 @@ import { pathToFileURL } from 'node:url';
 import { runDelayLine } from './delayline.ts';
 import { serveRelay } from './relay.ts';
 
-/** argv to start a helper: node with the TypeScript loader, this file, and its arguments. */
+/**
+ * argv to start a helper: node, this file and its arguments; from the sources,
+ * with the TypeScript loader (the compiled daemon.js needs none).
+ */
 export function daemonArgv(args: readonly string[]): string[] {
+  const self = fileURLToPath(import.meta.url);
+  if (self.endsWith('.js')) return [process.execPath, self, ...args];
   const loader = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
-  return [process.execPath, '--import', loader, fileURLToPath(import.meta.url), ...args];
+  return [process.execPath, '--import', loader, self, ...args];
 }
 
 async function main(argv: string[]): Promise<void> {

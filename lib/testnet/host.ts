@@ -17,9 +17,9 @@ import {
   readFileSync,
   writeFileSync,
 } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { BatonError } from '../core/errors.ts';
+import { batonFile } from '../core/package-root.ts';
 import { sh } from '../core/shell.ts';
 import { isMountPoint, pidInNetns } from './procs.ts';
 import { generateKey, publicKeyFingerprint, sshdConfig } from './sshd.ts';
@@ -27,7 +27,7 @@ import type { TestnetPaths } from './state.ts';
 import { inHostArgv, sys } from './system.ts';
 import { CONTROLLER_ADDRESS, type Topology, type TopologyHost } from './topology.ts';
 
-const SYSTEMCTL = join(dirname(fileURLToPath(import.meta.url)), 'systemctl.sh');
+const SYSTEMCTL = batonFile('lib', 'testnet', 'systemctl.sh');
 
 /** Paths that must exist on the machine, because host directories are mounted over them. */
 const MOUNT_TARGETS = [

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { InvalidInputError } from '../core/errors.ts';
+import { batonFile } from '../core/package-root.ts';
 import {
   ATHEME,
   ATHEME_COMMAND,
@@ -219,8 +220,7 @@ WantedBy=multi-user.target
 `;
 }
 
-const contrib = (file: string): string =>
-  readFileSync(new URL(`../../contrib/lease/${file}`, import.meta.url), 'utf8');
+const contrib = (file: string): string => readFileSync(batonFile('contrib', 'lease', file), 'utf8');
 
 /**
  * /etc/atheme/lease-check, the unit's ExecStartPre (contrib/lease/lease-check,

@@ -3,17 +3,11 @@
  * reads too); missing ones are installed with apt-get after a notice.
  */
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { BatonError } from '../core/errors.ts';
+import { batonFile } from '../core/package-root.ts';
 import { sys } from './system.ts';
 
-export const PACKAGE_LIST = join(
-  dirname(fileURLToPath(import.meta.url)),
-  '..',
-  '..',
-  'debian-packages.txt',
-);
+export const PACKAGE_LIST = batonFile('debian-packages.txt');
 
 export function requiredPackages(file = PACKAGE_LIST): string[] {
   return readFileSync(file, 'utf8')

@@ -1,5 +1,5 @@
 /** Local commands the testnet machinery runs on the controller (ip, nsenter, nft ...), argv only. */
-import { $ } from 'zx';
+import { $ } from 'zx/core';
 import { BatonError } from '../core/errors.ts';
 
 export interface SysResult {

@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { PassThrough, Readable } from 'node:stream';
-import { $ } from 'zx';
+import { $ } from 'zx/core';
 import {
   COMMAND_TAG,
   delivery,

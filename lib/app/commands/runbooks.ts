@@ -1,5 +1,4 @@
 /** `baton runbooks` and `baton completion`: what baton knows, for people and for shells. */
-import { join } from 'node:path';
 import { Argument, type Command } from 'commander';
 import { completionScript, SHELLS, type Shell } from '../completion.ts';
 import { EXIT, Exit } from '../exit.ts';
@@ -65,10 +64,7 @@ Examples:
 Runbook names come from ./runbooks and baton's own; run ids and stacks from $BATON_HOME, else ./.baton.`,
     )
     .action(async (shell: Shell) => {
-      const { PACKAGE_ROOT } = await import('../paths.ts');
-      ctx.io.out(
-        completionScript(program, shell, { packageRunbooks: join(PACKAGE_ROOT, 'runbooks') }),
-      );
+      ctx.io.out(completionScript(program, shell));
       throw new Exit(EXIT.done);
     });
 }

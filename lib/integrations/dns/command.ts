@@ -3,7 +3,7 @@
  * so a step can run them on another host through its transport; by default
  * they run on the controller through zx. Secrets go on stdin, never in argv.
  */
-import { $ } from 'zx';
+import { $ } from 'zx/core';
 import type { Cmd } from '../../core/shell.ts';
 
 export interface ToolResult {
