@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { secret } from '../lib/core/params.ts';
 import { alreadyDone, condition, defineRunbook } from '../lib/core/runbook.ts';
-import { PACKAGE_ROOT } from '../lib/app/paths.ts';
+import { batonHome, PACKAGE_ROOT } from '../lib/app/paths.ts';
 import { sh } from '../lib/core/shell.ts';
 
 const PLACEHOLDER = '@CREDENTIAL@';
@@ -35,7 +35,8 @@ export default defineRunbook({
     root: z
       .string()
       .min(1)
-      .default('.baton/demo')
+      // Decided when the run starts, so that it follows BATON_HOME and the project root.
+      .default(() => join(batonHome(), 'demo'))
       .describe('directory holding one directory per host'),
     keep: z.number().int().min(1).max(20).default(3).describe('releases to keep on each host'),
     credential: secret(z.string().min(8, 'at least 8 characters'))

@@ -10,6 +10,7 @@ import {
 } from '../core/code-version.ts';
 import { BatonError, InvalidInputError, thrownText } from '../core/errors.ts';
 import type { AnyRunbook } from '../core/runbook.ts';
+import { projectOf, type Project, type ProjectRef } from '../core/project.ts';
 import { PACKAGE_ROOT } from './paths.ts';
 import { version } from './version.ts';
 
@@ -37,12 +38,20 @@ export function runbookCode(file: string, reader?: CodeReader): CodeVersion {
   });
 }
 
-/** A runbook by name (./runbooks/NAME.ts, then baton's own runbooks/) or by path. */
-export async function loadRunbook(ref: string, cwd = process.cwd()): Promise<LoadedRunbook> {
-  const candidates =
-    ref.includes('/') || /\.(ts|js|mjs)$/.test(ref)
-      ? [isAbsolute(ref) ? ref : resolve(cwd, ref)]
-      : [join(resolve(cwd), 'runbooks', `${ref}.ts`), join(PACKAGE_ROOT, 'runbooks', `${ref}.ts`)];
+const isPath = (ref: string): boolean => ref.includes('/') || /\.(ts|js|mjs)$/.test(ref);
+
+/**
+ * A runbook by name (the project's runbooks/NAME.ts, then baton's own
+ * runbooks/) or by path (relative to where baton was started).
+ */
+export async function loadRunbook(
+  ref: string,
+  at: ProjectRef = process.cwd(),
+): Promise<LoadedRunbook> {
+  const project = projectOf(at);
+  const candidates = isPath(ref)
+    ? [isAbsolute(ref) ? ref : resolve(project.cwd, ref)]
+    : [join(project.root, 'runbooks', `${ref}.ts`), join(PACKAGE_ROOT, 'runbooks', `${ref}.ts`)];
   const file = candidates.find((f) => existsSync(f));
   if (!file) {
     throw new InvalidInputError(
@@ -69,9 +78,9 @@ export async function loadRunbook(ref: string, cwd = process.cwd()): Promise<Loa
   return { runbook, file, codeVersion: code.hash, codeManifest: code.manifest };
 }
 
-export function listRunbooks(cwd = process.cwd()): string[] {
+export function listRunbooks(at: ProjectRef = process.cwd()): string[] {
   const names = new Set<string>();
-  for (const dir of [join(resolve(cwd), 'runbooks'), join(PACKAGE_ROOT, 'runbooks')]) {
+  for (const dir of [join(projectOf(at).root, 'runbooks'), join(PACKAGE_ROOT, 'runbooks')]) {
     if (!existsSync(dir)) continue;
     for (const f of readdirSync(dir))
       if (f.endsWith('.ts') && !f.endsWith('.test.ts')) names.add(f.slice(0, -3));
@@ -82,13 +91,16 @@ export function listRunbooks(cwd = process.cwd()): string[] {
 /** Loads each runbook once per process: a plan and its run see the same module and the same code hash. */
 export class RunbookRegistry {
   private readonly loaded = new Map<string, Promise<LoadedRunbook>>();
-  constructor(private readonly cwd: string) {}
+  private readonly project: Project;
+  constructor(at: ProjectRef) {
+    this.project = projectOf(at);
+  }
 
   load(ref: string): Promise<LoadedRunbook> {
-    const key = ref.includes('/') || /\.(ts|js|mjs)$/.test(ref) ? resolve(this.cwd, ref) : ref;
+    const key = isPath(ref) ? resolve(this.project.cwd, ref) : ref;
     let p = this.loaded.get(key);
     if (!p) {
-      p = loadRunbook(ref, this.cwd);
+      p = loadRunbook(ref, this.project);
       // A failed load is not kept: the operator fixes the file and asks again.
       p.catch(() => this.loaded.delete(key));
       this.loaded.set(key, p);
@@ -97,6 +109,6 @@ export class RunbookRegistry {
   }
 
   list(): string[] {
-    return listRunbooks(this.cwd);
+    return listRunbooks(this.project);
   }
 }
