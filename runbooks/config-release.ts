@@ -8,7 +8,15 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
-import { alreadyDone, batonFile, condition, defineRunbook, secret, sh } from '../lib/index.ts';
+import {
+  alreadyDone,
+  batonFile,
+  batonHome,
+  condition,
+  defineRunbook,
+  secret,
+  sh,
+} from '../lib/index.ts';
 
 const PLACEHOLDER = '@CREDENTIAL@';
 
@@ -32,7 +40,8 @@ export default defineRunbook({
     root: z
       .string()
       .min(1)
-      .default('.baton/demo')
+      // Decided when the run starts, so that it follows BATON_HOME and the project root.
+      .default(() => join(batonHome(), 'demo'))
       .describe('directory holding one directory per host'),
     keep: z.number().int().min(1).max(20).default(3).describe('releases to keep on each host'),
     credential: secret(z.string().min(8, 'at least 8 characters'))

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildProgram } from '../lib/app/cli.ts';
@@ -29,8 +30,13 @@ function completing(shell: 'bash' | 'zsh'): { cwd: string; script: string } {
 }
 
 /** What bash offers for each command line, the cursor at its end ('' is a new word). */
-function bashCompletes(lines: string[][]): string[][] {
-  const { cwd, script } = completing('bash');
+function bashCompletes(
+  lines: string[][],
+  where: { at?: string; env?: NodeJS.ProcessEnv } = {},
+): string[][] {
+  const { cwd: project, script } = completing('bash');
+  const cwd = where.at ? join(project, where.at) : project;
+  mkdirSync(cwd, { recursive: true });
   const calls = lines
     .map(
       (words) =>
@@ -40,7 +46,7 @@ function bashCompletes(lines: string[][]): string[][] {
   const r = spawnSync('bash', ['-c', `source ${script} && complete -p baton && ${calls}`], {
     cwd,
     encoding: 'utf8',
-    env: { ...process.env, BATON_HOME: '' },
+    env: { ...process.env, BATON_HOME: '', ...where.env },
   });
   expect(r.status, r.stderr).toBe(0);
   expect(r.stderr).toBe('');
@@ -95,6 +101,40 @@ describe('baton completion bash', () => {
   });
 });
 
+describe('completion in a subdirectory of the project', () => {
+  it("offers the project's runbooks, runs and stacks, as baton finds them (bash)", () => {
+    const [runbooks, runs, stacks] = bashCompletes(
+      [
+        ['baton', 'plan', 'rot'],
+        ['baton', 'report', ''],
+        ['baton', 'plan', 'handover', '--stack', ''],
+      ],
+      { at: 'deep/er' },
+    );
+    expect(runbooks).toEqual(['rotate-motd']);
+    expect(runs).toEqual([RUN_ID]);
+    expect(stacks).toEqual(['local', 'demo', 'nodes']);
+  });
+
+  it('offers the run ids and stacks of $BATON_HOME (bash)', () => {
+    const home = mkdtempSync(join(tmpdir(), 'baton-home-'));
+    mkdirSync(join(home, 'runs', 'elsewhere-run'), { recursive: true });
+    mkdirSync(join(home, 'stacks'));
+    writeFileSync(join(home, 'stacks', 'staging.json'), '{}');
+    const [runs, stacks, runbooks] = bashCompletes(
+      [
+        ['baton', 'report', ''],
+        ['baton', 'plan', 'handover', '--stack', ''],
+        ['baton', 'plan', 'rot'],
+      ],
+      { at: 'deep', env: { BATON_HOME: home } },
+    );
+    expect(runs).toEqual(['elsewhere-run']);
+    expect(stacks).toEqual(['local', 'demo', 'staging']);
+    expect(runbooks).toEqual(['rotate-motd']);
+  });
+});
+
 const zsh = findExecutable('zsh');
 
 describe('baton completion zsh', () => {
@@ -115,6 +155,8 @@ describe('baton completion zsh', () => {
     () => {
       assertPrerequisite(zsh ? undefined : 'zsh is not installed (debian-packages.txt)');
       const { cwd, script } = completing('zsh');
+      const home = mkdtempSync(join(tmpdir(), 'baton-home-'));
+      mkdirSync(join(home, 'runs', 'elsewhere-run'), { recursive: true });
       // compadd and _describe work only inside a completion widget: stand-ins print what they were given.
       const stubs = [
         'compadd() { local a=0; while [[ $1 == -* && $1 != -- ]]; do [[ $1 == -a ]] && a=1; shift; done; [[ $1 == -- ]] && shift; if ((a)); then local n; for n; do print -r -- "${(P)n}"; done; else print -r -- "$*"; fi }',
@@ -137,12 +179,17 @@ describe('baton completion zsh', () => {
             "c baton report ''",
             "c baton completion ''",
             'c baton testnet exec nebula -- l',
+            // In a subdirectory of the project, and with BATON_HOME elsewhere.
+            'mkdir -p deep/er && cd deep/er',
+            'c baton plan rot',
+            "c baton report ''",
+            `(BATON_HOME=${home}; c baton report '')`,
           ].join('\n'),
         ],
         { cwd, encoding: 'utf8', env: { ...process.env, BATON_HOME: '' } },
       );
       expect(r.stderr).toBe('');
-      expect(r.stdout.split('\n').slice(0, 7)).toEqual([
+      expect(r.stdout.split('\n').slice(0, 10)).toEqual([
         '_baton',
         COMMANDS.join(' '),
         'rotate-motd config-release failback failover handover ship-probe',
@@ -150,6 +197,9 @@ describe('baton completion zsh', () => {
         RUN_ID,
         'bash zsh',
         '',
+        'rotate-motd config-release failback failover handover ship-probe',
+        RUN_ID,
+        'elsewhere-run',
       ]);
     },
   );

@@ -310,5 +310,34 @@ export default defineRunbook({
   });
 
   // `baton init` in the installed package: its test goes here, on the same install (pkg, baton()).
-  it.todo('baton init makes a project whose runbook plans and runs');
+  it('baton init makes a repository whose example runbook plans and runs on the demo stack', () => {
+    const ops = join(pkg.project, 'ops');
+    const init = spawnSync(pkg.bin, ['init', 'ops', '--json'], {
+      cwd: pkg.project,
+      env: operatorEnv({}),
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(init.status, init.stdout + init.stderr).toBe(0);
+    expect((JSON.parse(init.stdout) as { created: string[] }).created).toEqual(
+      expect.arrayContaining(['runbooks/example.ts', 'baton.policy.json', 'approvers']),
+    );
+    // The scaffold's runbook imports the installed package, found from ops/ as node finds it.
+    expect(readFileSync(join(ops, 'runbooks', 'example.ts'), 'utf8')).toContain(
+      "from 'baton-runbooks'",
+    );
+    const inOps = (args: string[]) =>
+      spawnSync(pkg.bin, args, {
+        cwd: ops,
+        env: operatorEnv({}),
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+    const plan = inOps(['plan', 'example', '--stack', 'demo', '--json']);
+    expect(plan.status, plan.stdout + plan.stderr).toBe(0);
+    const run = inOps(['run', 'example', '--stack', 'demo', '--yes', '--param', 'text=hello ops']);
+    expect(run.status, run.stdout + run.stderr).toBe(0);
+    for (const host of DEMO_HOSTS)
+      expect(readFileSync(join(ops, '.baton', 'demo', host, 'motd'), 'utf8')).toBe('hello ops\n');
+  });
 });

@@ -1,5 +1,6 @@
 /**
- * One baton: where it runs (working directory, environment, clock) and what
+ * One baton: where it runs (working directory, the project root found from it
+ * and the baton home, environment, clock) and what
  * it reaches the world through (stack sources, ssh routes, transports, the
  * runbook registry). The CLI builds one with createApp and hands it to every
  * command; a test builds its own. No module fills a registry by being
@@ -7,6 +8,7 @@
  * used, so `baton --version` starts without the engine, ssh or zod.
  */
 import type { Inventory, StackSource } from '../core/inventory.ts';
+import { findProject, type Project } from '../core/project.ts';
 import type { Transports } from '../transports/index.ts';
 import type { SshRoute } from '../transports/ssh.ts';
 import type { LoadedRunbook, RunbookRegistry } from './registry.ts';
@@ -23,8 +25,13 @@ export interface AppOptions {
   transports?: () => Transports;
 }
 
-export interface App {
-  readonly cwd: string;
+/**
+ * `cwd` is where baton was started; `root` the project found from it
+ * (core/project.ts), which holds runbooks/, the policy and infra/; `home` the
+ * baton home, which holds the runs and local state. Every part of baton takes
+ * them from here.
+ */
+export interface App extends Project {
   readonly env: NodeJS.ProcessEnv;
   readonly clock: () => Date;
   readonly sources: readonly StackSource[];
@@ -44,7 +51,7 @@ function lazySource(describe: string, source: () => Promise<StackSource>): Stack
   let loaded: Promise<StackSource> | undefined;
   return {
     describe,
-    load: async (stack, cwd) => (await (loaded ??= source())).load(stack, cwd),
+    load: async (stack, at) => (await (loaded ??= source())).load(stack, at),
   };
 }
 
@@ -85,15 +92,15 @@ export function defaultRoutes(): SshRoute[] {
 }
 
 export function createApp(options: AppOptions = {}): App {
-  const cwd = options.cwd ?? process.cwd();
   const env = options.env ?? process.env;
+  const project = findProject(options.cwd ?? process.cwd(), env);
   const sources = options.sources ?? defaultSources(env);
   const routes = options.routes ?? defaultRoutes();
   let registry: Promise<RunbookRegistry> | undefined;
   const runbooks = (): Promise<RunbookRegistry> =>
-    (registry ??= import('./registry.ts').then((m) => new m.RunbookRegistry(cwd)));
+    (registry ??= import('./registry.ts').then((m) => new m.RunbookRegistry(project)));
   return {
-    cwd,
+    ...project,
     env,
     clock: options.clock ?? (() => new Date()),
     sources,
@@ -105,7 +112,7 @@ export function createApp(options: AppOptions = {}): App {
     },
     async inventory(stack) {
       const { loadInventory } = await import('../core/inventory.ts');
-      return loadInventory(stack, cwd, sources);
+      return loadInventory(stack, project, sources);
     },
     runbook: async (ref) => (await runbooks()).load(ref),
     runbookNames: async () => (await runbooks()).list(),

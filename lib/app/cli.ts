@@ -11,6 +11,7 @@ import { registerTestnetCommands } from '../testnet/cli.ts';
 import { createApp, type App } from './app.ts';
 import { approveCommand, countersignCommand } from './commands/approve.ts';
 import type { CommandContext } from './commands/common.ts';
+import { initCommand } from './commands/init.ts';
 import { planCommand } from './commands/plan.ts';
 import { reportCommand, verifyCommand } from './commands/report.ts';
 import { resumeCommand } from './commands/resume.ts';
@@ -99,6 +100,7 @@ Examples:
 ${EXIT_CODES_HELP}`,
     );
   const ctx: CommandContext = { io, cli, app };
+  initCommand(program, ctx);
   planCommand(program, ctx);
   runCommand(program, ctx);
   rehearseCommand(program, ctx);

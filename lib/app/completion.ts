@@ -2,8 +2,10 @@
  * `baton completion bash|zsh`: completion scripts made from the command tree
  * (usage.ts), so a new command or option completes without anyone editing a
  * script. Values that are cheap to find are completed too, by the shell itself
- * and without starting node: runbook names (./runbooks and baton's own), run
- * ids and saved stacks (in $BATON_HOME, else ./.baton), files, and choices.
+ * and without starting node: runbook names (the project's runbooks/ and
+ * baton's own), run ids and saved stacks (in $BATON_HOME, else the project's
+ * .baton/), files, and choices. The project is found as baton finds it
+ * (core/project.ts), by a small shell function.
  */
 import type { Command } from 'commander';
 import { quotedText } from '../core/shell.ts';
@@ -88,6 +90,53 @@ ${valuedCases(tree, '  ').join('\n')}
 }`;
 }
 
+/**
+ * \`_baton_project\`: the project root and baton home, found as core/project.ts
+ * finds them, into _baton_root and _baton_home. bash has no test for
+ * world-writable, so it stops at sticky directories (/tmp) only.
+ */
+const BASH_PROJECT = `# The project root and baton home, found as baton finds them.
+_baton_project() {
+  local d weak= up
+  d=$(pwd -P)
+  _baton_root=
+  while :; do
+    if [[ -e $d/baton.policy.json || -d $d/runbooks ]]; then
+      _baton_root=$d
+      break
+    fi
+    [[ -z $weak && -d $d/.baton ]] && weak=$d
+    [[ -e $d/.git || $d == / ]] && break
+    up=\${d%/*}
+    up=\${up:-/}
+    [[ -k $up ]] && break
+    d=$up
+  done
+  _baton_root=\${_baton_root:-\${weak:-$(pwd -P)}}
+  _baton_home=\${BATON_HOME:-$_baton_root/.baton}
+}`;
+
+const ZSH_PROJECT = `# The project root and baton home, found as baton finds them.
+_baton_project() {
+  local d=\${PWD:A} weak= up
+  local -a shared
+  _baton_root=
+  while :; do
+    if [[ -e $d/baton.policy.json || -d $d/runbooks ]]; then
+      _baton_root=$d
+      break
+    fi
+    [[ -z $weak && -d $d/.baton ]] && weak=$d
+    [[ -e $d/.git || $d == / ]] && break
+    up=\${d:h}
+    shared=(\${up}(Nf:o+w:))
+    [[ -k $up ]] || (($#shared)) && break
+    d=$up
+  done
+  _baton_root=\${_baton_root:-\${weak:-\${PWD:A}}}
+  _baton_home=\${BATON_HOME:-$_baton_root/.baton}
+}`;
+
 function bashScript(tree: CommandSpec[], opts: Required<Options>): string {
   const spec = tree.map((c) => {
     const valued = c.options.filter((o) => o.value !== undefined).flatMap(flagsOf);
@@ -111,14 +160,17 @@ ${spec.join('\n')}
 
 ${kindFunction(tree)}
 
+${BASH_PROJECT}
+
 # Names, one a line; duplicates (the same runbook here and in baton) once.
 _baton_names() {
-  local kind=$1 d e f seen=' '
+  local kind=$1 d e f seen=' ' _baton_root _baton_home
+  _baton_project
   case $kind in
   runbook)
-    for d in ./runbooks ${sq(opts.packageRunbooks)}; do
+    for d in "$_baton_root/runbooks" ${sq(opts.packageRunbooks)}; do
       e=.ts
-      [[ $d == ./runbooks ]] || e=${sq(opts.packageExtension)}
+      [[ $d == "$_baton_root/runbooks" ]] || e=${sq(opts.packageExtension)}
       for f in "$d"/*"$e"; do
         [[ -e $f ]] || continue
         f=\${f##*/}
@@ -129,7 +181,7 @@ _baton_names() {
     done
     ;;
   run)
-    for f in "\${BATON_HOME:-.baton}"/runs/*/; do
+    for f in "$_baton_home"/runs/*/; do
       [[ -d $f ]] || continue
       f=\${f%/}
       printf '%s\\n' "\${f##*/}"
@@ -137,7 +189,7 @@ _baton_names() {
     ;;
   stack)
     printf '%s\\n' local demo
-    for f in "\${BATON_HOME:-.baton}"/stacks/*.json; do
+    for f in "$_baton_home"/stacks/*.json; do
       [[ -e $f ]] || continue
       f=\${f##*/}
       printf '%s\\n' "\${f%.json}"
@@ -242,14 +294,17 @@ ${spec.join('\n')}
 
 ${kindFunction(tree)}
 
+${ZSH_PROJECT}
+
 _baton_values() {
-  local kind=$1 d e f
+  local kind=$1 d e f _baton_root _baton_home
   local -a items
+  _baton_project
   case $kind in
   runbook)
-    for d in ./runbooks ${sq(opts.packageRunbooks)}; do
+    for d in $_baton_root/runbooks ${sq(opts.packageRunbooks)}; do
       e=.ts
-      [[ $d == ./runbooks ]] || e=${sq(opts.packageExtension)}
+      [[ $d == $_baton_root/runbooks ]] || e=${sq(opts.packageExtension)}
       for f in $d/*$e(N:t); do
         [[ $f == *.test.ts || $f == *.d.ts ]] || items+=(\${f%$e})
       done
@@ -257,11 +312,11 @@ _baton_values() {
     compadd -a -- items
     ;;
   run)
-    items=(\${BATON_HOME:-.baton}/runs/*(N/:t))
+    items=($_baton_home/runs/*(N/:t))
     compadd -a -- items
     ;;
   stack)
-    items=(local demo \${BATON_HOME:-.baton}/stacks/*.json(N:t:r))
+    items=(local demo $_baton_home/stacks/*.json(N:t:r))
     compadd -a -- items
     ;;
   file) _files ;;

@@ -8,6 +8,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { batonFile, isCompiled } from '../core/package-root.ts';
+import type { Project } from '../core/project.ts';
 
 /** A directory of runbooks and the extensions a runbook file has there. */
 export interface RunbookDir {
@@ -23,23 +24,26 @@ export function builtinRunbooks(): RunbookDir {
 }
 
 /** Where a runbook is looked for by name, first wins: the project's runbooks/, then baton's. */
-export function runbookDirs(cwd = process.cwd()): RunbookDir[] {
-  return [{ dir: join(resolve(cwd), 'runbooks'), extensions: ['.ts'] }, builtinRunbooks()];
+export function runbookDirs(project: Project): RunbookDir[] {
+  return [{ dir: join(project.root, 'runbooks'), extensions: ['.ts'] }, builtinRunbooks()];
 }
 
-/** The files `ref` may be: itself when it is a path, else NAME in each runbook directory. */
-export function runbookCandidates(ref: string, cwd = process.cwd()): string[] {
+/**
+ * The files `ref` may be: itself when it is a path (relative to where baton
+ * was started), else NAME in each runbook directory.
+ */
+export function runbookCandidates(ref: string, project: Project): string[] {
   if (ref.includes('/') || /\.(ts|js|mjs)$/.test(ref))
-    return [isAbsolute(ref) ? ref : resolve(cwd, ref)];
-  return runbookDirs(cwd).flatMap(({ dir, extensions }) =>
+    return [isAbsolute(ref) ? ref : resolve(project.cwd, ref)];
+  return runbookDirs(project).flatMap(({ dir, extensions }) =>
     extensions.map((e) => join(dir, ref + e)),
   );
 }
 
 /** The names of every runbook in the runbook directories, sorted, each once. */
-export function runbookNames(cwd = process.cwd()): string[] {
+export function runbookNames(project: Project): string[] {
   const names = new Set<string>();
-  for (const { dir, extensions } of runbookDirs(cwd)) {
+  for (const { dir, extensions } of runbookDirs(project)) {
     if (!existsSync(dir)) continue;
     for (const f of readdirSync(dir)) {
       if (/\.(test|d)\.ts$/.test(f)) continue;

@@ -11,6 +11,7 @@ import {
 import { BatonError, InvalidInputError, thrownText } from '../core/errors.ts';
 import type { AnyRunbook } from '../core/runbook.ts';
 import { batonVersion } from '../core/package-root.ts';
+import { projectOf, type Project, type ProjectRef } from '../core/project.ts';
 import { importModule, runbookCandidates, runbookNames } from './load-module.ts';
 import { PACKAGE_ROOT } from './paths.ts';
 
@@ -38,9 +39,15 @@ export function runbookCode(file: string, reader?: CodeReader): CodeVersion {
   });
 }
 
-/** A runbook by name (./runbooks/NAME.ts, then baton's own runbooks/) or by path. */
-export async function loadRunbook(ref: string, cwd = process.cwd()): Promise<LoadedRunbook> {
-  const candidates = runbookCandidates(ref, cwd);
+/**
+ * A runbook by name (the project's runbooks/NAME.ts, then baton's own
+ * runbooks/) or by path (relative to where baton was started).
+ */
+export async function loadRunbook(
+  ref: string,
+  at: ProjectRef = process.cwd(),
+): Promise<LoadedRunbook> {
+  const candidates = runbookCandidates(ref, projectOf(at));
   const file = candidates.find((f) => existsSync(f));
   if (!file) {
     throw new InvalidInputError(
@@ -67,22 +74,25 @@ export async function loadRunbook(ref: string, cwd = process.cwd()): Promise<Loa
   return { runbook, file, codeVersion: code.hash, codeManifest: code.manifest };
 }
 
-export function listRunbooks(cwd = process.cwd()): string[] {
-  return runbookNames(cwd);
+export function listRunbooks(at: ProjectRef = process.cwd()): string[] {
+  return runbookNames(projectOf(at));
 }
 
 /** Loads each runbook once per process: a plan and its run see the same module and the same code hash. */
 export class RunbookRegistry {
   private readonly loaded = new Map<string, Promise<LoadedRunbook>>();
-  constructor(private readonly cwd: string) {}
+  private readonly project: Project;
+  constructor(at: ProjectRef) {
+    this.project = projectOf(at);
+  }
 
   load(ref: string): Promise<LoadedRunbook> {
     // A path is its own key (however it was written); a name is looked up the same way each time.
-    const candidates = runbookCandidates(ref, this.cwd);
+    const candidates = runbookCandidates(ref, this.project);
     const key = candidates.length === 1 ? candidates[0]! : ref;
     let p = this.loaded.get(key);
     if (!p) {
-      p = loadRunbook(ref, this.cwd);
+      p = loadRunbook(ref, this.project);
       // A failed load is not kept: the operator fixes the file and asks again.
       p.catch(() => this.loaded.delete(key));
       this.loaded.set(key, p);
@@ -91,6 +101,6 @@ export class RunbookRegistry {
   }
 
   list(): string[] {
-    return listRunbooks(this.cwd);
+    return listRunbooks(this.project);
   }
 }

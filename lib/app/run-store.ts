@@ -7,14 +7,16 @@ import type { RunEvent } from '../core/events.ts';
 import { readJournal, type JournalRead } from '../engine/journal.ts';
 import { indexProblem, readSignatures } from '../approval/signing.ts';
 import { runIndex, runsDir } from './paths.ts';
+import { type ProjectRef } from '../core/project.ts';
 
-export function runDir(runId: string, cwd?: string): string {
+/** A run's directory in the project's baton home (`at`: the project, or a directory to find it from). */
+export function runDir(runId: string, at?: ProjectRef): string {
   if (!/^[A-Za-z0-9._-]+$/.test(runId))
     throw new InvalidInputError(`${JSON.stringify(runId)} is not a run id`);
-  const dir = join(runsDir(cwd), runId);
+  const dir = join(runsDir(at), runId);
   if (!existsSync(dir)) {
     throw new InvalidInputError(
-      `no run ${runId} in ${runsDir(cwd)}`,
+      `no run ${runId} in ${runsDir(at)}`,
       '`baton runs` lists the runs.',
     );
   }
@@ -67,8 +69,8 @@ export interface RunSummary {
   journal: 'verified' | string;
 }
 
-export function listRuns(cwd?: string): RunSummary[] {
-  const root = runsDir(cwd);
+export function listRuns(at?: ProjectRef): RunSummary[] {
+  const root = runsDir(at);
   if (!existsSync(root)) return [];
   return readdirSync(root)
     .sort()
@@ -90,7 +92,7 @@ export function listRuns(cwd?: string): RunSummary[] {
       }
       const first = read.records[0];
       const start = first?.event.kind === 'run-start' ? first.event : undefined;
-      const cut = indexProblem(runIndex(cwd), runId, readSignatures(dir), read.records.length);
+      const cut = indexProblem(runIndex(at), runId, readSignatures(dir), read.records.length);
       const end = read.records.findLast((r) => r.event.kind === 'run-end');
       const endEvent = end?.event as Extract<RunEvent, { kind: 'run-end' }> | undefined;
       return {

@@ -1,6 +1,7 @@
 /**
  * Runs on disk and the three entry points the CLI and tests use: plan a
- * runbook, start a run, resume a run. A run lives in `.baton/runs/<run-id>/`.
+ * runbook, start a run, resume a run. A run lives in `runs/<run-id>/` in the
+ * baton home (the app's `home`: $BATON_HOME, else `.baton/` in the project root).
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -45,6 +46,7 @@ import type { Redactor } from '../core/redact.ts';
 import { type Plan } from '../core/plan.ts';
 import type { AnyRunbook } from '../core/runbook.ts';
 import { runIndex, runsDir } from './paths.ts';
+import { type ProjectRef } from '../core/project.ts';
 import { batonHome } from '../core/home.ts';
 import { acquireLock, runDir } from './run-store.ts';
 import type { LoadedRunbook } from './registry.ts';
@@ -106,9 +108,12 @@ export interface Invocation {
   approved?: RunInput['approved'];
   /** Whether secrets may be given inline; by default refused where the stack's policy needs approvals. */
   inlineSecrets?: 'allow' | 'refuse';
-  /** Where stacks, runbooks and transports come from; default the CLI's (createApp) for `cwd`. */
+  /** Where stacks, runbooks and transports come from, and the project; default the CLI's (createApp) for `cwd`. */
   app?: App;
 }
+
+const appFor = (o: { cwd?: string; app?: App }): App =>
+  o.app ?? createApp({ ...(o.cwd ? { cwd: o.cwd } : {}) });
 
 interface Prepared {
   loaded: LoadedRunbook;
@@ -135,9 +140,7 @@ function stackFor(runbook: AnyRunbook, given: string | undefined): string {
   return stack;
 }
 
-async function prepare(inv: Invocation, runId?: string): Promise<Prepared> {
-  const app = inv.app ?? createApp({ ...(inv.cwd ? { cwd: inv.cwd } : {}) });
-  const cwd = inv.cwd ?? app.cwd;
+async function prepare(app: App, inv: Invocation, runId?: string): Promise<Prepared> {
   const loaded = await app.runbook(inv.runbook);
   const { runbook } = loaded;
   const stack = stackFor(runbook, inv.stack);
@@ -148,10 +151,10 @@ async function prepare(inv: Invocation, runId?: string): Promise<Prepared> {
     runbook.name,
     { inlineSecrets: inv.inlineSecrets ?? 'allow' },
   );
-  const repo = loadRepositoryPolicy(cwd);
+  const repo = loadRepositoryPolicy(app);
   const inventory = inv.inventory ?? (await app.inventory(stack));
   // Where the stack's policy needs approvals, secrets come by reference only.
-  if (!inv.inlineSecrets && inlineSecretsOn(runbook, stack, repo, inventory, cwd) === 'refuse')
+  if (!inv.inlineSecrets && inlineSecretsOn(runbook, stack, repo, inventory, app) === 'refuse')
     validateParams(runbook.params, inv.rawParams ?? parseParamArgs(inv.params), runbook.name, {
       inlineSecrets: 'refuse',
     });
@@ -202,21 +205,21 @@ function inlineSecretsOn(
   stack: string,
   repo: RepositoryPolicy,
   inventory: Inventory,
-  cwd: string,
+  project: ProjectRef,
 ): 'allow' | 'refuse' {
   const policy = resolvePolicy({
     repo,
     runbook: runbook.name,
     stack,
     destructive: runbook.steps.some((s) => s.destructive),
-    testnet: testnetOrigin(inventory, cwd).testnet,
+    testnet: testnetOrigin(inventory, project).testnet,
   });
   return policy.approvers > 0 ? 'refuse' : 'allow';
 }
 
 /** Dry run: probes run for real, mutations are recorded and returned, nothing is changed. */
 export async function planRunbook(inv: Invocation): Promise<PlanResult> {
-  const p = await prepare(inv);
+  const p = await prepare(appFor(inv), inv);
   try {
     return await p.session.plan();
   } catch (e) {
@@ -253,12 +256,12 @@ export interface StartOptions extends Invocation {
 }
 
 export async function startRun(opts: StartOptions): Promise<RunResult> {
-  const cwd = opts.cwd ?? process.cwd();
-  const overlayFile = opts.policyFile ? resolve(cwd, opts.policyFile) : undefined;
+  const app = appFor(opts);
+  const overlayFile = opts.policyFile ? resolve(app.cwd, opts.policyFile) : undefined;
   const overlay = overlayFile ? { file: overlayFile, data: loadOverlay(overlayFile) } : undefined;
   // The gate needs the inventory to know its rules; the session is made first, so it is handed over once known.
   let approvals: Gate | undefined;
-  const p = await prepare({
+  const p = await prepare(app, {
     ...opts,
     deps: { ...opts.deps, gate: (plan, hash, record) => approvals!(plan, hash, record) },
     ...(opts.approvedHash
@@ -272,7 +275,7 @@ export async function startRun(opts: StartOptions): Promise<RunResult> {
   });
   try {
     const { runbook } = p.loaded;
-    const origin = testnetOrigin(p.inventory, cwd);
+    const origin = testnetOrigin(p.inventory, app);
     if (opts.mode === 'rehearse' && !origin.testnet) {
       throw new InvalidInputError(
         `baton rehearse runs only on a testnet, and ${origin.why}`,
@@ -315,7 +318,7 @@ export async function startRun(opts: StartOptions): Promise<RunResult> {
       needsApprovals: rules.approvers > 0,
       what: `${runbook.name} on stack ${opts.policyOf ?? p.stack}`,
       trusted: trustedSigners(p.repo),
-      index: runIndex(cwd),
+      index: runIndex(app),
       now: p.now,
     });
     const sleep = opts.deps?.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
@@ -334,7 +337,7 @@ export async function startRun(opts: StartOptions): Promise<RunResult> {
           ...(await operatorKeys()),
           ...(signer ? [signer.identity.publicKey] : []),
         ]),
-        ledger: approvalLedger(batonHome(cwd)),
+        ledger: approvalLedger(app.home),
         now: p.now,
         sleep,
       }),
@@ -349,9 +352,9 @@ export async function startRun(opts: StartOptions): Promise<RunResult> {
         runbook: p.loaded.runbook.name,
         operator: operatorName(),
       },
-      { transportFor: p.transports.transportFor, now: p.now, home: batonHome(opts.cwd) },
+      { transportFor: p.transports.transportFor, now: p.now, home: app.home },
     );
-    const dir = join(runsDir(opts.cwd), p.runId);
+    const dir = join(runsDir(app), p.runId);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const release = acquireLock(dir, p.runId);
     let result: RunResult | undefined;
@@ -418,7 +421,8 @@ export interface ResumeOptions {
 export function signersFor(opts: {
   allowedSigners?: string;
   controllerKey?: string;
-  cwd?: string;
+  /** The project (an app), or a directory to find it from. */
+  cwd?: ProjectRef;
 }): Signers | undefined {
   const controllerKey = opts.controllerKey ? { controllerKey: opts.controllerKey } : {};
   if (opts.allowedSigners && !existsSync(opts.allowedSigners))
@@ -434,7 +438,7 @@ export function signersFor(opts: {
  * cleared record carries, verified again under the repository's policy, as a
  * resume does (gate.ts verifyClearance).
  */
-export function clearanceVerifier(cwd?: string): ClearanceVerifier {
+export function clearanceVerifier(at?: ProjectRef): ClearanceVerifier {
   return async (records, signerKeys) => {
     const events = records.map((r) => r.event);
     const start = events[0];
@@ -444,14 +448,14 @@ export function clearanceVerifier(cwd?: string): ClearanceVerifier {
       (e): e is Extract<RunEvent, { kind: 'planned' }> => e.kind === 'planned',
     );
     const policy = resolvePolicy({
-      repo: loadRepositoryPolicy(cwd),
+      repo: loadRepositoryPolicy(at),
       runbook: start.runbook,
       stack: planned?.plan.stack ?? start.stack,
       destructive: planned ? planned.plan.steps.some((s) => s.destructive) : true,
-      testnet: testnetOrigin(start.inventory, cwd).testnet,
+      testnet: testnetOrigin(start.inventory, at).testnet,
     });
     const check = await verifyClearance(events, policy, {
-      ledger: approvalLedger(batonHome(cwd)),
+      ledger: approvalLedger(batonHome(at)),
       operatorKeys: signerKeys,
     });
     return {
@@ -468,6 +472,7 @@ export function clearanceVerifier(cwd?: string): ClearanceVerifier {
  * index, and the resume must sign what it adds, with a key that may sign.
  */
 async function verifyForResume(
+  app: App,
   dir: string,
   read: JournalRead,
   opts: ResumeOptions,
@@ -476,14 +481,14 @@ async function verifyForResume(
     readSignatures(dir).length > 0 ||
     read.records.some((r) => r.event.kind === 'policy' && r.event.approvers > 0);
   if (!signed) return { lastUnsigned: false, signerKeys: [] };
-  const signers = signersFor(opts);
+  const signers = signersFor({ ...opts, cwd: app });
   if (!signers) {
     throw new InvalidInputError(
       `run ${opts.runId} has a signed journal, and no allowed signers to check it against`,
       'Pass --allowed-signers FILE (the approvers file), or resume from the directory that holds baton.policy.json.',
     );
   }
-  const v = await verifyRun(dir, { signers, index: runIndex(opts.cwd) });
+  const v = await verifyRun(dir, { signers, index: runIndex(app) });
   if (v.status === 'failed') {
     throw new JournalCorruptError(
       `run ${opts.runId}'s journal fails verification: ${v.problems.join('; ')}`,
@@ -496,7 +501,7 @@ async function verifyForResume(
       `Pass --signing-key KEY (or set ${SIGNING_KEY_ENV}).`,
     );
   }
-  const signer = sshHeadSigner(opts.signingKey, opts.deps?.now, { index: runIndex(opts.cwd) });
+  const signer = sshHeadSigner(opts.signingKey, opts.deps?.now, { index: runIndex(app) });
   const identity = requireTrusted(signer, signers);
   return {
     signer,
@@ -511,8 +516,8 @@ async function verifyForResume(
 }
 
 export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
-  const app = opts.app ?? createApp({ ...(opts.cwd ? { cwd: opts.cwd } : {}) });
-  const dir = runDir(opts.runId, opts.cwd);
+  const app = appFor(opts);
+  const dir = runDir(opts.runId, app);
   const read = readJournal(dir);
   const events = read.records.map((r) => r.event);
   const start = events[0];
@@ -526,7 +531,7 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
       `Nothing to resume. \`baton report ${opts.runId}\` shows what it did.`,
     );
   }
-  const { signer, lastUnsigned, signerKeys } = await verifyForResume(dir, read, opts);
+  const { signer, lastUnsigned, signerKeys } = await verifyForResume(app, dir, read, opts);
   const release = acquireLock(dir, opts.runId);
   try {
     const loaded = await app.runbook(start.runbookFile);
@@ -542,9 +547,9 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
       inlineSecrets: inlineSecretsOn(
         loaded.runbook,
         start.stack,
-        loadRepositoryPolicy(opts.cwd),
+        loadRepositoryPolicy(app),
         start.inventory,
-        opts.cwd ?? process.cwd(),
+        app,
       ),
     });
     if (history?.cleared) {
@@ -552,14 +557,14 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
       await verifyClearance(
         events,
         resolvePolicy({
-          repo: loadRepositoryPolicy(opts.cwd),
+          repo: loadRepositoryPolicy(app),
           runbook: start.runbook,
           stack: history.plan.stack,
           destructive: loaded.runbook.steps.some((s) => s.destructive),
-          testnet: testnetOrigin(start.inventory, opts.cwd).testnet,
+          testnet: testnetOrigin(start.inventory, app).testnet,
         }),
         {
-          ledger: approvalLedger(batonHome(opts.cwd)),
+          ledger: approvalLedger(app.home),
           operatorKeys: [...(await operatorKeys()), ...signerKeys],
         },
       );
@@ -594,7 +599,7 @@ export async function resumeRun(opts: ResumeOptions): Promise<RunResult> {
           runbook: start.runbook,
           operator: operatorName(),
         },
-        { transportFor: transports.transportFor, now, home: batonHome(opts.cwd) },
+        { transportFor: transports.transportFor, now, home: app.home },
       );
       const session = new Session(
         {
@@ -679,7 +684,7 @@ export interface UnlockResult {
   removed: string[];
   unreachable: string[];
   holder?: LockHolder;
-  /** The journal of the unlock, under .baton/unlocks/. */
+  /** The journal of the unlock, under unlocks/ in the baton home. */
   journal: string;
 }
 
@@ -691,7 +696,7 @@ export async function unlockStack(opts: {
   inventory?: Inventory;
   app?: App;
 }): Promise<UnlockResult> {
-  const app = opts.app ?? createApp({ ...(opts.cwd ? { cwd: opts.cwd } : {}) });
+  const app = appFor(opts);
   const inventory = opts.inventory ?? (await app.inventory(opts.stack));
   const transports = await app.transports();
   const now = (): Date => new Date();
@@ -700,10 +705,10 @@ export async function unlockStack(opts: {
     const r = await breakStackLock(inventory, opts.lockId, by, {
       transportFor: transports.transportFor,
       now,
-      home: batonHome(opts.cwd),
+      home: app.home,
     });
     const stamp = newRunId(`unlock-${opts.stack}`, now());
-    const dir = join(batonHome(opts.cwd), 'unlocks', stamp);
+    const dir = join(app.home, 'unlocks', stamp);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     Journal.create(dir, undefined, now).append({
       kind: 'unlock',

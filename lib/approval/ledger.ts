@@ -20,6 +20,7 @@ import {
 import { errorMessage, InvalidInputError } from '../core/errors.ts';
 import type { RunEvent } from '../core/events.ts';
 import { readJournal, type JournalRead } from '../engine/journal.ts';
+import type { ProjectRef } from '../core/project.ts';
 import { loadRepositoryPolicy } from './policy.ts';
 
 export const COUNTERSIGNATURE_FILE = 'countersignature.json';
@@ -120,7 +121,8 @@ export function soloEmergency(
  */
 export async function countersignatureState(
   dir: string,
-  cwd?: string,
+  /** The project (an app), or a directory to find it from: its policy names the approvers. */
+  cwd?: ProjectRef,
   keys?: string[],
 ): Promise<CountersignatureState> {
   const read = readJournal(dir);
@@ -183,7 +185,7 @@ export async function countersignRun(o: {
   dir: string;
   keyPath: string;
   signer?: string;
-  cwd?: string;
+  cwd?: ProjectRef;
   keys?: string[];
 }): Promise<{ file: string; principal: string }> {
   const read = readJournal(o.dir);

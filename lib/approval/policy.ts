@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import { InvalidInputError } from '../core/errors.ts';
+import { projectOf, type ProjectRef } from '../core/project.ts';
 
 export const POLICY_FILE = 'baton.policy.json';
 export const DEFAULT_APPROVAL_TTL_HOURS = 24;
@@ -103,9 +104,9 @@ export interface RepositoryPolicy {
   hash: string;
 }
 
-/** Where the repository keeps its policy: the one place baton looks. */
-export function policyLocation(cwd = process.cwd()): string {
-  return join(resolve(cwd), POLICY_FILE);
+/** Where the repository keeps its policy, the one place baton looks: the project root (core/project.ts). */
+export function policyLocation(at: ProjectRef = process.cwd()): string {
+  return join(projectOf(at).root, POLICY_FILE);
 }
 
 function parsePolicyFile(file: string, role: string): PolicyFileData {
@@ -132,8 +133,8 @@ function parsePolicyFile(file: string, role: string): PolicyFileData {
 }
 
 /** Read the repository's policy and approvers file and hash them. */
-export function loadRepositoryPolicy(cwd = process.cwd()): RepositoryPolicy {
-  const location = policyLocation(cwd);
+export function loadRepositoryPolicy(at: ProjectRef = process.cwd()): RepositoryPolicy {
+  const location = policyLocation(at);
   const file = existsSync(location) ? location : undefined;
   const data = file ? parsePolicyFile(file, 'the policy') : {};
   const approversFile = resolve(dirname(location), data.approvers ?? 'approvers');

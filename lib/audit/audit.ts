@@ -13,6 +13,7 @@ import { auditChecks } from './checks.ts';
 import type { AuditConfig } from './config.ts';
 import { fileHistory, type DiskHistory } from './history.ts';
 import { readPassphrase } from './passphrase.ts';
+import type { Project } from '../core/project.ts';
 import { auditPaths, type AuditPaths } from './state.ts';
 
 export interface AuditReport {
@@ -41,8 +42,8 @@ export interface AuditOptions {
   onResult?: (result: CheckResult) => void;
   /** Further values to keep out of every output. */
   redactor?: Redactor;
-  /** The run store, for the countersignatures solo emergency runs owe. */
-  runsRoot?: string;
+  /** The project, whose run store has the runs that owe countersignatures and whose policy checks them. */
+  project?: Project;
 }
 
 /** The redactor for a config: every passphrase and listed secret that can be read now. */
@@ -91,7 +92,7 @@ export async function runAudit(options: AuditOptions): Promise<AuditReport> {
   const started = now();
   const t0 = performance.now();
   try {
-    let checks = auditChecks(options.config, options.inventory, options.runsRoot);
+    let checks = auditChecks(options.config, options.inventory, options.project);
     if (options.only?.length) {
       checks = checks.filter((c) =>
         options.only!.some((o) => c.id === o || c.id.startsWith(o) || c.kind === o),

@@ -1,5 +1,7 @@
 /** The checks an audit config asks for, in the order people read them. */
 import type { Inventory } from '../core/inventory.ts';
+import type { Project } from '../core/project.ts';
+import { runsDir } from '../app/paths.ts';
 import { hostsWithRole } from '../core/inventory.ts';
 import { backupContentCheck, backupFreshnessCheck } from './backup.ts';
 import type { AuditCheck } from './check.ts';
@@ -13,7 +15,7 @@ import { dnsTtlCheck, standbyBinaryCheck, standbyCopyCheck, trustCheck } from '.
 export function auditChecks(
   config: AuditConfig,
   inventory: Inventory,
-  runsRoot?: string,
+  project?: Project,
 ): AuditCheck[] {
   const checks: AuditCheck[] = [];
   for (const [name, service] of Object.entries(config.services)) {
@@ -45,7 +47,7 @@ export function auditChecks(
       checks.push(dnsTtlCheck(name, s, { zone: inventory.dns.zone, servers }, via));
     }
   }
-  const solo = runsRoot ? soloEmergencyRuns(runsRoot, inventory.stack) : [];
-  if (runsRoot && solo.length) checks.push(countersignatureCheck(inventory.stack, runsRoot, solo));
+  const solo = project ? soloEmergencyRuns(runsDir(project), inventory.stack) : [];
+  if (project && solo.length) checks.push(countersignatureCheck(inventory.stack, project, solo));
   return checks;
 }

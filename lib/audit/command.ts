@@ -3,7 +3,6 @@ import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from '
 import { userInfo } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { InvalidInputError } from '../core/errors.ts';
-import { runsDir } from '../app/paths.ts';
 import { LOCAL_STACK } from '../testnet/stack.ts';
 import { acknowledge, alertFailures, type AlertOutcome } from './alert.ts';
 import { runAudit, type AuditReport } from './audit.ts';
@@ -24,7 +23,7 @@ export async function audit(o: AuditOptions, io: AuditIo): Promise<void> {
     );
   const stack = o.stack;
   const inventory = await io.app.inventory(stack);
-  const file = findAuditConfigFile(stack, o.config, io.app.cwd);
+  const file = findAuditConfigFile(stack, o.config, io.app);
   let config: AuditConfig;
   const transports = await io.app.transports();
   try {
@@ -37,7 +36,7 @@ export async function audit(o: AuditOptions, io: AuditIo): Promise<void> {
         );
     } else {
       throw new InvalidInputError(
-        `no audit config for stack ${stack}: looked for baton.audit.${stack}.json and baton.audit.json in ${io.app.cwd}`,
+        `no audit config for stack ${stack}: looked for baton.audit.${stack}.json and baton.audit.json in ${io.app.root}`,
         'Write one (docs/audit.md has a full example), or pass --config FILE.',
       );
     }
@@ -46,13 +45,13 @@ export async function audit(o: AuditOptions, io: AuditIo): Promise<void> {
       return;
     }
     const alert = alertPolicy(config, o);
-    const paths = auditPaths(io.app.cwd, io.app.env);
+    const paths = auditPaths(io.app, io.app.env);
     const report = await runAudit({
       config,
       inventory,
       transports,
       paths,
-      runsRoot: runsDir(io.app.cwd),
+      project: io.app,
       ...(o.only.length ? { only: o.only } : {}),
       ...(json
         ? {}
@@ -102,7 +101,7 @@ export function ack(
   o: { by?: string; note?: string; json?: boolean },
   io: AuditIo,
 ): void {
-  const paths = auditPaths(io.app.cwd, io.app.env);
+  const paths = auditPaths(io.app, io.app.env);
   const by = o.by ?? process.env.SUDO_USER ?? userInfo().username;
   const failure = acknowledge(paths.alerts, readLastReport(paths.last), id, {
     at: new Date().toISOString(),

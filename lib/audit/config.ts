@@ -4,10 +4,11 @@
  * Secrets are only references (`@file:PATH`, `@env:VAR`), never values.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { InvalidInputError } from '../core/errors.ts';
 import type { Inventory } from '../core/inventory.ts';
+import { projectOf, type ProjectRef } from '../core/project.ts';
 import { DURATION_PATTERN } from './duration.ts';
 
 const duration = z
@@ -263,15 +264,20 @@ export function parseAuditConfig(
   return config;
 }
 
-/** The config file for a stack: `--config`, else baton.audit.<stack>.json, else baton.audit.json. */
+/**
+ * The config file for a stack: `--config` (relative to where baton was
+ * started), else baton.audit.<stack>.json, else baton.audit.json, in the
+ * project root.
+ */
 export function findAuditConfigFile(
   stack: string,
   given: string | undefined,
-  cwd = process.cwd(),
+  at: ProjectRef = process.cwd(),
 ): string | undefined {
-  if (given) return resolve(cwd, given);
+  const project = projectOf(at);
+  if (given) return resolve(project.cwd, given);
   for (const name of [`baton.audit.${stack}.json`, 'baton.audit.json']) {
-    const file = resolve(cwd, name);
+    const file = join(project.root, name);
     if (existsSync(file)) return file;
   }
   return undefined;

@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { readJournal } from '../engine/journal.ts';
 import { countersignatureState, soloEmergency } from '../approval/ledger.ts';
 import type { AuditCheck, Finding } from './check.ts';
+import type { Project } from '../core/project.ts';
+import { runsDir } from '../app/paths.ts';
 
 /** The solo emergency runs on a stack in this run store. */
 export function soloEmergencyRuns(runsRoot: string, stack: string): string[] {
@@ -27,7 +29,7 @@ export function soloEmergencyRuns(runsRoot: string, stack: string): string[] {
 
 export function countersignatureCheck(
   stack: string,
-  runsRoot: string,
+  project: Project,
   runIds: string[],
 ): AuditCheck {
   return {
@@ -40,7 +42,7 @@ export function countersignatureCheck(
       const evidence: string[] = [];
       const owing: string[] = [];
       for (const runId of runIds) {
-        const c = await countersignatureState(join(runsRoot, runId));
+        const c = await countersignatureState(join(runsDir(project), runId), project);
         if (c.state === 'signed') evidence.push(`${runId}: countersigned by ${c.by}`);
         else if (c.state === 'due') {
           owing.push(runId);

@@ -1,5 +1,6 @@
 /** Where the audit keeps what it must remember between runs: `.baton/audit/` (or `$BATON_HOME/audit/`). */
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { projectOf, type ProjectRef } from '../core/project.ts';
 
 export interface AuditPaths {
   dir: string;
@@ -11,8 +12,9 @@ export interface AuditPaths {
   last: string;
 }
 
-export function auditPaths(cwd = process.cwd(), env = process.env): AuditPaths {
-  const dir = join(resolve(cwd, env['BATON_HOME'] || '.baton'), 'audit');
+/** `at`: the project, or a directory to find it from (core/project.ts). */
+export function auditPaths(at: ProjectRef = process.cwd(), env = process.env): AuditPaths {
+  const dir = join(projectOf(at, env).home, 'audit');
   return {
     dir,
     history: join(dir, 'history.jsonl'),

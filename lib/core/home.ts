@@ -1,6 +1,6 @@
-import { join, resolve } from 'node:path';
+import { projectOf, type ProjectRef } from './project.ts';
 
-/** Where runs and local state live: $BATON_HOME, else ./.baton. */
-export function batonHome(cwd = process.cwd()): string {
-  return process.env.BATON_HOME ? resolve(process.env.BATON_HOME) : join(resolve(cwd), '.baton');
+/** Where runs and local state live: $BATON_HOME, else `.baton/` in the project root (project.ts). */
+export function batonHome(at: ProjectRef = process.cwd(), env = process.env): string {
+  return projectOf(at, env).home;
 }

@@ -5,9 +5,10 @@
  */
 import { canonicalJson, sha256 } from './hash.ts';
 import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { InvalidInputError } from './errors.ts';
+import { projectOf, type ProjectRef } from './project.ts';
 
 export const hostSchema = z.object({
   /** Short name used in runbooks, journals and reports. */
@@ -138,16 +139,19 @@ export function demoInventory(): Inventory {
 }
 
 export interface StackSource {
-  /** Returns the inventory if this source knows the stack, undefined otherwise. */
-  load(stack: string, cwd: string): Promise<Inventory | undefined>;
+  /**
+   * Returns the inventory if this source knows the stack, undefined otherwise.
+   * `at`: the project (an app), or a directory to find it from.
+   */
+  load(stack: string, at: ProjectRef): Promise<Inventory | undefined>;
   describe: string;
 }
 
-/** `.baton/stacks/<stack>.json`: a saved copy of a stack's outputs (`pulumi stack output --json`). */
+/** `<baton home>/stacks/<stack>.json`: a saved copy of a stack's outputs (`pulumi stack output --json`). */
 export const savedOutputsSource: StackSource = {
   describe: '.baton/stacks/<stack>.json',
-  async load(stack, cwd) {
-    const file = join(resolve(cwd), '.baton', 'stacks', `${stack}.json`);
+  async load(stack, at) {
+    const file = join(projectOf(at).home, 'stacks', `${stack}.json`);
     if (!existsSync(file)) return undefined;
     let data: unknown;
     try {
@@ -170,11 +174,12 @@ export const builtinSource: StackSource = {
 /** The inventory of a stack from the first of `sources` that knows it (an app's sources: lib/app/app.ts). */
 export async function loadInventory(
   stack: string,
-  cwd = process.cwd(),
+  at: ProjectRef = process.cwd(),
   sources: readonly StackSource[] = [savedOutputsSource, builtinSource],
 ): Promise<Inventory> {
+  const project = projectOf(at);
   for (const source of sources) {
-    const inventory = await source.load(stack, cwd);
+    const inventory = await source.load(stack, project);
     if (inventory) return inventory;
   }
   throw new InvalidInputError(

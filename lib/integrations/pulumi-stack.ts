@@ -3,7 +3,7 @@
  * --show-secrets=false --stack NAME` in infra/ and reads its `inventory`
  * output. Where no `pulumi` CLI is installed, or it does not know the stack,
  * the source answers nothing and the next one (the saved outputs file
- * `.baton/stacks/<stack>.json`) is asked.
+ * `<baton home>/stacks/<stack>.json`) is asked.
  *
  * An app (lib/app/app.ts) asks this source after the testnet's and before
  * the saved outputs file.
@@ -13,11 +13,12 @@ import { join, resolve } from 'node:path';
 import { $ } from 'zx/core';
 import { BatonError, InvalidInputError } from '../core/errors.ts';
 import { parseInventory, type Inventory, type StackSource } from '../core/inventory.ts';
+import { projectOf, type ProjectRef } from '../core/project.ts';
 import { sh, type Cmd } from '../core/shell.ts';
 import { findExecutable } from '../transports/which.ts';
 
 export interface PulumiStackOptions {
-  /** The Pulumi project directory; default `$BATON_INFRA_DIR` or `<cwd>/infra`. */
+  /** The Pulumi project directory; default `$BATON_INFRA_DIR` (relative to the cwd), else `infra/` in the project root. */
   infraDir?: string;
   /** Environment for finding and running `pulumi`; default `process.env`. */
   env?: NodeJS.ProcessEnv;
@@ -29,7 +30,9 @@ const NO_SUCH_STACK =
   /no stack named|stack .*not found|could not find (a )?stack|no stack .* found/i;
 
 /** Whether `recordActiveHost` can run here: a pulumi CLI and the Pulumi project of infra/. */
-export function canRecordActiveHost(options: PulumiStackOptions & { cwd?: string } = {}): boolean {
+export function canRecordActiveHost(
+  options: PulumiStackOptions & { cwd?: ProjectRef } = {},
+): boolean {
   const dir = infraDirFor(options.cwd ?? process.cwd(), options);
   return (
     Boolean(findExecutable('pulumi', options.env ?? process.env)) &&
@@ -37,9 +40,11 @@ export function canRecordActiveHost(options: PulumiStackOptions & { cwd?: string
   );
 }
 
-function infraDirFor(cwd: string, options: PulumiStackOptions): string {
+export function infraDirFor(at: ProjectRef, options: PulumiStackOptions = {}): string {
   const env = options.env ?? process.env;
-  return resolve(cwd, options.infraDir ?? env['BATON_INFRA_DIR'] ?? 'infra');
+  const project = projectOf(at, env);
+  const given = options.infraDir ?? env['BATON_INFRA_DIR'];
+  return given ? resolve(project.cwd, given) : join(project.root, 'infra');
 }
 
 async function runPulumi(
@@ -67,9 +72,9 @@ function lastLine(text: string): string {
 export function pulumiStackSource(options: PulumiStackOptions = {}): StackSource {
   return {
     describe: 'pulumi stack output (infra/)',
-    async load(stack: string, cwd: string): Promise<Inventory | undefined> {
+    async load(stack: string, at: ProjectRef): Promise<Inventory | undefined> {
       if (!STACK.test(stack)) return undefined;
-      const dir = infraDirFor(cwd, options);
+      const dir = infraDirFor(at, options);
       if (!existsSync(join(dir, 'Pulumi.yaml'))) return undefined;
       const bin = findExecutable('pulumi', options.env ?? process.env);
       if (!bin) return undefined;
@@ -116,7 +121,7 @@ export function pulumiStackSource(options: PulumiStackOptions = {}): StackSource
 export async function recordActiveHost(
   stack: string,
   host: string,
-  options: PulumiStackOptions & { cwd?: string } = {},
+  options: PulumiStackOptions & { cwd?: ProjectRef } = {},
 ): Promise<void> {
   if (!STACK.test(stack)) throw new InvalidInputError(`stack name ${stack} is not valid`);
   if (!/^[a-z][a-z0-9-]*$/.test(host))

@@ -7,6 +7,7 @@ import { canonicalJson } from '../core/hash.ts';
 import { existsSync, readFileSync } from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { BatonError } from '../core/errors.ts';
+import type { ProjectRef } from '../core/project.ts';
 import {
   demoInventory,
   parseInventory,
@@ -21,9 +22,9 @@ import { inTestnetRange } from './topology.ts';
 
 export const LOCAL_STACK = 'local';
 
-/** The inventory of the testnet for `cwd` (and BATON_HOME), or undefined when none is up. */
-export function readTestnetInventory(cwd = process.cwd()): Inventory | undefined {
-  const file = testnetPaths(cwd).inventoryFile;
+/** The inventory of the testnet of a project (its baton home), or undefined when none is up. */
+export function readTestnetInventory(at: ProjectRef = process.cwd()): Inventory | undefined {
+  const file = testnetPaths(at).inventoryFile;
   if (!existsSync(file)) return undefined;
   return parseInventory(JSON.parse(readFileSync(file, 'utf8')), file);
 }
@@ -37,7 +38,7 @@ export type TestnetOrigin = { testnet: true; by: string } | { testnet: false; wh
  * the testnet's own state recorded (addresses in 192.0.2.0/24, which baton
  * reaches only through the testnet's relay).
  */
-export function testnetOrigin(inventory: Inventory, cwd = process.cwd()): TestnetOrigin {
+export function testnetOrigin(inventory: Inventory, at: ProjectRef = process.cwd()): TestnetOrigin {
   if (canonicalJson(inventory) === canonicalJson(demoInventory()))
     return { testnet: true, by: "baton's built-in demo stack (directories on this machine)" };
   const not = (why: string): TestnetOrigin => ({
@@ -50,7 +51,7 @@ export function testnetOrigin(inventory: Inventory, cwd = process.cwd()): Testne
         ? 'its hosts were not made by `baton testnet up` (a testnet brought up before testnets were marked: run `sudo npx baton testnet up` again)'
         : 'its hosts were not made by `baton testnet up`',
     );
-  const paths = testnetPaths(cwd);
+  const paths = testnetPaths(at);
   const state = readState(paths);
   if (!state || state.id !== inventory.testnet.id || paths.id !== inventory.testnet.id)
     return not(
@@ -75,13 +76,13 @@ export function testnetOrigin(inventory: Inventory, cwd = process.cwd()): Testne
 
 export const testnetStackSource: StackSource = {
   describe: 'the local testnet (stack local, written by `baton testnet up`)',
-  async load(stack, cwd) {
+  async load(stack, at) {
     if (stack !== LOCAL_STACK) return undefined;
-    const inventory = readTestnetInventory(cwd);
+    const inventory = readTestnetInventory(at);
     if (!inventory) {
       throw new BatonError(
         'PRECONDITION_FAILED',
-        `stack local is the local testnet, and none is up here (${testnetPaths(cwd).dir})`,
+        `stack local is the local testnet, and none is up here (${testnetPaths(at).dir})`,
         'Start it with `sudo npx baton testnet up`.',
       );
     }

@@ -12,6 +12,7 @@ import {
 } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BatonError } from '../core/errors.ts';
+import { projectOf, type ProjectRef } from '../core/project.ts';
 
 export type FaultKind = 'host-down' | 'link-down' | 'partition' | 'slow' | 'disk-full';
 
@@ -47,7 +48,7 @@ export interface TestnetState {
 }
 
 export interface TestnetPaths {
-  /** `.baton` under the cwd, or $BATON_HOME. */
+  /** The baton home: $BATON_HOME, else `.baton/` in the project root (core/project.ts). */
   home: string;
   dir: string;
   id: string;
@@ -66,10 +67,14 @@ export interface TestnetPaths {
   hostNsFiles(name: string): { net: string; mnt: string; uts: string };
 }
 
-export function testnetPaths(cwd = process.cwd(), env = process.env): TestnetPaths {
-  const home = resolve(cwd, env['BATON_HOME'] || '.baton');
+/** `at`: the project, or a directory to find it from. */
+export function testnetPaths(at: ProjectRef = process.cwd(), env = process.env): TestnetPaths {
+  const project = projectOf(at, env);
+  const home = project.home;
   // BATON_TESTNET: a second controller (another checkout, another BATON_HOME) on the same testnet.
-  const dir = env['BATON_TESTNET'] ? resolve(cwd, env['BATON_TESTNET']) : join(home, 'testnet');
+  const dir = env['BATON_TESTNET']
+    ? resolve(project.cwd, env['BATON_TESTNET'])
+    : join(home, 'testnet');
   // Namespace names are global: derive them from the state directory so two
   // testnets (say, two checkouts, or parallel test files) never collide.
   const id = createHash('sha256').update(dir).digest('hex').slice(0, 6);

@@ -60,7 +60,7 @@ Read the plan it prints before you sign: your signature covers exactly those com
           );
         }
         io.err(renderPlan(plan, planFile.planHash));
-        const repo = loadRepositoryPolicy(ctx.app.cwd);
+        const repo = loadRepositoryPolicy(ctx.app);
         if (repo.hash !== plan.policyHash) {
           io.err(
             `note: the plan was made under policy ${plan.policyHash.slice(0, 12)}, and baton.policy.json and the approvers file here give ${repo.hash.slice(0, 12)}; the run checks your approval against the policy the plan names`,
@@ -142,11 +142,12 @@ Until it is countersigned, \`baton runs\` and \`baton audit\` show the run as ow
           import('../report.ts'),
           import('../../approval/ledger.ts'),
         ]);
-      const dir = runDir(runId, ctx.app.cwd);
+      const dir = runDir(runId, ctx.app);
       io.err(renderMarkdown(buildReport(readJournal(dir))));
       const { file, principal } = await countersignRun({
         dir,
         keyPath: o.key,
+        cwd: ctx.app,
         ...(o.as ? { signer: o.as } : {}),
       });
       if (cli.json) io.out(JSON.stringify({ runId, file, countersignedBy: principal }));

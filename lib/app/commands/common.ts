@@ -92,7 +92,7 @@ export async function finish(
         import('../report.ts'),
         import('../run-store.ts'),
       ]);
-      io.out('\n' + renderMarkdown(buildReport(readJournal(runDir(result.runId, ctx.app.cwd)))));
+      io.out('\n' + renderMarkdown(buildReport(readJournal(runDir(result.runId, ctx.app)))));
     }
     io.out(
       result.nothingToDo

@@ -36,7 +36,7 @@ Exits 1 when the journal fails verification (tampered or truncated).`,
         import('../../engine/journal.ts'),
         import('../report.ts'),
       ]);
-      const report = buildReport(readJournal(runDir(runId, ctx.app.cwd)));
+      const report = buildReport(readJournal(runDir(runId, ctx.app)));
       io.out(
         cli.json || o.format === 'json' ? JSON.stringify(report, null, 2) : renderMarkdown(report),
       );
@@ -76,13 +76,12 @@ the journal lacks, a clearance whose approvals do not hold, or nothing signed at
           import('../runs.ts'),
           import('../../approval/signing.ts'),
         ]);
-      const cwd = ctx.app.cwd;
-      const dir = runDir(runId, cwd);
-      const signers = signersFor({ ...o, cwd });
+      const dir = runDir(runId, ctx.app);
+      const signers = signersFor({ ...o, cwd: ctx.app });
       const v = await signing.verifyRun(dir, {
         ...(signers ? { signers } : {}),
-        verifyClearance: clearanceVerifier(cwd),
-        index: runIndex(cwd),
+        verifyClearance: clearanceVerifier(ctx.app),
+        index: runIndex(ctx.app),
       });
       const exitCode = v.status === 'verified' ? EXIT.done : EXIT.failed;
       if (cli.json) {

@@ -63,7 +63,7 @@ async function execute(
       import('../../testnet/stack.ts'),
       import('../../testnet/rehearsal.ts'),
     ]);
-    if (inv.stack === LOCAL_STACK && !readTestnetInventory(app.cwd)) {
+    if (inv.stack === LOCAL_STACK && !readTestnetInventory(app)) {
       io.err('No testnet is up here: bringing up the irc testnet first (this needs root).');
       const { up } = await import('../../testnet/index.ts');
       await up({ topology: 'irc', log: io.err });

@@ -61,7 +61,9 @@ export function completionCommand(program: Command, ctx: CommandContext): void {
 Examples:
   source <(npx baton completion bash)                       in ~/.bashrc
   npx baton completion zsh > ~/.zfunc/_baton                with ~/.zfunc on $fpath before compinit
-Runbook names come from ./runbooks and baton's own; run ids and stacks from $BATON_HOME, else ./.baton.`,
+Runbook names come from the project's runbooks/ and baton's own; run ids and stacks from
+$BATON_HOME, else the project's .baton/ (the project: the nearest directory upwards with
+baton.policy.json or runbooks/, as baton finds it).`,
     )
     .action(async (shell: Shell) => {
       ctx.io.out(completionScript(program, shell));

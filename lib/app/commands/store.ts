@@ -30,12 +30,11 @@ export function runsCommand(program: Command, ctx: CommandContext): void {
         import('../run-store.ts'),
         import('../../approval/ledger.ts'),
       ]);
-      const cwd = ctx.app.cwd;
       const runs = [];
-      for (const r of listRuns(cwd)) {
+      for (const r of listRuns(ctx.app)) {
         const c =
           r.journal === 'verified'
-            ? await countersignatureState(runDir(r.runId, cwd))
+            ? await countersignatureState(runDir(r.runId, ctx.app), ctx.app)
             : { state: 'not-owed' as const };
         runs.push(c.state === 'not-owed' ? r : { ...r, countersignature: c });
       }
