@@ -261,6 +261,7 @@ export default defineRunbook({
         'lib',
         'package.json',
         'runbooks',
+        'templates',
         'tools',
       ].sort(),
     );
