@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readJournal } from '../lib/engine/journal.ts';
@@ -140,11 +140,11 @@ describe('the stack lock', () => {
     ).toBe(0);
   });
 
-  it('is taken by exactly one of many controllers that try at once', async () => {
+  it('is taken by exactly one of many controllers that try at once, and every other names it', async () => {
     const ws = workspace();
     const transport = localTransport();
     const tries = await Promise.allSettled(
-      Array.from({ length: 8 }, (_, i) =>
+      Array.from({ length: 16 }, (_, i) =>
         acquireStackLock(
           localNodes(),
           { lockId: newLockId(), runId: `run-${i}`, runbook: 'ordered', operator: 'test' },
@@ -154,7 +154,25 @@ describe('the stack lock', () => {
     );
     const won = tries.filter((t) => t.status === 'fulfilled');
     expect(won).toHaveLength(1);
+    const winner = (won[0] as PromiseFulfilledResult<{ holder: { runId: string } }>).value.holder;
     for (const t of tries.filter((t) => t.status === 'rejected'))
-      expect(String((t as PromiseRejectedResult).reason)).toContain('stack nodes is locked by run');
+      expect(String((t as PromiseRejectedResult).reason)).toContain(
+        `stack nodes is locked by run ${winner.runId}`,
+      );
+  });
+
+  it('takes a lock directory an older baton left empty (it stopped between making it and writing its holder)', async () => {
+    const ws = workspace();
+    const transport = localTransport();
+    const deps = { transportFor: () => transport, now: () => new Date(), home: batonHome(ws.cwd) };
+    const me = { lockId: newLockId(), runId: 'run-a', runbook: 'ordered', operator: 'test' };
+    const first = await acquireStackLock(localNodes(), me, deps);
+    const dir = join(batonHome(ws.cwd), 'locks');
+    const [name] = readdirSync(dir).filter((f) => !f.endsWith('.log'));
+    await first.release();
+    mkdirSync(join(dir, name!));
+    const again = await acquireStackLock(localNodes(), { ...me, lockId: newLockId() }, deps);
+    expect(readFileSync(join(dir, name!, 'holder'), 'utf8')).toContain(again.holder.lockId);
+    await again.release();
   });
 });

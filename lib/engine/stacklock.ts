@@ -1,7 +1,7 @@
 /**
  * One run per stack, whichever controller starts it. The lock lives on the
- * stack's own hosts, where every controller of a team meets: a directory made
- * with mkdir (atomic on each host) holding the holder's record. A run holds
+ * stack's own hosts, where every controller of a team meets: a directory
+ * holding the holder's record, made by one rename (atomic on each host). A run holds
  * the lock when a majority of the stack's places granted it, so two
  * controllers can never both hold it, and a failover still gets it with its
  * primary down. Hosts reached without ssh are this machine: they count as one
@@ -110,7 +110,10 @@ async function takeOn(deps: LockDeps, place: LockPlace, me: LockHolder): Promise
   const r = await onPlace(
     deps,
     place,
-    sh`l=${place.dir} && mkdir -p "$(dirname "$l")" && if mkdir "$l" 2>/dev/null; then printf '%s\n' ${record} > "$l/holder.new" && mv -f "$l/holder.new" "$l/holder" && echo taken; else echo held; cat "$l/holder" 2>/dev/null; fi`,
+    // The lock directory appears with its holder inside, in one rename: no one ever sees it
+    // without the holder (and `baton unlock` can always name it). A rename onto a lock that
+    // holds a holder fails; one onto an empty directory (an older baton's, cut short) takes it.
+    sh`l=${place.dir} && t="$l.$$.new" && mkdir -p "$(dirname "$l")" && rm -rf "$t" && mkdir "$t" && printf '%s\n' ${record} > "$t/holder" && if mv -T "$t" "$l" 2>/dev/null; then echo taken; else rm -rf "$t"; echo held; cat "$l/holder" 2>/dev/null; fi`,
   );
   if (!r.ok) return { place: place.name, outcome: 'unreachable', error: r.error };
   const [first, ...rest] = r.stdout.split('\n');
