@@ -23,6 +23,7 @@ const plannedStep = z.object({
   destructive: z.boolean(),
   pointOfNoReturn: z.boolean(),
   commit: z.boolean().optional(),
+  frozen: z.enum(['begins', 'ends']).optional(),
   skipped: z.string().optional(),
   state: z.string().optional(),
   hosts: z.array(plannedHost),

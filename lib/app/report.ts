@@ -41,8 +41,66 @@ export interface Report {
   next?: string;
   error?: string;
   preflight: { passed: number; failed: number };
+  /** How long users' writes were refused, where the runbook marks it (steps with `frozen`). */
+  frozen?: FrozenInterval;
   timeline: TimelineEntry[];
   journal: { records: number; head: string; verified: true; headLagged: boolean };
+}
+
+export interface FrozenInterval {
+  /** The first mutation of the step that freezes writes. */
+  from: string;
+  /** When writes were taken again: the step that ends the freeze done, the freeze undone, or the run ended. */
+  until?: string;
+  ms?: number;
+  /** What ended it; absent while the run has not ended. */
+  endedBy?: 'step' | 'rollback' | 'run-end';
+  /** The time each step inside it took, in order (the one that ends it included). */
+  steps: Array<{ step: string; ms: number }>;
+}
+
+/** The frozen interval of a run, from the steps its plan marks and the journal's times. */
+function frozenInterval(records: readonly JournalRecord[]): FrozenInterval | undefined {
+  const planned = records.find((r) => r.event.kind === 'planned')?.event;
+  if (planned?.kind !== 'planned') return undefined;
+  const begins = planned.plan.steps.find((s) => s.frozen === 'begins' && !s.skipped)?.id;
+  const ends = planned.plan.steps.find((s) => s.frozen === 'ends' && !s.skipped)?.id;
+  if (!begins) return undefined;
+  const from = records.find((r) => r.event.kind === 'intent' && r.event.step === begins);
+  if (!from) return undefined;
+  const t = (r: JournalRecord): number => Date.parse(r.ts);
+  let until: JournalRecord | undefined;
+  let endedBy: FrozenInterval['endedBy'];
+  const open = new Map<string, JournalRecord>();
+  const steps: FrozenInterval['steps'] = [];
+  for (const r of records.slice(records.indexOf(from))) {
+    const e = r.event;
+    if (e.kind === 'step-start') open.set(e.step, r);
+    if (e.kind === 'step-end' && e.ok) {
+      const began = open.get(e.step);
+      steps.push({ step: e.step, ms: t(r) - t(began ?? from) });
+      if (e.step === ends) {
+        until = r;
+        endedBy = 'step';
+        break;
+      }
+    }
+    if (e.kind === 'undo-outcome' && e.step === begins) {
+      until = r;
+      endedBy = 'rollback';
+      break;
+    }
+    if (e.kind === 'run-end' && e.outcome !== 'needs-human') {
+      until = r;
+      endedBy = 'run-end';
+      break;
+    }
+  }
+  return {
+    from: from.ts,
+    ...(until ? { until: until.ts, ms: t(until) - t(from), endedBy } : {}),
+    steps,
+  };
 }
 
 function utc(ts: string): string {
@@ -210,6 +268,8 @@ export function buildReport(read: JournalRead): Report {
         break;
     }
   }
+  const frozen = frozenInterval(records);
+  if (frozen) report.frozen = frozen;
   return report;
 }
 
@@ -258,6 +318,19 @@ export function renderMarkdown(report: Report): string {
   lines.push(
     `- **Preflight:** ${report.preflight.passed} checks passed, ${report.preflight.failed} failed`,
   );
+  if (report.frozen) {
+    const f = report.frozen;
+    const by = {
+      step: 'writable again',
+      rollback: 'the freeze undone',
+      'run-end': 'the run ended',
+    };
+    lines.push(
+      f.ms === undefined
+        ? `- **Writes frozen:** since ${utc(f.from)}, not taken again yet`
+        : `- **Writes frozen:** ${seconds(f.ms)}, ${utc(f.from)} to ${utc(f.until!)} (${by[f.endedBy!]}): ${f.steps.map((s) => `${s.step} ${seconds(s.ms)}`).join(', ')}`,
+    );
+  }
   if (report.planHash) lines.push(`- **Plan:** ${report.planHash}`);
   lines.push(`- **Inventory:** ${report.inventoryHash}`);
   lines.push(`- **Runbook code:** ${report.codeVersion}`);

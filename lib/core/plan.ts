@@ -24,6 +24,8 @@ export interface PlannedStep {
   pointOfNoReturn: boolean;
   /** From this step on, the run goes only forward (writes may exist on the new side). */
   commit?: boolean;
+  /** Where users' writes are refused from (`begins`), or taken again after (`ends`). */
+  frozen?: 'begins' | 'ends';
   /** Why the step will not run, when it will not. */
   skipped?: string;
   state?: string;

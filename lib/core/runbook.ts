@@ -167,6 +167,12 @@ export interface StepDef<P, F> {
    * that fail still roll back.
    */
   marksCommit?: boolean;
+  /**
+   * Where the interval in which users' writes are refused begins (the step
+   * that freezes them) or ends (the step after which they are taken again).
+   * The report measures that interval, step by step; nothing else changes.
+   */
+  frozen?: 'begins' | 'ends';
   /** Retries for transient (connection) failures; default 3. */
   retries?: number;
   /** Name of the state the hosts are in once this step has completed. */

@@ -538,6 +538,7 @@ export class Session {
           ? { commit: true }
           : {}),
         ...(step.state ? { state: step.state } : {}),
+        ...(step.frozen ? { frozen: step.frozen } : {}),
         hosts: [],
       };
       steps.push(planned);

@@ -773,6 +773,7 @@ export function freezeStep(): Step {
     targets: (ctx) => [ctx.facts.from],
     state: 'services read-only on the source host',
     idempotent: true,
+    frozen: 'begins',
     async apply(ctx) {
       // A retry after a dropped connection finds its own freeze: that one is this run's.
       const retried = Boolean(ctx.notes.freezing);
@@ -1582,11 +1583,17 @@ export function cutDnsStep(): Step {
  * read-only flag for the next start. The same work serves twice: right after
  * the link (`writable`) and as the run's last step (`unfreeze`).
  */
-function writableOnTarget(id: string, title: string, state: string): Step {
+function writableOnTarget(
+  id: string,
+  title: string,
+  state: string,
+  frozen?: 'ends',
+): Step {
   return {
     id,
     title,
     state,
+    ...(frozen ? { frozen } : {}),
     targets: (ctx) => [ctx.facts.to],
     idempotent: true,
     async apply(ctx) {
@@ -1629,6 +1636,7 @@ export function writableStep(): Step {
     'writable',
     'Make the new primary writable as soon as it links (OperServ READONLY OFF), so that a stop keeps what users wrote',
     'services linked and writable on the target host, the source host fenced',
+    'ends',
   );
 }
 

@@ -17,6 +17,8 @@ import { findHost, type Inventory } from '../../lib/core/inventory.ts';
 import { readJournal } from '../../lib/engine/journal.ts';
 import { planRunbook, startRun } from '../../lib/app/runs.ts';
 import { loadRunbook } from '../../lib/app/registry.ts';
+import { buildReport } from '../../lib/app/report.ts';
+import { runDir } from '../../lib/app/run-store.ts';
 import type { SshPool } from '../../lib/transports/ssh.ts';
 import * as testnet from '../../lib/testnet/index.ts';
 import { readIrcSecrets, OPERATOR_ACCOUNT } from '../../lib/testnet/irc.ts';
@@ -376,6 +378,12 @@ describe.skipIf(skipUnless(missing, 'one primary on the testnet'))(
       const drops = dropConnections(plan, idempotentSteps(rb, plan), 'last');
       const result = await run('handover', { afterMutation: drops.afterMutation, backoffMs: 10 });
       expect(result.outcome, result.error).toBe('done');
+      // Users' writes were refused from the freeze until the new primary was writable, no longer.
+      const frozen = buildReport(readJournal(runDir(result.runId, home))).frozen!;
+      expect(frozen).toMatchObject({ endedBy: 'step' });
+      expect(frozen.steps[0]!.step).toBe('freeze');
+      expect(frozen.steps.at(-1)!.step).toBe('writable');
+      expect(frozen.steps.map((s) => s.step)).not.toContain('prove');
       expect(drops.dropped).toEqual(
         expect.arrayContaining(['cut-dns on controller', 'unfreeze on emergency1']),
       );

@@ -84,22 +84,31 @@ export async function finish(
   timeline = false,
 ): Promise<never> {
   const { io } = ctx;
-  if (ctx.cli.json) io.out(JSON.stringify(runResultJson(result), null, 2));
+  const [{ readJournal }, { buildReport, renderMarkdown }, { runDir }] = await Promise.all([
+    import('../../engine/journal.ts'),
+    import('../report.ts'),
+    import('../run-store.ts'),
+  ]);
+  // The journal adds what the result does not carry; a run whose journal cannot be read
+  // (a full disk) still ends with its own result and exit code.
+  let report: ReturnType<typeof buildReport> | undefined;
+  try {
+    report = buildReport(readJournal(runDir(result.runId, ctx.app.cwd)));
+  } catch {
+    report = undefined;
+  }
+  const frozen = report?.frozen?.ms !== undefined ? report.frozen : undefined;
+  if (ctx.cli.json)
+    io.out(JSON.stringify({ ...runResultJson(result), ...(frozen ? { frozen } : {}) }, null, 2));
   else {
-    if (timeline) {
-      const [{ readJournal }, { buildReport, renderMarkdown }, { runDir }] = await Promise.all([
-        import('../../engine/journal.ts'),
-        import('../report.ts'),
-        import('../run-store.ts'),
-      ]);
-      io.out('\n' + renderMarkdown(buildReport(readJournal(runDir(result.runId, ctx.app)))));
-    }
+    if (timeline && report) io.out('\n' + renderMarkdown(report));
     io.out(
       result.nothingToDo
         ? `\nRun ${result.runId}: nothing to do: every step is already done or skipped; nothing was changed`
         : `\nRun ${result.runId}: ${result.outcome}`,
     );
     io.out(`Hosts are in state: ${result.state}`);
+    if (frozen) io.out(`Writes frozen: ${(frozen.ms! / 1000).toFixed(1)} s`);
     if (result.error) io.out(`Why: ${result.error}`);
     if (result.next) io.out(`Next: ${result.next}`);
     io.out(`Timeline: baton report ${result.runId}`);
