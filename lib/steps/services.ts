@@ -1436,7 +1436,9 @@ export function startStandbyStep(): Step {
       await $`sha256sum -c --status ${sum} || { echo ${`${params.db} changed after it was verified; services not started`} >&2; exit 1; }`;
       await $`umask 022 && printf 'ATHEME_FLAGS=-r\n' > ${`${params.startFlags}.new`} && mv -f ${`${params.startFlags}.new`} ${params.startFlags}`;
       await $`systemctl enable ${params.unit}`;
-      await $`systemctl start ${params.unit}`;
+      // A start its lease check refuses runs nothing: it is tried again twice, 2 s apart (a DNS
+      // answer lost under load), and a refusal that lasts is reported with what the unit said.
+      await $`for try in 1 2 3; do systemctl start ${params.unit} && exit 0; systemctl reset-failed ${params.unit} 2>/dev/null; [ "$try" = 3 ] || sleep 2; done; echo ${`${params.unit} did not start:`} "$(systemctl status ${params.unit} 2>&1 | tail -n 5 | tr '\n' ' ')" >&2; exit 1`;
       // Read-only, Atheme never writes its db: unchanged now, it is what services loaded.
       // A byte changed between the check above and their start is caught here, before
       // anyone could write to them, and the run goes back to the primary.
@@ -1583,12 +1585,7 @@ export function cutDnsStep(): Step {
  * read-only flag for the next start. The same work serves twice: right after
  * the link (`writable`) and as the run's last step (`unfreeze`).
  */
-function writableOnTarget(
-  id: string,
-  title: string,
-  state: string,
-  frozen?: 'ends',
-): Step {
+function writableOnTarget(id: string, title: string, state: string, frozen?: 'ends'): Step {
   return {
     id,
     title,
