@@ -10,7 +10,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
-import type { Io } from '../lib/app/cli.ts';
+import type { Io } from '../lib/app/io.ts';
 import type { Inventory } from '../lib/core/inventory.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..');

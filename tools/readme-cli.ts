@@ -4,7 +4,8 @@
  * README's block differs from what this writes.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { buildProgram, type Io } from '../lib/app/cli.ts';
+import { buildProgram } from '../lib/app/cli.ts';
+import type { Io } from '../lib/app/io.ts';
 import { batonFile } from '../lib/core/package-root.ts';
 import { renderUsage, withUsage } from '../lib/app/usage.ts';
 

@@ -30,10 +30,6 @@ import {
 import { processIo, type Io } from './io.ts';
 import { batonVersion } from '../core/package-root.ts';
 
-export { EXIT, exitCodeFor, exitCodeForOutcome, failureOf, runResultJson } from './exit.ts';
-export type { JsonFailure } from './exit.ts';
-export type { Io } from './io.ts';
-
 export async function main(
   argv: string[],
   io: Io = processIo(),

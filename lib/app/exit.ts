@@ -112,7 +112,7 @@ export function jsonRequested(argv: readonly string[]): boolean {
   return (end < 0 ? argv : argv.slice(0, end)).includes('--json');
 }
 
-export function exitCodeForOutcome(outcome: RunOutcome): number {
+function exitCodeForOutcome(outcome: RunOutcome): number {
   switch (outcome) {
     case 'done':
       return EXIT.done;
