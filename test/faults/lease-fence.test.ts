@@ -145,22 +145,25 @@ describe.skipIf(skipUnless(missing, 'the lease on the testnet'))('a lease that f
     expect(await active('nebula')).toBe('active');
     expect(await active('emergency1')).not.toBe('active');
   }, 400_000);
-  it('a partitioned old primary stops its own services within the grace and never relinks as a second instance', async () => {
+  it('a partitioned old primary stops its own services before its lease runs out and never relinks as a second instance', async () => {
     const before = (await leaseNow())!;
     expect(before.holder).toBe('nebula');
     await testnet.fault('link-down', ['nebula']);
     const cutAt = Date.now();
     let stoppedAfter: number | undefined;
+    const both: number[] = [];
     let result: RunResult;
     try {
-      const failover = run('failover');
+      let settled = false;
+      const failover = run('failover').finally(() => (settled = true));
       // Cut off, not dead: nebula's atheme runs on at first, linked to its own ircd.
       expect(await active('nebula')).toBe('active');
-      while (Date.now() - cutAt < 60_000) {
-        if ((await active('nebula')) !== 'active') {
-          stoppedAfter = Date.now() - cutAt;
-          break;
-        }
+      // Watched from the consoles until the failover ends: when nebula stops, and whether a
+      // sample ever finds atheme active on both hosts.
+      while (!settled && Date.now() - cutAt < 120_000) {
+        const [n, e] = await Promise.all([active('nebula'), active('emergency1')]);
+        if (n !== 'active' && stoppedAfter === undefined) stoppedAfter = Date.now() - cutAt;
+        if (n === 'active' && e === 'active') both.push(Date.now() - cutAt);
         await sleep(250);
       }
       console.log(`nebula's atheme stopped itself ${stoppedAfter} ms after its link went down`);
@@ -169,10 +172,11 @@ describe.skipIf(skipUnless(missing, 'the lease on the testnet'))('a lease that f
       await testnet.heal('link-down', ['nebula']);
     }
     expect(stoppedAfter).toBeDefined();
-    // Within the grace, plus one check interval and one read timeout.
-    expect(stoppedAfter!).toBeLessThanOrEqual(
-      (LEASE.graceSeconds + LEASE.intervalSeconds + 4) * 1000,
-    );
+    expect(both).toEqual([]);
+    // The watchdog's promise (contrib/lease/lease-watchdog): the holder fences itself before
+    // its lease runs out. Its last renewal came before the cut, so the lease it holds ends
+    // at most LEASE_SECONDS after it; the samples only add to the time measured.
+    expect(stoppedAfter!).toBeLessThan(LEASE.leaseSeconds * 1000);
     expect(result.error).toBeUndefined();
     expect(result.outcome).toBe('done');
     expect(await consoleOf('nebula', 'cat /var/log/units/baton-lease-watchdog.log')).toMatch(
