@@ -6,6 +6,7 @@
  */
 import { defineRunbook } from '../lib/index.ts';
 import {
+  athemeTransferStep,
   binaryStep,
   clockStep,
   copyStep,
@@ -19,15 +20,17 @@ import {
   primaryDownStep,
   proveStep,
   recordActiveHostStep,
-  roomStep,
+  servicesAccess,
   servicesParams,
+  servicesRoomStep,
   startStandbyStep,
-  transferStep,
   trustStep,
   ttlNoticeStep,
   unfreezeStep,
   writableStep,
 } from '../lib/steps/index.ts';
+
+const s = servicesAccess;
 
 export default defineRunbook({
   name: 'failover',
@@ -41,12 +44,12 @@ export default defineRunbook({
     copyStep(),
     binaryStep(),
     trustStep('failover'),
-    ttlNoticeStep(),
-    roomStep(),
-    clockStep(),
-    leaseStep('failover'),
-    fenceStep(),
-    transferStep('copy'),
+    ttlNoticeStep(s),
+    servicesRoomStep(),
+    clockStep(s.move),
+    leaseStep(s, 'failover'),
+    fenceStep(s.move),
+    athemeTransferStep('copy'),
     installStep(),
     networkDropsPrimaryStep(),
     startStandbyStep(),
@@ -54,7 +57,7 @@ export default defineRunbook({
     // Right after the link: Atheme takes writes even read-only and drops them when it stops.
     writableStep(),
     proveStep(),
-    cutDnsStep(),
+    cutDnsStep(s),
     recordActiveHostStep(),
     unfreezeStep(),
   ],

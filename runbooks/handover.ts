@@ -8,6 +8,7 @@ import { batonFile, batonHome, defineRunbook } from '../lib/index.ts';
 import {
   staticArtifact,
   type ArtifactFacts,
+  athemeTransferStep,
   binaryStep,
   clockStep,
   cutDnsStep,
@@ -21,13 +22,13 @@ import {
   lowerTtlStep,
   proveStep,
   recordActiveHostStep,
-  roomStep,
   saveStep,
+  servicesAccess,
   servicesParams,
+  servicesRoomStep,
   snapshotStep,
   startStandbyStep,
   stopPrimaryStep,
-  transferStep,
   trustStep,
   ttlStep,
   unfreezeStep,
@@ -38,6 +39,8 @@ import {
 } from '../lib/steps/index.ts';
 
 type Facts = ServicesFacts & { probe: ArtifactFacts };
+
+const s = servicesAccess;
 
 /**
  * irc-health, built statically, shipped to every ircd and run there in an
@@ -76,25 +79,25 @@ export default defineRunbook({
     databaseStep(),
     binaryStep(),
     trustStep('handover'),
-    ttlStep(),
-    roomStep(),
-    clockStep(),
-    lowerTtlStep(),
+    ttlStep(s),
+    servicesRoomStep(),
+    clockStep(s.move),
+    lowerTtlStep(s),
     freezeStep(),
     saveStep(),
     snapshotStep(),
     stopPrimaryStep(),
-    transferStep('snapshot'),
+    athemeTransferStep('snapshot'),
     installStep(),
-    leaseStep(),
-    fenceStep(),
+    leaseStep(s),
+    fenceStep(s.move),
     startStandbyStep(),
     linkStep(),
     // Right after the link: Atheme takes writes even read-only and drops them when it stops.
     writableStep(),
     proveStep(),
     ...healthProbe.steps,
-    cutDnsStep(),
+    cutDnsStep(s),
     recordActiveHostStep(),
     unfreezeStep(),
   ],

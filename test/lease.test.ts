@@ -1,4 +1,4 @@
-import { leaseTiming, leaseTimingConditions, parseLeaseConf } from '../lib/steps/services.ts';
+import { leaseTiming, leaseTimingConditions, parseLeaseConf } from '../lib/steps/lease.ts';
 import { describe, expect, it } from 'vitest';
 import {
   describeLease,
@@ -115,6 +115,6 @@ describe("a run's lease timing", () => {
       expected: '6',
       found: '--param leaseGrace=10',
     });
-    expect(leaseTimingConditions({ to: 'emergency1' }, { leaseGrace: 10 })).toEqual([]);
+    expect(leaseTimingConditions({}, { leaseGrace: 10 })).toEqual([]);
   });
 });

@@ -5,24 +5,10 @@
  */
 import { posix } from 'node:path';
 import { z } from 'zod';
-import { dnsProviderFor, verifyAnswer, type DnsProvider } from '../integrations/dns/index.ts';
-import { DnsConflictError } from '../integrations/dns/provider.ts';
-import {
-  describeLease,
-  formatLease,
-  isoSeconds,
-  leaseExpired,
-  leaseOf,
-  parseLease,
-  type Lease,
-} from '../core/lease.ts';
-import type { CommandRunner } from '../integrations/dns/command.ts';
-import type { RecordType } from '../integrations/dns/provider.ts';
 import { checkPortability, readRemoteElf, remoteResolver } from '../integrations/elf.ts';
-import { BUILTIN_TESTNETS } from '../core/inventory.ts';
+import { BUILTIN_TESTNETS, type Host } from '../core/inventory.ts';
 import { canRecordActiveHost, recordActiveHost } from '../integrations/pulumi-stack.ts';
 import { includes, servicesTrust, type ServicesTrust } from '../integrations/inspircd/config.ts';
-import type { DnsInventory, Host, Inventory } from '../core/inventory.ts';
 import { secret } from '../core/params.ts';
 import {
   condition,
@@ -30,12 +16,16 @@ import {
   type Condition,
   type Exec,
   type FactsContext,
-  type ProbeContext,
-  type RunbookContext,
   type StepDef,
 } from '../core/runbook.ts';
 import { sh, type Cmd } from '../core/shell.ts';
-import { BatonError, errorMessage, isBatonError, TransientError } from '../core/errors.ts';
+import { BatonError } from '../core/errors.ts';
+import { dnsParams, duration, gatherDnsFacts, type DnsFacts } from './dns.ts';
+import { activeUnit, hostParams, reachable, roomStep, type MoveFacts } from './host.ts';
+import { gatherLeaseFacts, leaseParams, type LeaseState } from './lease.ts';
+import { absolutePath, port, unitName, userName } from './params.ts';
+import { serviceParams } from './service.ts';
+import { recordedSha256, sha256Of, transferStep, type HostFile } from './transfer.ts';
 import {
   describeDb,
   incompleteCopy,
@@ -52,19 +42,6 @@ import {
   waitForServices,
 } from './irc.ts';
 
-/** Parameters are checked by their real type before anything runs: a stray newline is refused, not sent. */
-const hostName = z
-  .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/, 'must be a host name of the inventory');
-const unitName = z
-  .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9:_.@\\-]{0,250}$/, 'must be a systemd unit name');
-const absolutePath = z
-  .string()
-  .regex(/^\/[^\x00-\x1f\x7f]*$/, 'must be an absolute path without control characters')
-  .refine((p) => !p.split('/').includes('..'), 'must not contain ..');
-const userName = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a user name');
-const port = z.number().int().min(1).max(65535);
 const ircName = z
   .string()
   .regex(
@@ -82,19 +59,10 @@ const ircPassword = z
   .string()
   .min(1)
   .regex(/^[^\x00-\x1f\x7f ]+$/, 'must not contain spaces or control characters');
-const dnsName = z
-  .string()
-  .regex(
-    /^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_-]{1,63})*\.?$/,
-    'must be a DNS name',
-  );
-
 export const servicesParams = z.object({
-  from: hostName
-    .optional()
-    .describe('the host services run on now (default: where the unit is active)'),
-  to: hostName.optional().describe('the host to move services to (default: the standby)'),
-  unit: unitName.default('atheme').describe('the services unit'),
+  from: hostParams.shape.from,
+  to: hostParams.shape.to,
+  unit: serviceParams.shape.unit,
   binary: absolutePath
     .default('/usr/bin/atheme-services')
     .describe('the services binary on the target'),
@@ -113,47 +81,15 @@ export const servicesParams = z.object({
     .describe('the include file with the services <link> block'),
   ircPort: port.default(6667),
   binaryPolicy: z.enum(['resolvable', 'static']).default('resolvable'),
-  window: z.iso
-    .datetime({ offset: true })
-    .optional()
-    .describe('start of the declared maintenance window'),
-  maxLeadMinutes: z
-    .number()
-    .min(0)
-    .default(120)
-    .describe('refuse to start earlier than this before the window'),
-  maxTtl: z.number().int().min(0).default(300).describe('the TTL a cut record may have'),
-  maxTtlWait: z
-    .number()
-    .int()
-    .min(0)
-    .default(3600)
-    .describe('longest TTL the run waits out after lowering it'),
-  maxClockSkew: z.number().min(0).default(5).describe('seconds'),
-  lease: dnsName
-    .default('_lease.services')
-    .describe('TXT record naming the host allowed to run services (docs/lease.md)'),
-  leaseConf: absolutePath
-    .default('/etc/baton/lease.conf')
-    .describe(
-      "the lease check's and watchdog's settings on the services hosts: the run takes the lease length and grace from the target's copy",
-    ),
-  leaseSeconds: z
-    .number()
-    .int()
-    .min(5)
-    .optional()
-    .describe(
-      "how long a lease the run writes lasts unless its holder renews it (default: LEASE_SECONDS of the target's lease.conf, else 30)",
-    ),
-  leaseGrace: z
-    .number()
-    .int()
-    .min(0)
-    .optional()
-    .describe(
-      "seconds a failover waits past the old holder's lease expiry, within which its watchdog fences it (default: LEASE_GRACE of the target's lease.conf, else 10)",
-    ),
+  window: hostParams.shape.window,
+  maxLeadMinutes: hostParams.shape.maxLeadMinutes,
+  maxTtl: dnsParams.shape.maxTtl,
+  maxTtlWait: dnsParams.shape.maxTtlWait,
+  maxClockSkew: hostParams.shape.maxClockSkew,
+  lease: leaseParams.shape.lease,
+  leaseConf: leaseParams.shape.leaseConf,
+  leaseSeconds: leaseParams.shape.leaseSeconds,
+  leaseGrace: leaseParams.shape.leaseGrace,
   opsAccount: ircName.default('batonops'),
   opsPassword: secret(ircPassword).describe('password of the services operator account'),
   canary: ircName
@@ -163,16 +99,7 @@ export const servicesParams = z.object({
   canaryChannel: ircChannel
     .default('#ops')
     .describe('a channel the canary account may set the topic of'),
-  tsigKey: secret(
-    z
-      .string()
-      .regex(
-        /^[A-Za-z0-9-]+:[A-Za-z0-9._-]+:[A-Za-z0-9+/=]+$/,
-        'must be algorithm:name:base64secret',
-      ),
-  )
-    .optional()
-    .describe('TSIG key for RFC 2136 DNS (algorithm:name:secret)'),
+  tsigKey: dnsParams.shape.tsigKey,
   linkPassword: secret(
     z
       .string()
@@ -207,32 +134,17 @@ export const servicesParams = z.object({
 
 export type ServicesParams = z.output<typeof servicesParams>;
 
-export interface CutRecord {
-  name: string;
-  type: RecordType;
-  ttl: number;
-  value: string;
-}
-
 export interface IrcdFacts extends ServicesTrust {
   files: string[];
 }
 
-export interface ServicesFacts {
-  from: string;
-  to: string;
+/** Everything the IRC services steps decide from: the move, its DNS and lease, and Atheme's data. */
+export interface ServicesFacts extends MoveFacts, DnsFacts, LeaseState {
   servicesName: string;
-  /** Where DNS tools run: the DNS server's own host when it is in the inventory, else the controller. */
-  dnsVia: string;
   primaryDb?: DbSummary;
   ircds: Record<string, IrcdFacts>;
-  records: CutRecord[];
-  lease: LeaseFacts;
-  /** The target's lease.conf as far as the run needs it; absent when the target has none. */
-  leaseConf?: LeaseConf;
   standbyHasDb: boolean;
   standbyHasLink: boolean;
-  fromReachable: boolean;
   /** Size of the data to move: the primary's db, or the copy a failover starts from. */
   dbBytes: number;
   /** Failover: the newest copy that verified, on the standby or a backup host. */
@@ -245,122 +157,7 @@ export interface ServicesFacts {
   pulumi: boolean;
 }
 
-/** The lease as the authoritative server answered it at planning. */
-export interface LeaseFacts {
-  name: string;
-  holder: string | undefined;
-  ttl: number | undefined;
-  /** The TXT value exactly as read: what a compare-and-set starts from. */
-  value?: string;
-  gen?: number;
-  /** ISO time; absent for a lease of the first format. */
-  expires?: string;
-}
-
-/** What a run needs of a services host's lease.conf (contrib/lease/lease.conf.example). */
-export interface LeaseConf {
-  host: string;
-  path: string;
-  seconds?: number;
-  grace?: number;
-}
-
-/** LEASE_SECONDS and LEASE_GRACE of a lease.conf: plain `KEY=number` lines, as the scripts source them. */
-export function parseLeaseConf(text: string): { seconds?: number; grace?: number } {
-  const value = (key: string): number | undefined => {
-    const m = new RegExp(`^\\s*${key}=["']?(\\d{1,6})["']?\\s*(?:#.*)?$`, 'm').exec(text);
-    return m ? Number(m[1]) : undefined;
-  };
-  const seconds = value('LEASE_SECONDS');
-  const grace = value('LEASE_GRACE');
-  return {
-    ...(seconds !== undefined ? { seconds } : {}),
-    ...(grace !== undefined ? { grace } : {}),
-  };
-}
-
-/**
- * The lease length and grace a run works with: what the target's lease.conf
- * says (its watchdog renews and fences by it), else the parameters, else 30 s
- * and 10 s. A parameter that disagrees with the host is refused by the lease
- * step's check (see leaseTimingConditions).
- */
-export function leaseTiming(
-  facts: Pick<ServicesFacts, 'leaseConf'>,
-  params: Pick<ServicesParams, 'leaseSeconds' | 'leaseGrace'>,
-): { seconds: number; grace: number } {
-  return {
-    seconds: facts.leaseConf?.seconds ?? params.leaseSeconds ?? 30,
-    grace: facts.leaseConf?.grace ?? params.leaseGrace ?? 10,
-  };
-}
-
-type Ctx = RunbookContext<ServicesParams, ServicesFacts>;
 type Step = StepDef<ServicesParams, ServicesFacts>;
-
-function dnsOf(inventory: Inventory): DnsInventory {
-  if (!inventory.dns) throw new Error(`stack ${inventory.stack} has no DNS section`);
-  return inventory.dns;
-}
-
-/** A DNS provider whose tools (dig, knsupdate) run on `via` through the step's probes. */
-export function dnsFor(ctx: Pick<Ctx, 'inventory' | 'params'>, probe: Exec): DnsProvider {
-  return dnsProviderFor(dnsOf(ctx.inventory), {
-    env: { ...process.env, ...(ctx.params.tsigKey ? { BATON_TSIG_KEY: ctx.params.tsigKey } : {}) },
-    run: runnerOf(probe),
-  });
-}
-
-function runnerOf(probe: Exec): CommandRunner {
-  return async (command, options = {}) => {
-    const r = await probe(command, {
-      allowFail: true,
-      ...(options.input ? { input: options.input } : {}),
-    });
-    return { exitCode: r.exitCode, stdout: r.stdout, stderr: r.stderr };
-  };
-}
-
-const fqdn = (name: string, zone: string): string =>
-  name.endsWith('.') ? name.slice(0, -1) : `${name}.${zone}`;
-
-/**
- * Whether a host answers. Down means no answer at the network level (a
- * timeout, no route); a changed host key, a refused login or a host that
- * answers but cannot run a command are errors that stop the run, never "down".
- */
-export async function reachable(probe: Exec, name: string): Promise<boolean> {
-  try {
-    await probe(sh`true`, { timeoutMs: 10_000 });
-    return true;
-  } catch (e) {
-    if (isDown(e)) return false;
-    throw new BatonError(
-      isBatonError(e) && e.code === 'HOSTKEY_MISMATCH' ? 'HOSTKEY_MISMATCH' : 'PRECONDITION_FAILED',
-      `${name} answers but cannot be used, so it is not "down": ${errorMessage(e)}`,
-      isBatonError(e) && e.hint
-        ? e.hint
-        : `Find out what is wrong with ${name} before anything else; a failover needs a primary that does not answer at all.`,
-    );
-  }
-}
-
-const NO_ANSWER =
-  /ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EHOSTDOWN|Timed out while waiting for handshake|timed out|No response from server/i;
-
-function isDown(e: unknown): boolean {
-  return e instanceof TransientError && !e.startedCommand && NO_ANSWER.test(e.message);
-}
-
-async function activeUnit(probe: Exec, unit: string): Promise<boolean> {
-  try {
-    return (
-      (await probe(sh`systemctl is-active ${unit}`, { allowFail: true })).stdout.trim() === 'active'
-    );
-  } catch {
-    return false;
-  }
-}
 
 async function ircdFacts(probe: Exec, config: string, servicesName: string): Promise<IrcdFacts> {
   const files: Array<{ file: string; text: string }> = [];
@@ -432,30 +229,8 @@ export async function gatherServicesFacts(
   if (!servicesName)
     throw new Error(`${params.config} on ${configHost.name} names no serverinfo name`);
 
-  const dns = dnsOf(inventory);
-  const server = dns.servers[0];
-  const dnsVia =
-    inventory.hosts.find((h) => server && h.address === server.address)?.name ?? 'controller';
-  const viaProbe = dnsVia === 'controller' ? undefined : ctx.probe(dnsVia);
-  const run = viaProbe ? runnerOf(viaProbe) : undefined;
-  const servers = dns.servers.map((s) => ({ name: s.name, address: s.address, port: s.port }));
-  const records: CutRecord[] = [];
-  // The records to cut are those that name the primary now, as the authoritative servers answer:
-  // after a handover the stack still declares the old address until `pulumi up` follows.
-  for (const r of dns.records.filter((r) => r.type === 'A')) {
-    const answer = await verifyAnswer(servers, fqdn(r.name, dns.zone), 'A', [], run ? { run } : {});
-    if (!answer.answers.some((a) => a.values.includes(fromHost.address))) continue;
-    const ttl = Math.max(...answer.answers.map((a) => a.ttl ?? r.ttl));
-    records.push({ name: r.name, type: 'A', ttl, value: fromHost.address });
-  }
-  const leaseAnswer = await verifyAnswer(
-    servers,
-    fqdn(params.lease, dns.zone),
-    'TXT',
-    [],
-    run ? { run } : {},
-  );
-  const leaseValues = leaseAnswer.answers[0]?.values ?? [];
+  const dns = await gatherDnsFacts(ctx, fromHost);
+  const lease = await gatherLeaseFacts(ctx, to);
 
   const ircdInfo: Record<string, IrcdFacts> = {};
   for (const h of ircds) {
@@ -464,21 +239,14 @@ export async function gatherServicesFacts(
   }
   const toIrcd = ircdInfo[to];
   const primaryDb = fromReachable ? await readDb(ctx.probe(fromHost), params.db) : undefined;
-  const leaseConfText = await ctx.probe(toHost)(sh`cat ${params.leaseConf}`, { allowFail: true });
-  const leaseConf: LeaseConf | undefined =
-    leaseConfText.exitCode === 0
-      ? { host: to, path: params.leaseConf, ...parseLeaseConf(leaseConfText.stdout) }
-      : undefined;
   return {
     from,
     to,
     servicesName,
-    dnsVia,
+    ...dns,
     ...(primaryDb ? { primaryDb } : {}),
     ircds: ircdInfo,
-    records,
-    lease: leaseFacts(params.lease, leaseValues, leaseAnswer.answers[0]?.ttl),
-    ...(leaseConf ? { leaseConf } : {}),
+    ...lease,
     standbyHasDb:
       (await ctx.probe(toHost)(sh`test -e ${params.db}`, { allowFail: true })).exitCode === 0,
     standbyHasLink: Boolean(toIrcd && toIrcd.links.length > 0),
@@ -492,32 +260,6 @@ export async function gatherServicesFacts(
 }
 
 // ---- preflight -------------------------------------------------------------
-
-export function windowStep(): Step {
-  return {
-    id: 'window',
-    title: 'The handover is inside its window',
-    targets: 'controller',
-    async check({ params, now }) {
-      if (!params.window) {
-        return condition('maintenance window declared', true, {
-          expected: 'a window, or none for an unscheduled move',
-          found: 'no window declared',
-        });
-      }
-      const start = Date.parse(params.window);
-      const lead = (start - now().getTime()) / 60_000;
-      return condition('not too early for the window', lead <= params.maxLeadMinutes, {
-        expected: `at most ${params.maxLeadMinutes} min before the window at ${params.window}`,
-        found:
-          lead >= 0
-            ? `${Math.round(lead)} min before it`
-            : `${Math.round(-lead)} min into or after it`,
-        remedy: `Start the handover no earlier than ${new Date(start - params.maxLeadMinutes * 60_000).toISOString()}.`,
-      });
-    },
-  };
-}
 
 export function databaseStep(): Step {
   return {
@@ -585,151 +327,7 @@ export function trustStep(kind: 'handover' | 'failover'): Step {
   };
 }
 
-export function ttlStep(): Step {
-  return {
-    id: 'ttl',
-    title: 'The DNS records can be cut inside the window',
-    targets: 'controller',
-    async check({ facts, params, inventory }) {
-      const conditions: Condition[] = facts.records.map((r) =>
-        condition(
-          `TTL of ${fqdn(r.name, inventory.dns!.zone)}`,
-          r.ttl <= Math.max(params.maxTtl, params.maxTtlWait),
-          {
-            expected: `at most ${params.maxTtl} s, or at most ${params.maxTtlWait} s to lower and wait out`,
-            found: `${r.ttl} s`,
-            remedy: `Lower the TTL to ${params.maxTtl} s at least ${r.ttl} s before the handover (resolvers keep the old answer that long), then plan again.`,
-          },
-        ),
-      );
-      conditions.push(
-        condition('a DNS record to cut', facts.records.length > 0, {
-          expected: `an A record pointing at ${facts.from}`,
-          found: facts.records.length ? facts.records.map((r) => r.name).join(', ') : 'none',
-          remedy: "Check the stack's DNS section.",
-        }),
-      );
-      return conditions;
-    },
-  };
-}
-
-export function roomStep(): Step {
-  return {
-    id: 'room',
-    title: 'The standby has room for twice the snapshot',
-    targets: (ctx) => [ctx.facts.to],
-    async check({ probe, params, facts, host: h }) {
-      const need = 2 * facts.dbBytes;
-      const df = await probe(sh`df -Pk ${posix.dirname(params.db)}`);
-      const kib = Number(df.stdout.trim().split('\n').at(-1)?.split(/\s+/)[3] ?? 0);
-      return condition(
-        `free space on ${h.name} under ${posix.dirname(params.db)}`,
-        kib * 1024 >= need,
-        {
-          expected: `at least ${need} bytes (twice the snapshot)`,
-          found: `${kib * 1024} bytes`,
-          remedy: `Free space on ${h.name} or grow its disk.`,
-        },
-      );
-    },
-  };
-}
-
-export function clockStep(): Step {
-  return {
-    id: 'clocks',
-    title: 'Clocks agree',
-    targets: (ctx) => (ctx.facts.fromReachable ? [ctx.facts.from, ctx.facts.to] : [ctx.facts.to]),
-    async check({ probe, params, now, host: h }) {
-      const r = await probe(sh`date +%s`);
-      const skew = Math.abs(Number(r.stdout.trim()) - now().getTime() / 1000);
-      return condition(`clock of ${h.name}`, skew <= params.maxClockSkew + 1, {
-        expected: `within ${params.maxClockSkew} s of the controller`,
-        found: `${skew.toFixed(1)} s apart`,
-        remedy: `Fix time synchronisation on ${h.name} (journals and the lease compare times).`,
-      });
-    },
-  };
-}
-
 // ---- changes ---------------------------------------------------------------
-
-function dnsProbe(ctx: ProbeContext<ServicesParams, ServicesFacts>): Exec {
-  return ctx.facts.dnsVia === 'controller' ? ctx.probe : ctx.on(ctx.facts.dnsVia).probe;
-}
-
-function servers(inventory: Inventory): Array<{ name: string; address: string; port: number }> {
-  return dnsOf(inventory).servers.map((s) => ({ name: s.name, address: s.address, port: s.port }));
-}
-
-async function answerConditions(
-  ctx: ProbeContext<ServicesParams, ServicesFacts>,
-  name: string,
-  type: RecordType,
-  expected: string,
-  maxTtl?: number,
-): Promise<Condition[]> {
-  const zone = dnsOf(ctx.inventory).zone;
-  const result = await verifyAnswer(servers(ctx.inventory), fqdn(name, zone), type, expected, {
-    run: runnerOf(dnsProbe(ctx)),
-    ...(maxTtl !== undefined ? { maxTtl } : {}),
-  });
-  return result.answers.map((a) =>
-    condition(`${a.server} answers ${fqdn(name, zone)} ${type}`, a.ok, {
-      expected: `${expected}${maxTtl !== undefined ? ` with TTL at most ${maxTtl}` : ''}`,
-      found: a.error ?? `${a.values.join(', ') || 'nothing'} (TTL ${a.ttl ?? '-'})`,
-    }),
-  );
-}
-
-export function lowerTtlStep(): Step {
-  return {
-    id: 'lower-ttl',
-    title: 'Lower the TTL of the cut records and wait out the old one',
-    targets: 'controller',
-    when: ({ facts, params }) => facts.records.some((r) => r.ttl > params.maxTtl),
-    idempotent: true,
-    async apply(ctx) {
-      const high = ctx.facts.records.filter((r) => r.ttl > ctx.params.maxTtl);
-      const dns = dnsFor(ctx, dnsProbe(ctx));
-      for (const r of high) {
-        await ctx.act(
-          `dns: set TTL of ${r.name} ${r.type} to ${ctx.params.maxTtl} s (was ${r.ttl} s)`,
-          { name: r.name, type: r.type, ttl: ctx.params.maxTtl },
-          async (d) => {
-            await dns.setTtl(d.name, d.type, d.ttl);
-          },
-        );
-      }
-      const wait = Math.max(...high.map((r) => r.ttl));
-      await ctx.act(`wait ${wait} s for resolvers to drop the old TTL`, { seconds: wait }, (d) =>
-        ctx.sleep(d.seconds * 1000),
-      );
-    },
-    async verify(ctx) {
-      return (
-        await Promise.all(
-          ctx.facts.records.map((r) =>
-            answerConditions(ctx, r.name, r.type, r.value, ctx.params.maxTtl),
-          ),
-        )
-      ).flat();
-    },
-    async undo(ctx) {
-      const dns = dnsFor(ctx, dnsProbe(ctx));
-      for (const r of ctx.facts.records.filter((x) => x.ttl > ctx.params.maxTtl)) {
-        await ctx.act(
-          `dns: set TTL of ${r.name} ${r.type} back to ${r.ttl} s`,
-          { name: r.name, type: r.type, ttl: r.ttl },
-          async (d) => {
-            await dns.setTtl(d.name, d.type, d.ttl);
-          },
-        );
-      }
-    },
-  };
-}
 
 /** OperServ answers that prove a command took effect (or found it in effect). */
 const OPERSERV = {
@@ -916,46 +514,50 @@ export function stopPrimaryStep(): Step {
   };
 }
 
-export function transferStep(source: 'snapshot' | 'copy'): Step {
-  return {
-    id: 'transfer',
+/** How the packs (host, dns, lease, service) find their facts in ServicesFacts. */
+export const servicesAccess = {
+  move: (f: ServicesFacts): MoveFacts => f,
+  dns: (f: ServicesFacts): DnsFacts => f,
+  lease: (f: ServicesFacts): LeaseState => f,
+};
+
+/** The standby has room for twice the data: the arriving copy and the db it replaces. */
+export function servicesRoomStep(): Step {
+  return roomStep<ServicesParams, ServicesFacts>({
+    move: servicesAccess.move,
+    dir: (params) => posix.dirname(params.db),
+    bytes: (facts) => facts.dbBytes,
+  });
+}
+
+function copyOf(facts: ServicesFacts): HostFile {
+  if (!facts.copy) throw new Error('no verified copy was chosen');
+  return facts.copy;
+}
+
+/** The snapshot (handover) or the newest verified copy (failover), streamed to the standby and proven to load. */
+export function athemeTransferStep(source: 'snapshot' | 'copy'): Step {
+  return transferStep<ServicesParams, ServicesFacts>({
     title:
       source === 'snapshot'
         ? 'Transfer the snapshot straight to the standby'
         : 'Transfer the newest verified copy to the standby',
-    targets: (ctx) => [ctx.facts.to],
-    idempotent: true,
-    async apply({ pipe, facts, params }) {
-      const from =
-        source === 'snapshot' ? { host: facts.from, path: facts.snapshot } : copyOf(facts);
-      await pipe(
-        { host: from.host, command: sh`cat ${from.path}` },
-        sh`umask 077 && cat > ${facts.incoming} && chown ${params.dbOwner} ${facts.incoming}`,
-      );
-    },
-    async verify(ctx) {
-      const { probe, facts, host: h } = ctx;
-      const from =
-        source === 'snapshot' ? { host: facts.from, path: facts.snapshot } : copyOf(facts);
-      const [src, dst, want, got] = await Promise.all([
+    source: (facts) =>
+      source === 'snapshot' ? { host: facts.from, path: facts.snapshot } : copyOf(facts),
+    target: (facts) => ({ host: facts.to, path: facts.incoming }),
+    owner: (params) => params.dbOwner,
+    async verify(ctx, from, to) {
+      const [src, dst] = await Promise.all([
         readDb(ctx.on(from.host).probe, from.path),
-        readDb(probe, facts.incoming),
-        recordedSha(ctx.on(from.host).probe, from.path),
-        shaOf(probe, facts.incoming),
+        readDb(ctx.probe, to.path),
       ]);
       return [
-        condition(`the copy on ${h.name} is byte for byte ${from.host}'s`, want === got, {
-          expected: `sha256 ${want}`,
-          found: `sha256 ${got}`,
-          remedy:
-            'A byte changed on the way or at rest: transfer again, and do not start services from this copy.',
-        }),
-        condition(`the copy on ${h.name} loads`, !dst.fault, {
+        condition(`the copy on ${ctx.host.name} loads`, !dst.fault, {
           expected: 'every record readable',
           found: describeDb(dst),
         }),
         condition(
-          `the copy on ${h.name} holds what ${from.host} holds`,
+          `the copy on ${ctx.host.name} holds what ${from.host} holds`,
           !!dst.fingerprint && dst.fingerprint.sha256 === src.fingerprint?.sha256,
           {
             expected: describeDb(src),
@@ -965,27 +567,7 @@ export function transferStep(source: 'snapshot' | 'copy'): Step {
         ),
       ];
     },
-    async undo({ $, facts }) {
-      await $`rm -f ${facts.incoming}`;
-    },
-  };
-}
-
-async function shaOf(probe: Exec, path: string): Promise<string> {
-  const r = await probe(sh`sha256sum ${path}`, { allowFail: true });
-  return r.exitCode === 0 ? r.stdout.slice(0, 64) : `unreadable: ${r.stderr.trim()}`;
-}
-
-/** The sha256 the source recorded when the copy was made (its .sha256 file), else its sha256 now. */
-async function recordedSha(probe: Exec, path: string): Promise<string> {
-  const r = await probe(sh`cat ${`${path}.sha256`}`, { allowFail: true });
-  const recorded = /^[0-9a-f]{64}/.exec(r.stdout)?.[0];
-  return recorded ?? shaOf(probe, path);
-}
-
-function copyOf(facts: ServicesFacts): { host: string; path: string } {
-  if (!facts.copy) throw new Error('no verified copy was chosen');
-  return facts.copy;
+  });
 }
 
 export function installStep(): Step {
@@ -1003,8 +585,8 @@ export function installStep(): Step {
       const from = facts.copy ?? { host: facts.from, path: facts.snapshot };
       const [db, want, got] = await Promise.all([
         readDb(probe, params.db),
-        recordedSha(ctx.on(from.host).probe, from.path),
-        shaOf(probe, params.db),
+        recordedSha256(ctx.on(from.host).probe, from.path),
+        sha256Of(probe, params.db),
       ]);
       return [
         condition(
@@ -1027,291 +609,6 @@ export function installStep(): Step {
       await $`rm -f ${`${params.db}.sha256`} && { test ! -e ${params.db} || mv -f ${params.db} ${facts.incoming}; }`;
       if (facts.standbyHasDb)
         await $`test ! -e ${`${facts.incoming}.before`} || mv -f ${`${facts.incoming}.before`} ${params.db}`;
-    },
-  };
-}
-
-function leaseFacts(name: string, values: string[], ttl: number | undefined): LeaseFacts {
-  const lease = leaseOf(values);
-  return {
-    name,
-    holder: lease?.holder ?? (values.length ? values.join(', ') : undefined),
-    ttl,
-    ...(values.length === 1 ? { value: values[0]! } : {}),
-    ...(lease
-      ? { gen: lease.gen, ...(lease.expires ? { expires: isoSeconds(lease.expires) } : {}) }
-      : {}),
-  };
-}
-
-function plannedLease(facts: ServicesFacts): Lease | undefined {
-  return facts.lease.value !== undefined ? parseLease(facts.lease.value) : undefined;
-}
-
-/** When services may start elsewhere in a failover: the old holder's expiry plus the grace. */
-/** A lease parameter that says otherwise than the target's lease.conf is refused: the watchdog goes by the file. */
-export function leaseTimingConditions(
-  facts: Pick<ServicesFacts, 'leaseConf' | 'to'>,
-  params: Pick<ServicesParams, 'leaseSeconds' | 'leaseGrace'>,
-): Condition[] {
-  const conf = facts.leaseConf;
-  if (!conf) return [];
-  const pairs = [
-    ['leaseSeconds', 'LEASE_SECONDS', params.leaseSeconds, conf.seconds],
-    ['leaseGrace', 'LEASE_GRACE', params.leaseGrace, conf.grace],
-  ] as const;
-  return pairs
-    .filter(([, , given, onHost]) => given !== undefined && onHost !== undefined)
-    .map(([param, key, given, onHost]) =>
-      condition(`${param} agrees with ${key} in ${conf.path} on ${conf.host}`, given === onHost, {
-        expected: `${onHost}`,
-        found: `--param ${param}=${given}`,
-        remedy: `Leave ${param} out (the run takes ${key} from the host), or change ${key} on every services host first.`,
-      }),
-    );
-}
-
-function fencedAt(expires: string | undefined, grace: number): Date | undefined {
-  return expires ? new Date(Date.parse(expires) + grace * 1000) : undefined;
-}
-
-/**
- * Move the lease by compare-and-set: only from the holder and generation the
- * plan read (its holder's watchdog may have renewed the expiry meanwhile; the
- * update carries the exact value read just before as its prerequisite). A
- * lease that names anyone else, or another generation, is refused, naming who
- * holds it now. Returns the value it replaced, or undefined when the lease
- * already was where it was going (a retry).
- */
-async function moveLease(
-  dns: DnsProvider,
-  name: string,
-  from: { holder: string; gen: number },
-  to: { holder: string; gen: number; seconds: number },
-  now: () => Date,
-): Promise<Lease | undefined> {
-  for (let attempt = 1; ; attempt++) {
-    const current = await dns.readRecord(name, 'TXT');
-    const lease = leaseOf(current.values);
-    if (lease && lease.holder === to.holder && lease.gen === to.gen) return undefined;
-    if (!lease || lease.holder !== from.holder || lease.gen !== from.gen) {
-      throw new BatonError(
-        'PRECONDITION_FAILED',
-        `the lease ${name} is not where the plan found it: expected held by ${from.holder} (gen ${from.gen}), now ${lease ? describeLease(lease) : current.values.length ? `unreadable: ${current.values.map((v) => JSON.stringify(v)).join(', ')}` : 'no record'}; nothing was written`,
-        'Someone else moved it (another run, a person): find out who before anything else. baton writes a lease only over the value it read, so the last writer does not win.',
-      );
-    }
-    const next = formatLease({
-      holder: to.holder,
-      gen: to.gen,
-      expires: new Date(now().getTime() + to.seconds * 1000),
-    });
-    try {
-      await dns.compareAndSet(name, 'TXT', current.values[0]!, next);
-      return lease;
-    } catch (e) {
-      // Renewed between the read and the write: read again (the holder and generation decide).
-      if (!(e instanceof DnsConflictError) || attempt >= 5) throw e;
-    }
-  }
-}
-
-export function leaseStep(kind: 'handover' | 'failover' = 'handover'): Step {
-  const planned = (facts: ServicesFacts): { gen: number; next: number } => {
-    const gen = plannedLease(facts)?.gen ?? 0;
-    return { gen, next: gen + 1 };
-  };
-  return {
-    id: 'lease',
-    title:
-      kind === 'failover'
-        ? "Move the services lease to the standby by compare-and-set, then wait out the old holder's expiry"
-        : 'Move the services lease to the standby by compare-and-set (the old primary may no longer start services)',
-    targets: 'controller',
-    state: 'the lease names the target host: the source host cannot start services',
-    idempotent: true,
-    async check(ctx) {
-      const { facts, params, now } = ctx;
-      const lease = plannedLease(facts);
-      const conditions: Condition[] = [
-        condition(`lease ${facts.lease.name}`, lease !== undefined && lease.holder === facts.from, {
-          expected: `held by ${facts.from}`,
-          found: facts.lease.value
-            ? lease
-              ? describeLease(lease)
-              : `not a lease: ${JSON.stringify(facts.lease.value)}`
-            : facts.lease.holder
-              ? `several records: ${facts.lease.holder}`
-              : 'no lease record',
-          remedy: lease
-            ? `The lease names ${lease.holder}, not ${facts.from}: find out who moved it before anything else (docs/lease.md).`
-            : `Create the TXT record ${facts.lease.name} as "holder=${facts.from} gen=1 expires=…", and install the lease check and watchdog on the services hosts (docs/lease.md).`,
-        }),
-      ];
-      conditions.push(...leaseTimingConditions(facts, params));
-      const timing = leaseTiming(facts, params);
-      if (kind === 'failover' && lease?.holder === facts.from) {
-        const at = fencedAt(facts.lease.expires, timing.grace);
-        const wait = at ? Math.max(0, Math.ceil((at.getTime() - now().getTime()) / 1000)) : 0;
-        conditions.push({
-          ...condition(
-            `${facts.from}'s lease runs out before services start on ${facts.to}`,
-            true,
-            {
-              expected: `services start on ${facts.to} only after ${facts.from}'s lease expiry plus ${timing.grace} s of grace, within which its watchdog stops its services`,
-              found: at
-                ? `${describeLease(lease)}: the run waits until ${isoSeconds(at)}, about ${wait} s from now (longer if ${facts.from} renews it before the move)`
-                : `${describeLease(lease)}: a lease of the first format has no expiry to wait out, so ${facts.from} has no watchdog to fence it; only its lease check stops a restart`,
-            },
-          ),
-          notice: true,
-        });
-      }
-      return conditions;
-    },
-    async apply(ctx) {
-      const { facts, params } = ctx;
-      const dns = dnsFor(ctx, dnsProbe(ctx));
-      const { gen, next } = planned(facts);
-      const timing = leaseTiming(facts, params);
-      let replaced: Lease | undefined;
-      await ctx.act(
-        `dns: move the lease ${facts.lease.name} from ${facts.from} (gen ${gen}) to ${facts.to} (gen ${next}, ${timing.seconds} s), by compare-and-set`,
-        {
-          name: facts.lease.name,
-          holder: facts.from,
-          gen,
-          to: facts.to,
-          nextGen: next,
-          seconds: timing.seconds,
-        },
-        async (d) => {
-          replaced = await moveLease(
-            dns,
-            d.name,
-            { holder: d.holder, gen: d.gen },
-            { holder: d.to, gen: d.nextGen, seconds: d.seconds },
-            ctx.now,
-          );
-          if (replaced?.expires) ctx.note({ replacedExpires: isoSeconds(replaced.expires) });
-          return replaced
-            ? `replaced "${formatLeaseLoosely(replaced)}"`
-            : `already held by ${d.to} (gen ${d.nextGen})`;
-        },
-      );
-      if (kind !== 'failover') return;
-      const at = fencedAt(facts.lease.expires, timing.grace);
-      if (!at) return;
-      await ctx.act(
-        `wait until ${isoSeconds(at)}: ${facts.from}'s lease expiry plus ${timing.grace} s of grace (longer if it renewed the lease since the plan)`,
-        { until: isoSeconds(at), grace: timing.grace },
-        async (d) => {
-          const renewed =
-            (replaced?.expires && isoSeconds(replaced.expires)) ||
-            (typeof ctx.notes.replacedExpires === 'string' ? ctx.notes.replacedExpires : undefined);
-          const until = Math.max(
-            Date.parse(d.until),
-            renewed ? Date.parse(renewed) + d.grace * 1000 : 0,
-          );
-          const ms = until - ctx.now().getTime();
-          if (ms > 0) await ctx.sleep(ms);
-          return `waited until ${isoSeconds(new Date(until))}`;
-        },
-      );
-    },
-    async verify(ctx) {
-      return leaseConditions(ctx, ctx.facts.to, planned(ctx.facts).next);
-    },
-    async undo(ctx) {
-      const { facts, params } = ctx;
-      const dns = dnsFor(ctx, dnsProbe(ctx));
-      const { next } = planned(facts);
-      await ctx.act(
-        `dns: move the lease ${facts.lease.name} back to ${facts.from} (gen ${next + 1}), by compare-and-set, if this run moved it`,
-        {
-          name: facts.lease.name,
-          holder: facts.to,
-          gen: next,
-          to: facts.from,
-          nextGen: next + 1,
-          seconds: leaseTiming(facts, params).seconds,
-        },
-        async (d) => {
-          const current = leaseOf((await dns.readRecord(d.name, 'TXT')).values);
-          // Only what this run wrote is reverted: a lease it did not move (or one moved since) stays.
-          if (current?.holder !== d.holder || current.gen !== d.gen)
-            return `not moved by this run: ${describeLease(current)}; left as it is`;
-          const replaced = await moveLease(
-            dns,
-            d.name,
-            { holder: d.holder, gen: d.gen },
-            { holder: d.to, gen: d.nextGen, seconds: d.seconds },
-            ctx.now,
-          );
-          return replaced ? `replaced "${formatLeaseLoosely(replaced)}"` : 'already back';
-        },
-      );
-    },
-  };
-}
-
-function formatLeaseLoosely(lease: Lease): string {
-  return lease.expires ? formatLease(lease) : lease.holder;
-}
-
-/** Every authoritative server answers the lease naming `holder` with generation `gen` (its expiry renews). */
-async function leaseConditions(
-  ctx: ProbeContext<ServicesParams, ServicesFacts>,
-  holder: string,
-  gen: number,
-): Promise<Condition[]> {
-  const zone = dnsOf(ctx.inventory).zone;
-  const name = fqdn(ctx.facts.lease.name, zone);
-  const result = await verifyAnswer(servers(ctx.inventory), name, 'TXT', [], {
-    run: runnerOf(dnsProbe(ctx)),
-  });
-  return result.answers.map((a) => {
-    const lease = leaseOf(a.values);
-    return condition(
-      `${a.server} answers the lease ${name}`,
-      !a.error && lease?.holder === holder && lease.gen === gen && !leaseExpired(lease, ctx.now()),
-      {
-        expected: `held by ${holder} (gen ${gen}), not expired`,
-        found: a.error ?? (lease ? describeLease(lease) : a.values.join(', ') || 'nothing'),
-      },
-    );
-  });
-}
-
-export function fenceStep(): Step {
-  return {
-    id: 'fence',
-    title:
-      'Fence the old primary: it no longer starts services at boot, and the lease refuses any start',
-    targets: (ctx) => [ctx.facts.from],
-    when: ({ facts }) =>
-      facts.fromReachable ||
-      `${facts.from} is unreachable: the lease fences it (its watchdog stops its services once its lease is lost, and its lease check refuses to start them while the lease names ${facts.to})`,
-    state: 'the source host fenced',
-    idempotent: true,
-    async apply({ $, params }) {
-      await $`systemctl disable ${params.unit}`;
-    },
-    async verify({ probe, params, host: h }) {
-      const state = (
-        await probe(sh`systemctl is-enabled ${params.unit}`, { allowFail: true })
-      ).stdout.trim();
-      return condition(
-        `${params.unit} on ${h.name} does not start at boot`,
-        state === 'disabled' || state === 'masked',
-        {
-          expected: 'disabled',
-          found: state,
-        },
-      );
-    },
-    async undo({ $, params }) {
-      await $`systemctl enable ${params.unit}`;
     },
   };
 }
@@ -1536,49 +833,6 @@ export function proveStep(): Step {
   };
 }
 
-export function cutDnsStep(): Step {
-  return {
-    id: 'cut-dns',
-    title: 'Point the service names at the standby and check every authoritative server',
-    targets: 'controller',
-    state: 'services running on the target host, and DNS names it',
-    idempotent: true,
-    async apply(ctx) {
-      const dns = dnsFor(ctx, dnsProbe(ctx));
-      const to = ctx.hostNamed(ctx.facts.to);
-      for (const r of ctx.facts.records) {
-        await ctx.act(
-          `dns: set ${r.name} ${r.type} to ${to.address} (${to.name})`,
-          { name: r.name, type: r.type, value: to.address },
-          async (d) => {
-            await dns.setTarget(d.name, d.type, d.value);
-          },
-        );
-      }
-    },
-    async verify(ctx) {
-      const to = ctx.hostNamed(ctx.facts.to);
-      return (
-        await Promise.all(
-          ctx.facts.records.map((r) => answerConditions(ctx, r.name, r.type, to.address)),
-        )
-      ).flat();
-    },
-    async undo(ctx) {
-      const dns = dnsFor(ctx, dnsProbe(ctx));
-      for (const r of ctx.facts.records) {
-        await ctx.act(
-          `dns: set ${r.name} ${r.type} back to ${r.value}`,
-          { name: r.name, type: r.type, value: r.value },
-          async (d) => {
-            await dns.setTarget(d.name, d.type, d.value);
-          },
-        );
-      }
-    },
-  };
-}
-
 /**
  * Services on the new primary running, linked and writable: started again if
  * they stopped (under the lease check), READONLY OFF once linked, and no
@@ -1724,12 +978,6 @@ export async function gatherFailoverFacts(
   return { ...facts, rejectedCopies: rejected };
 }
 
-function duration(seconds: number): string {
-  const h = Math.floor(seconds / 3600);
-  const m = Math.floor((seconds % 3600) / 60);
-  return h ? `${h} h ${m} min` : `${m} min`;
-}
-
 export function primaryDownStep(): Step {
   return {
     id: 'primary-down',
@@ -1771,26 +1019,6 @@ export function copyStep(): Step {
             remedy: `Everything since ${c.takenAt} would be lost. If that is accepted, pass --param maxCopyAgeHours=${Math.ceil(c.ageSeconds / 3600)}.`,
           },
         ),
-        notice: true,
-      };
-    },
-  };
-}
-
-export function ttlNoticeStep(): Step {
-  return {
-    id: 'ttl',
-    title: 'How long clients may keep the old address',
-    targets: 'controller',
-    async check({ facts, inventory }) {
-      const worst = Math.max(0, ...facts.records.map((r) => r.ttl));
-      return {
-        ...condition('DNS TTL of the cut records', facts.records.length > 0, {
-          expected: `an A record pointing at ${facts.from}`,
-          found: facts.records.length
-            ? `${facts.records.map((r) => `${fqdn(r.name, inventory.dns!.zone)} ${r.ttl} s`).join(', ')}: resolvers may keep the old address up to ${duration(worst)}`
-            : 'none',
-        }),
         notice: true,
       };
     },
