@@ -15,6 +15,7 @@ export * from './lease.ts';
 export * from './service.ts';
 export * from './transfer.ts';
 export * from './data.ts';
+export * from './data-pack.ts';
 export { postgresFormat, postgresParams, type PostgresParams } from './formats/postgresql.ts';
 export { mariadbFormat, mariadbParams, type MariadbParams } from './formats/mariadb.ts';
 export { sqliteFormat, sqliteParams, type SqliteParams } from './formats/sqlite.ts';

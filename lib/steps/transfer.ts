@@ -32,6 +32,8 @@ export async function recordedSha256(probe: Exec, path: string): Promise<string>
 }
 
 export interface TransferSpec<P, F> {
+  /** Step id; default `transfer`. */
+  id?: string;
   title: string;
   source: (facts: F) => HostFile;
   target: (facts: F) => HostFile;
@@ -43,7 +45,7 @@ export interface TransferSpec<P, F> {
 
 export function transferStep<P, F>(spec: TransferSpec<P, F>): StepDef<P, F> {
   return {
-    id: 'transfer',
+    id: spec.id ?? 'transfer',
     title: spec.title,
     targets: (ctx) => [spec.target(ctx.facts).host],
     idempotent: true,
