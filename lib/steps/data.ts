@@ -72,7 +72,7 @@ export interface DataFormat<P> {
   freeze(io: FormatApply, params: P): Promise<void>;
   /** A write, made as a client would make it, that must fail now. */
   proveFrozen(io: FormatProbe, params: P): Promise<Condition>;
-  /** Take writes again (the undo of `freeze`, and the end of the handover on the new side). */
+  /** Take writes again: the undo of `freeze`, on the host it froze (a snapshot carries no freeze, so an installed copy takes writes as it is). */
   thaw(io: FormatApply, params: P): Promise<void>;
 
   /** A read-only command that prints a snapshot of the frozen data on stdout, to stream host to host. */
